@@ -1,0 +1,5 @@
+"""``python -m zexport``."""
+
+from .cli import cli
+
+cli()

@@ -1,0 +1,277 @@
+"""Reading an OwnYourChat archive through APSW, read-only and in batches.
+
+Why this shape:
+- The archive is opened with ``SQLITE_OPEN_READONLY`` (never ``CREATE``), so a
+  typo in ``--db`` cannot create an empty database, and zexport cannot alter
+  the app's file (no WAL switch, no ANALYZE).
+- A busy timeout lets us read while the app writes.
+- Reads are batched: one query for a batch's conversations, one for their
+  messages, one for their attachments. ``attachments.message_id`` has no
+  index, so the controller copies the attachment rows once, with an index on
+  ``conversation_id``, into a private side file (:func:`build_attachment_index`);
+  workers look attachments up there instead of scanning the table per batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import orjson
+
+from .errors import ArchiveError
+from .model import Attachment, Conversation, Message, Part
+from .schema import REQUIRED_TABLES
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def open_archive(path: str) -> apsw.Connection:
+    """Open ``path`` read-only and check that it is an OwnYourChat archive.
+
+    Raises :class:`ArchiveError` with one clear sentence otherwise; creates nothing.
+    """
+    if not os.path.exists(path):
+        raise ArchiveError(f"archive not found: {path}")
+    if not os.path.isfile(path):
+        raise ArchiveError(f"archive is not a file: {path}")
+    try:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        conn.setbusytimeout(BUSY_TIMEOUT_MS)
+        tables = {
+            row[0]: {c[1] for c in conn.execute(f"PRAGMA table_info({row[0]})")}
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    except apsw.NotADBError:
+        raise ArchiveError(f"not an SQLite database: {path}") from None
+    except apsw.Error as exc:
+        raise ArchiveError(f"cannot read archive {path}: {exc}") from None
+    for table, columns in REQUIRED_TABLES.items():
+        if table not in tables:
+            conn.close()
+            raise ArchiveError(
+                f"not an OwnYourChat archive (no '{table}' table): {path}"
+            )
+        missing = [c for c in columns if c not in tables[table]]
+        if missing:
+            conn.close()
+            raise ArchiveError(
+                f"not an OwnYourChat archive ('{table}' lacks {', '.join(missing)}): {path}"
+            )
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which conversations to export (the ``run`` filters)."""
+
+    providers: tuple[str, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    ids: tuple[str, ...] = ()
+
+    def where(self) -> tuple[str, list[Any]]:
+        """SQL ``WHERE`` clause and bindings for this selection."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if self.providers:
+            clauses.append(f"provider IN ({','.join('?' * len(self.providers))})")
+            args.extend(self.providers)
+        if self.ids:
+            clauses.append(f"id IN ({','.join('?' * len(self.ids))})")
+            args.extend(self.ids)
+        if self.since is not None:
+            clauses.append("COALESCE(updated_at, created_at) >= ?")
+            args.append(self.since)
+        if self.until is not None:
+            clauses.append("COALESCE(created_at, updated_at) < ?")
+            args.append(self.until)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationHead:
+    """What the controller needs of a conversation to name and schedule it."""
+
+    id: str
+    title: str | None
+    created_at: int | None
+    updated_at: int | None
+    message_count: int | None
+
+
+def list_conversations(conn: apsw.Connection, selection: Selection) -> Iterator[ConversationHead]:
+    """Every selected conversation, oldest first (then by id): the export order."""
+    where, args = selection.where()
+    sql = (
+        "SELECT id, title, created_at, updated_at, message_count FROM conversations"
+        f"{where} ORDER BY created_at IS NULL, created_at, id"
+    )
+    for row in conn.execute(sql, args):
+        yield ConversationHead(*row)
+
+
+def count_conversations(conn: apsw.Connection, selection: Selection) -> int:
+    """How many conversations the selection matches."""
+    where, args = selection.where()
+    row = conn.execute(f"SELECT count(*) FROM conversations{where}", args).fetchone()
+    return int(row[0]) if row else 0
+
+
+_ATTACHMENT_COLUMNS = (
+    "id, message_id, type, file_id, original_url, local_path, filename, mime_type, "
+    "size, width, height, created_at"
+)
+
+
+def build_attachment_index(conn: apsw.Connection, target: str) -> None:
+    """Copy attachment rows, keyed by conversation, into an indexed side file.
+
+    Runs once per export in the controller; the side file lives in the run's
+    private runtime folder and is removed with it.
+    """
+    side = apsw.Connection(target)
+    try:
+        side.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
+        side.execute(
+            "CREATE TABLE att (conversation_id TEXT, id TEXT, message_id TEXT, type TEXT,"
+            " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
+            " mime_type TEXT, size INT, width INT, height INT, created_at INT)"
+        )
+        rows = conn.execute(
+            f"SELECT m.conversation_id, a.{_ATTACHMENT_COLUMNS.replace(', ', ', a.')}"
+            " FROM attachments a JOIN messages m ON m.id = a.message_id"
+        )
+        with side:
+            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
+    finally:
+        side.close()
+
+
+class BatchReader:
+    """A worker's reader: fetches whole conversations for a batch of ids."""
+
+    def __init__(self, archive_path: str, attachment_index: str | None) -> None:
+        self.conn = open_archive(archive_path)
+        self.archive_dir = os.path.dirname(os.path.abspath(archive_path))
+        self.att: apsw.Connection | None = None
+        if attachment_index:
+            self.att = apsw.Connection(attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
+
+    def close(self) -> None:
+        """Close both connections."""
+        self.conn.close()
+        if self.att is not None:
+            self.att.close()
+
+    def read(self, items: Sequence[tuple[str, str]]) -> list[Conversation]:
+        """Load ``[(conversation_id, folder)]`` in one read transaction.
+
+        Conversations missing from the archive (deleted since listing) are
+        left out; the caller reports them.
+        """
+        ids = [cid for cid, _ in items]
+        marks = ",".join("?" * len(ids))
+        conversations: dict[str, Conversation] = {}
+        folders = dict(items)
+        with self.conn:  # one snapshot for the batch
+            for row in self.conn.execute(
+                "SELECT id, title, provider, created_at, updated_at, message_count,"
+                f" current_node_id FROM conversations WHERE id IN ({marks})",
+                ids,
+            ):
+                cid, title, provider, created, updated, count, current = row
+                conv = Conversation(
+                    id=cid, title=title if isinstance(title, str) else "",
+                    provider=str(provider or ""), created_at=_int(created),
+                    updated_at=_int(updated), message_count=_int(count),
+                    current_node_id=current, messages=[], folder=folders[cid],
+                )
+                if not conv.title:
+                    conv.warnings.append("conversation has no title")
+                if conv.created_at is None or conv.updated_at is None:
+                    conv.warnings.append("conversation has NULL timestamps")
+                conversations[cid] = conv
+            messages: dict[str, Message] = {}
+            for row in self.conn.execute(
+                "SELECT conversation_id, id, role, parts, created_at, updated_at, order_index,"
+                " parent_id, sibling_ids, sibling_index FROM messages"
+                f" WHERE conversation_id IN ({marks}) ORDER BY conversation_id, order_index, id",
+                ids,
+            ):
+                owner_conv = conversations.get(row[0])
+                if owner_conv is None:
+                    continue
+                msg = _message(row, owner_conv)
+                owner_conv.messages.append(msg)
+                messages[msg.id] = msg
+        if self.att is not None:
+            for row in self.att.execute(
+                f"SELECT message_id, {_ATTACHMENT_COLUMNS} FROM att"
+                f" WHERE conversation_id IN ({marks}) ORDER BY conversation_id, id",
+                ids,
+            ):
+                owner = messages.get(row[0])
+                if owner is not None:
+                    owner.attachments.append(Attachment(*row[1:]))
+        for conv in conversations.values():
+            _check_tree(conv)
+        return [conversations[cid] for cid in ids if cid in conversations]
+
+
+def _int(value: Any) -> int | None:
+    """An integer column that dirty data may have left NULL or as text."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _message(row: Sequence[Any], conv: Conversation) -> Message:
+    """Build a Message from a row, repairing what is broken and noting it."""
+    _, mid, role, raw, created, updated, order, parent, siblings_raw, sibling_index = row
+    raw_text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    parts: list[Part]
+    error: str | None = None
+    try:
+        decoded = orjson.loads(raw_text)
+        if not isinstance(decoded, list):
+            raise ValueError("parts is not a JSON array")
+        parts = [p if isinstance(p, dict) else {"type": "unknown", "value": p} for p in decoded]
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        error = f"unparseable parts JSON: {str(exc).splitlines()[0][:120]}"
+        parts = [{"type": "text", "text": raw_text}]
+        conv.warnings.append(f"message {mid}: {error}; kept as raw text")
+    siblings: list[str] | None = None
+    if siblings_raw:
+        try:
+            value = orjson.loads(siblings_raw)
+            if isinstance(value, list):
+                siblings = [str(v) for v in value]
+        except orjson.JSONDecodeError:
+            conv.warnings.append(f"message {mid}: unparseable sibling_ids")
+    created_i = _int(created)
+    if created_i is None:
+        conv.warnings.append(f"message {mid}: NULL created_at")
+    return Message(
+        id=str(mid), role=str(role or "assistant"), parts=parts, parts_raw=raw_text,
+        parts_error=error, created_at=created_i, updated_at=_int(updated),
+        order_index=_int(order) or 0, parent_id=parent, sibling_ids=siblings,
+        sibling_index=_int(sibling_index),
+    )
+
+
+def _check_tree(conv: Conversation) -> None:
+    """Note dangling parent links and an unknown current node."""
+    ids = {m.id for m in conv.messages}
+    for m in conv.messages:
+        if m.parent_id and m.parent_id not in ids:
+            conv.warnings.append(f"message {m.id}: parent {m.parent_id} is missing")
+    if conv.current_node_id and conv.current_node_id not in ids:
+        conv.warnings.append(f"current_node_id {conv.current_node_id} names no message")

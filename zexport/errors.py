@@ -1,0 +1,41 @@
+"""zexport's exception hierarchy.
+
+::
+
+    ZexportError                 base; the CLI turns it into one clear line
+    ├── UsageError               bad options or arguments (exit 2)
+    ├── ArchiveError             --db missing, not SQLite, or not an OwnYourChat archive (exit 2)
+    ├── OutputError              --out unusable, or held by another running export (exit 2)
+    ├── PluginError              a plugin failed to load or does not match the hook spec
+    └── ProtocolError            a frame on a socket is malformed, oversized or of another version
+
+Library code raises these; only ``cli.py`` maps them to exit statuses.
+"""
+
+from __future__ import annotations
+
+
+class ZexportError(Exception):
+    """Base class: an error zexport explains to the user in one line."""
+
+    exit_code = 2
+
+
+class UsageError(ZexportError):
+    """The options or arguments given cannot be honoured."""
+
+
+class ArchiveError(ZexportError):
+    """The archive path is missing, not SQLite, or lacks the OwnYourChat tables."""
+
+
+class OutputError(ZexportError):
+    """The output folder cannot be used (not a folder, not writable, or locked by a run)."""
+
+
+class PluginError(ZexportError):
+    """A plugin could not be loaded, or does not implement the hooks as specified."""
+
+
+class ProtocolError(ZexportError):
+    """A frame could not be decoded: garbage, truncated, oversized or a foreign version."""

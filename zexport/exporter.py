@@ -1,0 +1,147 @@
+"""Exporting one conversation: its folder, its attachments, its rendered file.
+
+This is what a worker does per conversation, kept apart from the worker's
+socket loop so it can be read, and tested, on its own. It never raises for a
+bad conversation: the outcome says what went wrong, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+
+from .formats.base import Format, RenderContext
+from .model import Attachment, Conversation
+from .naming import sanitize_component, unique_names
+from .output import UnsafePathError, atomic_copy, atomic_link, atomic_write, ensure_dir, inside
+
+ATTACHMENTS_DIR = "attachments"
+
+# Asks the controller for a missing attachment; returns (local path, None) or (None, reason).
+Fetcher = Callable[[Conversation, Attachment], tuple[str | None, str | None]]
+
+
+@dataclass
+class Outcome:
+    """What happened to one conversation, as sent back to the controller."""
+
+    id: str
+    ok: bool
+    title: str = ""
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    attachments_ok: int = 0
+    attachments_failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The msgpack-able form (see docs/protocol.md, ``done``)."""
+        return {
+            "id": self.id, "ok": self.ok, "title": self.title, "error": self.error,
+            "warnings": self.warnings, "attachments_ok": self.attachments_ok,
+            "attachments_failed": [list(x) for x in self.attachments_failed],
+        }
+
+
+@dataclass
+class ExportSettings:
+    """Run-wide settings every conversation is exported with."""
+
+    out_dir: str
+    archive_dir: str
+    fmt: Format
+    options: dict[str, Any]
+    tz: tzinfo
+    branches: str
+    exported_at: str
+    attachments: str = "copy"  # copy | link | off
+
+
+class ConversationExporter:
+    """Exports conversations one at a time with fixed settings."""
+
+    def __init__(self, settings: ExportSettings, fetch: Fetcher | None = None) -> None:
+        self.s = settings
+        self.fetch = fetch
+
+    def export(self, conv: Conversation, batch: int = 0) -> Outcome:
+        """Export ``conv``; never raises for a problem with the conversation itself."""
+        outcome = Outcome(id=conv.id, ok=False, title=conv.title, warnings=conv.warnings)
+        try:
+            folder = inside(self.s.out_dir, conv.folder)
+            ensure_dir(folder)
+            if self.s.attachments != "off":
+                self._attachments(conv, folder, outcome)
+            ctx = RenderContext(
+                out_dir=self.s.out_dir, folder=folder, options=self.s.options, tz=self.s.tz,
+                branches=self.s.branches, exported_at=self.s.exported_at, batch=batch,
+            )
+            body = self.s.fmt.render(conv, ctx)
+            if body is not None:
+                data = body.encode("utf-8") if isinstance(body, str) else body
+                atomic_write(os.path.join(folder, f"conversation.{self.s.fmt.extension}"), data)
+            outcome.ok = True
+        except UnsafePathError as exc:
+            outcome.error = f"unsafe output path: {exc}"
+        except OSError as exc:
+            outcome.error = f"write failed: {exc.strerror or exc} ({exc.filename or ''})"
+        except Exception as exc:  # a format plugin may raise anything
+            outcome.error = f"format {self.s.fmt.name!r} failed: {type(exc).__name__}: {exc}"
+        return outcome
+
+    def _attachments(self, conv: Conversation, folder: str, outcome: Outcome) -> None:
+        """Copy (or link) each attachment into ``attachments/``; mark the missing ones."""
+        atts = [a for m in conv.messages for a in m.attachments]
+        if not atts:
+            return
+        names = unique_names(_attachment_name(a) for a in atts)
+        target_dir = os.path.join(folder, ATTACHMENTS_DIR)
+        made_dir = False
+        for att, name in zip(atts, names, strict=True):
+            source, reason = self._source(conv, att)
+            if source is None:
+                att.unavailable_reason = reason
+                outcome.attachments_failed.append((att.id, reason or "unavailable"))
+                continue
+            try:
+                if not made_dir:
+                    ensure_dir(target_dir)
+                    made_dir = True
+                target = os.path.join(target_dir, name)
+                if self.s.attachments == "link":
+                    atomic_link(source, target)
+                else:
+                    atomic_copy(source, target)
+            except OSError as exc:
+                att.unavailable_reason = f"copy failed: {exc.strerror or exc}"
+                outcome.attachments_failed.append((att.id, att.unavailable_reason))
+                continue
+            att.exported_path = f"{ATTACHMENTS_DIR}/{name}"
+            outcome.attachments_ok += 1
+
+    def _source(self, conv: Conversation, att: Attachment) -> tuple[str | None, str | None]:
+        """Where the attachment's bytes are on this machine, or why there are none."""
+        if att.local_path:
+            path = att.local_path
+            if not os.path.isabs(path):
+                path = os.path.join(self.s.archive_dir, path)
+            if os.path.isfile(path):
+                return path, None
+        if self.fetch is None:
+            return None, "file not on disk (downloads off)"
+        return self.fetch(conv, att)
+
+
+def _attachment_name(att: Attachment) -> str:
+    """A safe file name for an attachment, with an extension from its type if it has none."""
+    name = sanitize_component(os.path.basename((att.filename or "").replace("\\", "/")), 200)
+    if not name:
+        name = sanitize_component(att.id, 200) or "attachment"
+    if "." not in name[1:] and att.mime_type:
+        ext = mimetypes.guess_extension(att.mime_type.split(";")[0].strip())
+        if ext:
+            name += ext
+    return name

@@ -1,0 +1,1 @@
+"""Built-in output formats, registered as plugins through ``zexport_formats``."""

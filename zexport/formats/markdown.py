@@ -1,0 +1,136 @@
+"""The built-in ``markdown`` format (BRIEF §4), Obsidian-friendly.
+
+YAML front matter, one section per message with its role, text verbatim,
+sources as links, attachments embedded or linked (URL-encoded), a visible
+placeholder for an attachment that could not be had. By default only the
+active branch is rendered and the file says how many messages it left out;
+``--branches all`` renders every branch, depth first, each marked.
+Nothing in the file depends on when the export ran.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+import orjson
+
+from ..hookspecs import hookimpl
+from ..model import Attachment, Conversation, Message, Part
+from .base import Format, RenderContext, iso_time
+
+ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+_BACKTICKS = re.compile(r"`{3,}")
+_LINK_TEXT = re.compile(r"([\[\]\\])")
+
+
+def _yaml_str(value: str) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return orjson.dumps(value).decode()
+
+
+def _fence(body: str) -> str:
+    """A code fence longer than any backtick run inside ``body``."""
+    longest = max((len(m) for m in _BACKTICKS.findall(body)), default=2)
+    return "`" * max(3, longest + 1)
+
+
+def _link_text(text: str) -> str:
+    return _LINK_TEXT.sub(r"\\\1", text.replace("\n", " "))
+
+
+class MarkdownFormat(Format):
+    """Markdown with YAML front matter, one file per conversation."""
+
+    name = "markdown"
+    extension = "md"
+    version = "1"
+    description = "Markdown with YAML front matter (Obsidian-friendly)"
+
+    def render(self, conversation: Conversation, ctx: RenderContext) -> str:
+        """Render the conversation as Markdown text."""
+        conv = conversation
+        tz = ctx.tz
+        out: list[str] = [
+            "---",
+            f"id: {_yaml_str(conv.id)}",
+            f"title: {_yaml_str(conv.title)}",
+            f"provider: {_yaml_str(conv.provider)}",
+            f"created: {iso_time(conv.created_at, tz) or 'null'}",
+            f"updated: {iso_time(conv.updated_at, tz) or 'null'}",
+            f"messages: {len(conv.messages)}",
+            "---",
+            "",
+            f"# {conv.title or 'Untitled'}",
+            "",
+        ]
+        if ctx.branches == "all":
+            entries = conv.tree_order()
+            active = {m.id for m in conv.active_branch()}
+            branched = any(count > 1 for _, _, count in entries)
+            if branched:
+                out += ["> This conversation has alternative branches; every branch is shown, "
+                        "depth first. Messages on the branch last viewed are marked ★.", ""]
+            for msg, number, count in entries:
+                label = f" · branch {number} of {count}" if count > 1 else ""
+                star = " ★" if branched and msg.id in active else ""
+                self._message(out, msg, label + star, ctx)
+        else:
+            path = conv.active_branch()
+            left_out = len(conv.messages) - len(path)
+            if left_out:
+                noun = "message" if left_out == 1 else "messages"
+                out += [f"> {left_out} {noun} on other branches not shown "
+                        "(export with `--branches all` to include them).", ""]
+            for msg in path:
+                self._message(out, msg, "", ctx)
+        return "\n".join(out).rstrip("\n") + "\n"
+
+    def _message(self, out: list[str], msg: Message, label: str, ctx: RenderContext) -> None:
+        role = ROLE_NAMES.get(msg.role, msg.role.capitalize() or "Unknown")
+        out.append(f"## {role}{label}")
+        out.append("")
+        when = iso_time(msg.created_at, ctx.tz)
+        if when:
+            out += [f"*{when}*", ""]
+        if msg.parts_error:
+            out += [f"> ⚠ The stored parts of this message are not valid JSON "
+                    f"({msg.parts_error}); the raw text follows.", ""]
+        sources: list[Part] = []
+        for part in msg.parts:
+            kind = part.get("type")
+            if kind == "text":
+                text = str(part.get("text", ""))
+                if text.strip():
+                    out += [text.rstrip("\n"), ""]
+            elif kind == "source-url":
+                sources.append(part)
+            else:
+                body = orjson.dumps(part, option=orjson.OPT_INDENT_2).decode()
+                fence = _fence(body)
+                out += [f"*[{kind} part]*", "", f"{fence}json", body, fence, ""]
+        if sources:
+            out += ["**Sources**", ""]
+            for src in sources:
+                url = str(src.get("url", ""))
+                title = str(src.get("title") or url)
+                out.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)")
+            out.append("")
+        for att in msg.attachments:
+            out += [_attachment(att), ""]
+
+
+def _attachment(att: Attachment) -> str:
+    name = att.filename or att.id
+    if att.exported_path:
+        target = quote(att.exported_path)
+        bang = "!" if att.is_image else ""
+        return f"{bang}[{_link_text(name)}]({target})"
+    reason = att.unavailable_reason or "not available"
+    return f"> ⚠ Attachment unavailable: {_link_text(name)}: {reason}"
+
+
+@hookimpl
+def zexport_formats() -> list[Format]:
+    """Register the markdown format."""
+    return [MarkdownFormat()]

@@ -1,0 +1,32 @@
+"""The plugin hooks: zexport's public extension contract (see docs/plugins.md).
+
+A plugin is a module (usually a package installed with an entry point in the
+``zexport`` group) that implements one or more of these hooks with
+``@zexport.hookimpl``. Built-in formats register through the very same hooks.
+Hooks are *registration* hooks: they return objects; zexport then calls
+those objects' methods where and when it needs them (formats in the workers,
+``start``/``finish`` in the controller).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .formats.base import Format
+
+PROJECT = "zexport"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def zexport_formats() -> list[Format]:  # type: ignore[empty-body]
+    """Return the output formats this plugin provides.
+
+    Each item is an instance of a :class:`zexport.Format` subclass with a
+    unique ``name`` (what ``--format`` selects). Called once per process.
+    """

@@ -1,0 +1,50 @@
+"""Where things are by default: the app's archive, zexport's cache, the sample."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def app_archive_path() -> str:
+    """Where OwnYourChat keeps ``ownyourchat.db`` on this OS (it may not exist)."""
+    home = os.path.expanduser("~")
+    if sys.platform == "darwin":
+        base = os.path.join(home, "Library", "Application Support")
+    elif sys.platform.startswith("win"):
+        base = os.environ.get("APPDATA", os.path.join(home, "AppData", "Roaming"))
+    else:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return os.path.join(base, "ownyourchat", "ownyourchat.db")
+
+
+def cache_dir() -> str:
+    """zexport's cache folder (``ZEXPORT_CACHE_DIR``, else the OS's user cache)."""
+    override = os.environ.get("ZEXPORT_CACHE_DIR")
+    if override:
+        return override
+    home = os.path.expanduser("~")
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Caches", "zexport")
+    if sys.platform.startswith("win"):
+        return os.path.join(os.environ.get("LOCALAPPDATA", home), "zexport", "Cache")
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"),
+                        "zexport")
+
+
+SAMPLE_CONVERSATIONS = 500
+
+
+def builtin_sample() -> str:
+    """The built-in sample archive, made once into the cache folder."""
+    from .sample import make_sample
+
+    folder = os.path.join(cache_dir(), "sample")
+    path = os.path.join(folder, f"sample-{SAMPLE_CONVERSATIONS}.db")
+    if not os.path.exists(path):
+        os.makedirs(folder, exist_ok=True)
+        try:
+            make_sample(path, conversations=SAMPLE_CONVERSATIONS, seed=0)
+        except FileExistsError:
+            pass  # made concurrently by another run
+    return path

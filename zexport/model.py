@@ -1,0 +1,158 @@
+"""The typed conversation model handed to format plugins.
+
+Plugins never see database rows: the reader turns rows into these objects,
+repairing what it can (bad parts JSON, NULL times, missing parents) and
+recording each repair in ``Conversation.warnings`` so the run report can list
+it. Objects are plain slotted dataclasses: cheap to build on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Part = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Attachment:
+    """One attachment row, plus where the worker put it in the export.
+
+    ``exported_path`` is the path relative to the conversation folder (always
+    under ``attachments/``) once the file was copied; ``unavailable_reason``
+    says why there is no file when there is none.
+    """
+
+    id: str
+    message_id: str
+    type: str
+    file_id: str | None
+    original_url: str | None
+    local_path: str | None
+    filename: str | None
+    mime_type: str | None
+    size: int | None
+    width: int | None
+    height: int | None
+    created_at: int | None
+    exported_path: str | None = None
+    unavailable_reason: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """True for images, which formats embed rather than link."""
+        return self.type == "image" or (self.mime_type or "").startswith("image/")
+
+
+@dataclass(slots=True)
+class Message:
+    """One message. ``parts`` is the parsed parts array; ``parts_raw`` the stored text.
+
+    When the stored parts are not a valid JSON array, ``parts`` holds a single
+    ``{"type": "text", "text": <raw>}`` part so nothing is lost, and
+    ``parts_error`` says what was wrong.
+    """
+
+    id: str
+    role: str
+    parts: list[Part]
+    parts_raw: str
+    parts_error: str | None
+    created_at: int | None
+    updated_at: int | None
+    order_index: int
+    parent_id: str | None
+    sibling_ids: list[str] | None
+    sibling_index: int | None
+    attachments: list[Attachment] = field(default_factory=list)
+
+    def text(self) -> str:
+        """The text parts joined by blank lines (sources and other parts excluded)."""
+        return "\n\n".join(
+            str(p.get("text", "")) for p in self.parts if p.get("type") == "text"
+        )
+
+
+@dataclass(slots=True)
+class Conversation:
+    """A conversation with every message of every branch, in ``order_index`` order.
+
+    ``folder`` is the output folder name the controller chose (unique, safe on
+    every OS); formats write inside it.
+    """
+
+    id: str
+    title: str
+    provider: str
+    created_at: int | None
+    updated_at: int | None
+    message_count: int | None
+    current_node_id: str | None
+    messages: list[Message]
+    folder: str
+    warnings: list[str] = field(default_factory=list)
+
+    def by_id(self) -> dict[str, Message]:
+        """Messages keyed by id."""
+        return {m.id: m for m in self.messages}
+
+    def active_branch(self) -> list[Message]:
+        """Messages from the root to ``current_node_id`` (the branch the user last saw).
+
+        Falls back, in order: when ``current_node_id`` is NULL or unknown, the
+        leaf is the last message by ``order_index``; when no message has a
+        parent at all (a flat conversation), every message is on the branch.
+        A walk that meets a missing parent stops there: that message is the
+        branch's first.
+        """
+        if not self.messages:
+            return []
+        index = self.by_id()
+        if all(m.parent_id is None for m in self.messages):
+            return list(self.messages)
+        leaf = index.get(self.current_node_id or "") or self.messages[-1]
+        path: list[Message] = []
+        seen: set[str] = set()
+        node: Message | None = leaf
+        while node is not None and node.id not in seen:
+            seen.add(node.id)
+            path.append(node)
+            node = index.get(node.parent_id) if node.parent_id else None
+        path.reverse()
+        return path
+
+    def tree_order(self) -> list[tuple[Message, int, int]]:
+        """Every message depth-first, as ``(message, branch_no, branch_count)``.
+
+        Children are ordered by ``sibling_index`` then ``order_index``, so each
+        alternative is followed by its own continuation instead of being
+        interleaved by time. ``branch_no``/``branch_count`` are 1-based;
+        ``branch_count`` is 1 where a message has no alternative. Messages whose
+        parent is missing start their own run, in ``order_index`` order.
+        """
+        index = self.by_id()
+        children: dict[str, list[Message]] = {}
+        roots: list[Message] = []
+        for m in self.messages:
+            if m.parent_id and m.parent_id in index:
+                children.setdefault(m.parent_id, []).append(m)
+            else:
+                roots.append(m)
+        for group in children.values():
+            group.sort(key=lambda m: (m.sibling_index or 0, m.order_index))
+        out: list[tuple[Message, int, int]] = []
+        seen: set[str] = set()
+        stack: list[tuple[Message, int, int]] = [(r, 1, 1) for r in reversed(roots)]
+        while stack:
+            item = stack.pop()
+            msg = item[0]
+            if msg.id in seen:
+                continue
+            seen.add(msg.id)
+            out.append(item)
+            kids = children.get(msg.id, [])
+            for i in range(len(kids) - 1, -1, -1):
+                stack.append((kids[i], i + 1, len(kids)))
+        # A parent cycle leaves messages unreachable from any root: keep them.
+        out.extend((m, 1, 1) for m in self.messages if m.id not in seen)
+        return out

@@ -1,0 +1,152 @@
+"""Output names: safe on Linux, macOS and Windows, unique, and decided once.
+
+The controller calls :class:`FolderNamer` for every conversation before any
+worker starts, in a fixed order, so a conversation's folder never depends on
+worker count or scheduling (BRIEF §4). Names keep Unicode (NFC), are capped at
+255 bytes on whole characters, and equal titles get a short, stable suffix
+from the conversation id instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from datetime import datetime, tzinfo
+
+MAX_NAME_BYTES = 255
+FALLBACK_TITLE = "Untitled"
+
+# Forbidden on Windows (and '/' everywhere), plus C0/C1 controls and DEL.
+_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f]')
+# Bidirectional overrides and isolates: they make a name display as another one.
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SPACES = re.compile(r"\s+")
+_WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"]
+    + [f"{p}{d}" for p in ("com", "lpt") for d in "123456789\u00b9\u00b2\u00b3"]
+)
+# Characters that must not end a cut name: joiners and variation selectors
+# would leave half an emoji sequence behind.
+_DANGLING = "\u200d\ufe0e\ufe0f"
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """Cut ``text`` to at most ``max_bytes`` UTF-8 bytes without splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    cut = data[:max_bytes].decode("utf-8", errors="ignore")
+    # Drop trailing combining marks and joiners, which belong to a cut sequence.
+    while cut and (unicodedata.combining(cut[-1]) or cut[-1] in _DANGLING):
+        cut = cut[:-1]
+    return cut
+
+
+def sanitize_component(text: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """Turn arbitrary text into one path component valid on every common OS.
+
+    Forbidden characters become ``_``; controls and bidi overrides are
+    removed; whitespace runs collapse; leading dots (hidden files, ``..``)
+    and trailing dots/spaces (invalid on Windows) go; Windows device names
+    (``CON``, ``nul.txt``, ``COM¹``) get a ``_`` after the stem. Returns ""
+    when nothing is left; callers choose the fallback.
+    """
+    name = unicodedata.normalize("NFC", text)
+    name = _BIDI.sub("", name)
+    name = _FORBIDDEN.sub("_", name)
+    name = _SPACES.sub(" ", name).strip().lstrip(".").strip()
+    name = truncate_utf8(name, max_bytes).rstrip(". ")
+    stem, dot, ext = name.partition(".")
+    if stem.strip().casefold() in _WINDOWS_RESERVED:
+        name = truncate_utf8(f"{stem}_{dot}{ext}", max_bytes).rstrip(". ")
+    return name
+
+
+def date_prefix(created_at: int | None, tz: tzinfo) -> str:
+    """``YYYY-MM-DD `` in ``tz`` for a Unix time, or "" when there is none."""
+    if created_at is None:
+        return ""
+    try:
+        return datetime.fromtimestamp(created_at, tz).strftime("%Y-%m-%d ")
+    except (OverflowError, OSError, ValueError):
+        return ""
+
+
+def name_key(name: str) -> str:
+    """The key two names collide on: case-insensitive and normalisation-insensitive
+    file systems (macOS, Windows) treat ``Café``/``Café`` and ``A``/``a`` alike."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+class FolderNamer:
+    """Assigns each conversation a unique folder name.
+
+    Feed conversations with :meth:`add` in a deterministic order, then read
+    :meth:`assign`. Within a group of equal names the earliest conversation
+    (by created_at, then id) keeps the plain name; the others get `` (id8)``.
+    """
+
+    def __init__(self, tz: tzinfo) -> None:
+        self._tz = tz
+        self._entries: list[tuple[str, str, int | None]] = []
+
+    def add(self, conversation_id: str, title: str | None, created_at: int | None) -> None:
+        """Record one conversation to be named."""
+        self._entries.append((conversation_id, title or "", created_at))
+
+    def base_name(self, title: str, created_at: int | None) -> str:
+        """The name a conversation gets when no other one shares it."""
+        prefix = date_prefix(created_at, self._tz)
+        title_part = sanitize_component(title) or FALLBACK_TITLE
+        return sanitize_component(prefix + title_part)
+
+    def assign(self) -> dict[str, str]:
+        """Return ``{conversation_id: folder_name}`` for everything added."""
+        groups: dict[str, list[tuple[str, str, int | None]]] = {}
+        for cid, title, created in self._entries:
+            base = self.base_name(title, created)
+            groups.setdefault(name_key(base), []).append((cid, base, created))
+        used: set[str] = set(groups)
+        result: dict[str, str] = {}
+        for members in groups.values():
+            members.sort(key=lambda e: (e[2] is None, e[2] or 0, e[0]))
+            result[members[0][0]] = members[0][1]
+            for cid, base, _ in members[1:]:
+                result[cid] = _suffixed(base, cid, used)
+        return result
+
+
+def _suffixed(base: str, conversation_id: str, used: set[str]) -> str:
+    """``base (id8)``, lengthening the id part until the name is free."""
+    token = sanitize_component(conversation_id, 64) or "x"
+    for length in (8, 12, 16, len(token)):
+        suffix = f" ({token[:length]})"
+        name = truncate_utf8(base, MAX_NAME_BYTES - len(suffix.encode())).rstrip(". ") + suffix
+        if name_key(name) not in used:
+            used.add(name_key(name))
+            return name
+    n = 2
+    while True:
+        suffix = f" ({token} {n})"
+        name = truncate_utf8(base, MAX_NAME_BYTES - len(suffix.encode())).rstrip(". ") + suffix
+        if name_key(name) not in used:
+            used.add(name_key(name))
+            return name
+        n += 1
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """Make a list of file names unique within one folder (``a.png``, ``a (2).png``)."""
+    used: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        stem, dot, ext = name.rpartition(".") if "." in name[1:] else (name, "", "")
+        candidate, n = name, 2
+        while name_key(candidate) in used:
+            tail = f" ({n}){dot}{ext}"
+            candidate = truncate_utf8(stem, MAX_NAME_BYTES - len(tail.encode())) + tail
+            n += 1
+        used.add(name_key(candidate))
+        out.append(candidate)
+    return out

@@ -1,0 +1,148 @@
+"""Finding and loading plugins, one at a time, so one broken plugin harms nothing else.
+
+Sources, in order: the built-in modules (:data:`BUILTIN_PLUGINS`), modules named
+in the ``ZEXPORT_PLUGINS`` environment variable (comma-separated import paths,
+handy while developing a plugin), then every entry point in the ``zexport``
+group. Each is imported, registered and asked for its formats separately;
+a failure is recorded as a :class:`PluginInfo` with the reason and the
+plugin is left out. ``ZEXPORT_STRICT_PLUGINS=1`` turns failures into errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UsageError
+from .formats.base import Format
+
+BUILTIN_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format")
+ENTRY_POINT_GROUP = "zexport"
+
+
+@dataclass
+class PluginInfo:
+    """One plugin: where it came from, what it provides, or why it failed."""
+
+    name: str
+    package: str
+    version: str
+    formats: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Registry:
+    """Every format that loaded, and every plugin, working or broken."""
+
+    formats: dict[str, Format] = field(default_factory=dict)
+    format_plugin: dict[str, PluginInfo] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
+
+    @property
+    def broken(self) -> list[PluginInfo]:
+        """Plugins that failed to load, with their reasons."""
+        return [p for p in self.plugins if p.error]
+
+    def get_format(self, name: str) -> Format:
+        """The format called ``name``, or a UsageError listing the available ones."""
+        try:
+            return self.formats[name]
+        except KeyError:
+            known = ", ".join(sorted(self.formats)) or "none"
+            raise UsageError(f"unknown format {name!r} (available: {known})") from None
+
+
+def _plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _strict() -> bool:
+    return os.environ.get("ZEXPORT_STRICT_PLUGINS", "") not in ("", "0")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _add_module(
+    registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, module: ModuleType
+) -> None:
+    """Register one plugin module and collect its formats, recording any failure."""
+    try:
+        pm.register(module, name=info.name)
+        pm.check_pending()
+        impls = [i for i in pm.hook.zexport_formats.get_hookimpls() if i.plugin is module]
+        found: list[Format] = []
+        for impl in impls:
+            result: Any = impl.function()
+            for fmt in result:
+                if not isinstance(fmt, Format) or not fmt.name:
+                    raise PluginError(f"zexport_formats returned {fmt!r}, not a named Format")
+                if fmt.name in registry.formats or fmt.name in {f.name for f in found}:
+                    raise PluginError(f"format name {fmt.name!r} is already taken")
+                found.append(fmt)
+    except Exception as exc:  # a plugin may raise anything; it must not take others down
+        if pm.is_registered(module):
+            pm.unregister(module)
+        info.error = _describe(exc)
+        registry.plugins.append(info)
+        if _strict():
+            raise PluginError(f'Error loading plugin "{info.name}": {info.error}') from exc
+        return
+    for fmt in found:
+        registry.formats[fmt.name] = fmt
+        registry.format_plugin[fmt.name] = info
+        info.formats.append(fmt.name)
+    registry.plugins.append(info)
+
+
+def _import(registry: Registry, info: PluginInfo, module_path: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module_path)
+    except Exception as exc:  # ImportError, SyntaxError, anything its top level raises
+        info.error = _describe(exc)
+        registry.plugins.append(info)
+        if _strict():
+            raise PluginError(f'Error loading plugin "{info.name}": {info.error}') from exc
+        return None
+
+
+@functools.cache
+def load_registry() -> Registry:
+    """Load every plugin once per process and return the registry."""
+    from . import __version__
+
+    registry = Registry()
+    pm = _plugin_manager()
+    sources: list[tuple[PluginInfo, str]] = [
+        (PluginInfo(path.rsplit(".", 1)[-1], "zexport", __version__), path)
+        for path in BUILTIN_PLUGINS
+    ]
+    extra = os.environ.get("ZEXPORT_PLUGINS", "")
+    sources += [
+        (PluginInfo(path, "(ZEXPORT_PLUGINS)", ""), path)
+        for path in (p.strip() for p in extra.split(",")) if path
+    ]
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist
+        sources.append((
+            PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else ""),
+            ep.value.split(":")[0],
+        ))
+    for info, path in sources:
+        module = _import(registry, info, path)
+        if module is not None:
+            _add_module(registry, pm, info, module)
+    return registry
