@@ -244,6 +244,9 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
         if not isinstance(decoded, list):
             raise ValueError("parts is not a JSON array")
         parts = [p if isinstance(p, dict) else {"type": "unknown", "value": p} for p in decoded]
+        if len(parts) != sum(isinstance(p, dict) for p in decoded):
+            error = "parts array holds items that are not objects"
+            conv.warnings.append(f"message {mid}: {error}; kept as 'unknown' parts")
     except (orjson.JSONDecodeError, ValueError) as exc:
         error = f"unparseable parts JSON: {str(exc).splitlines()[0][:120]}"
         parts = [{"type": "text", "text": raw_text}]

@@ -72,7 +72,7 @@ def _default_db() -> tuple[str, str]:
 
 
 @cli.command()
-@click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
+@click.option("--db", "db", type=click.Path(), default=None,
               help="Archive to export (default: OwnYourChat's, else the built-in sample).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="zexport-out",
               show_default=True, help="Output folder.")

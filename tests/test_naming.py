@@ -1,0 +1,105 @@
+"""Folder and file names: safe everywhere, unique, capped in bytes, deterministic."""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from datetime import timezone
+
+import pytest
+
+from zexport.naming import (
+    FolderNamer,
+    name_key,
+    sanitize_component,
+    truncate_utf8,
+    unique_names,
+)
+
+WINDOWS_FORBIDDEN = set('<>:"/\\|?*')
+
+
+def valid_everywhere(name: str) -> bool:
+    """The rules Linux, macOS and Windows together impose on one path component."""
+    return (
+        bool(name)
+        and len(name.encode()) <= 255
+        and not any(c in WINDOWS_FORBIDDEN or ord(c) < 32 for c in name)
+        and not name.endswith((".", " "))
+        and name not in (".", "..")
+        and name.split(".")[0].strip().casefold() not in {"con", "prn", "aux", "nul"}
+        and unicodedata.is_normalized("NFC", name)
+    )
+
+
+HOSTILE = ["a/b", "..", ".", "CON", "nul.txt", "com1", "what: is * this?", "🚀🔥💯",
+           "中" * 100, "", "trailing. . ", "nul\x00byte", "\u202eevil", "Cafe\u0301",
+           "../../etc/passwd", "C:\\x", "/abs", "COM\u00b9", " lead"]
+
+
+@pytest.mark.parametrize("title", HOSTILE)
+def test_sanitized_names_are_valid_everywhere(title: str) -> None:
+    namer = FolderNamer(timezone.utc)
+    namer.add("id-1", title, 1_700_000_000)
+    namer.add("id-2", title, None)
+    for name in namer.assign().values():
+        assert valid_everywhere(name), repr(name)
+
+
+def test_truncate_cuts_on_whole_characters() -> None:
+    text = "é" * 200  # 2 bytes each
+    cut = truncate_utf8(text, 255)
+    assert len(cut.encode()) == 254
+    assert cut == "é" * 127
+    emoji = "👍🏽" * 100
+    cut = truncate_utf8(emoji, 10)
+    assert len(cut.encode()) <= 10
+    cut.encode("utf-8")  # no lone surrogate
+
+
+def test_long_cjk_title_fits_255_bytes_with_date_and_suffix() -> None:
+    namer = FolderNamer(timezone.utc)
+    title = "数据" * 80  # 480 bytes
+    namer.add("aaaaaaaa-1", title, 1_700_000_000)
+    namer.add("bbbbbbbb-2", title, 1_700_000_001)
+    names = namer.assign()
+    assert all(len(n.encode()) <= 255 for n in names.values())
+    assert names["aaaaaaaa-1"].startswith("2023-11-14 数据")
+    assert names["bbbbbbbb-2"].endswith("(bbbbbbbb)")
+    assert names["aaaaaaaa-1"] != names["bbbbbbbb-2"]
+
+
+def test_equal_titles_get_unique_names_case_and_normalisation_insensitive() -> None:
+    namer = FolderNamer(timezone.utc)
+    titles = ["New chat"] * 50 + ["Report", "REPORT", "Café", "Cafe\u0301"]
+    for i, t in enumerate(titles):
+        namer.add(f"conv-{i:04d}", t, 1_700_000_000)
+    names = namer.assign()
+    keys = [name_key(n) for n in names.values()]
+    assert len(set(keys)) == len(titles)
+    assert names["conv-0000"] == "2023-11-14 New chat"  # the earliest keeps the plain name
+
+
+def test_names_do_not_depend_on_input_order() -> None:
+    entries = [(f"id-{i:03d}", random.Random(i).choice(["New chat", "x", "Y", "y"]),
+                1_700_000_000 + (i % 3) * 86400) for i in range(200)]
+    results = []
+    for seed in range(3):
+        shuffled = entries[:]
+        random.Random(seed).shuffle(shuffled)
+        namer = FolderNamer(timezone.utc)
+        for e in shuffled:
+            namer.add(*e)
+        results.append(namer.assign())
+    assert results[0] == results[1] == results[2]
+
+
+def test_windows_reserved_names_are_renamed() -> None:
+    assert sanitize_component("CON") == "CON_"
+    assert sanitize_component("nul.txt") == "nul_.txt"
+    assert sanitize_component("console") == "console"
+
+
+def test_unique_file_names_within_a_folder() -> None:
+    assert unique_names(["a.png", "A.png", "a.png", "b"]) == [
+        "a.png", "A (2).png", "a (3).png", "b"]
