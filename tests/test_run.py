@@ -10,7 +10,6 @@ from typing import Any
 
 import apsw
 import pytest
-
 from conftest import tree_digest
 
 pytestmark = pytest.mark.timeout(180)
