@@ -234,3 +234,18 @@ def test_progress_json_lines(cli: Any, sample_db: Path, tmp_path: Path) -> None:
     exporting = [x for x in lines if x["phase"] == "exporting"]
     assert exporting[-1]["current"] == exporting[-1]["total"] > 0
     assert [x["current"] for x in exporting] == sorted(x["current"] for x in exporting)
+
+
+def test_empty_archive_exports_nothing_and_exits_0_quickly(cli: Any, tmp_path: Path) -> None:
+    from zexport.schema import DDL
+
+    db = tmp_path / "empty.db"
+    con = apsw.Connection(str(db))
+    con.execute(DDL)
+    con.close()
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(db), "--out", str(out), "--progress", "none", timeout=30)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    assert report["status"] == "ok" and report["counts"]["selected"] == 0
+    assert report["seconds"] < 10

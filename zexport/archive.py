@@ -159,8 +159,7 @@ class BatchReader:
         self.conn = open_archive(archive_path)
         self.archive_dir = os.path.dirname(os.path.abspath(archive_path))
         self.att: apsw.Connection | None = None
-        if attachment_index:
-            self.att = apsw.Connection(attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
+        self.attachment_index = attachment_index
 
     def close(self) -> None:
         """Close both connections."""
@@ -200,7 +199,7 @@ class BatchReader:
             for row in self.conn.execute(
                 "SELECT conversation_id, id, role, parts, created_at, updated_at, order_index,"
                 " parent_id, sibling_ids, sibling_index FROM messages"
-                f" WHERE conversation_id IN ({marks}) ORDER BY conversation_id, order_index, id",
+                f" WHERE conversation_id IN ({marks})",
                 ids,
             ):
                 owner_conv = conversations.get(row[0])
@@ -209,6 +208,9 @@ class BatchReader:
                 msg = _message(row, owner_conv)
                 owner_conv.messages.append(msg)
                 messages[msg.id] = msg
+        if self.att is None and self.attachment_index:
+            # Opened on first use: the controller builds it while workers start.
+            self.att = apsw.Connection(self.attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
         if self.att is not None:
             for row in self.att.execute(
                 f"SELECT message_id, {_ATTACHMENT_COLUMNS} FROM att"
@@ -219,6 +221,8 @@ class BatchReader:
                 if owner is not None:
                     owner.attachments.append(Attachment(*row[1:]))
         for conv in conversations.values():
+            # Sorting here is cheaper than asking SQLite to sort the whole batch.
+            conv.messages.sort(key=_message_order)
             _check_tree(conv)
         return [conversations[cid] for cid in ids if cid in conversations]
 
@@ -234,40 +238,54 @@ def _int(value: Any) -> int | None:
 
 
 def _message(row: Sequence[Any], conv: Conversation) -> Message:
-    """Build a Message from a row, repairing what is broken and noting it."""
+    """Build a Message from a row, repairing what is broken and noting it.
+
+    This runs once per message of the archive: the common case (valid parts,
+    integer columns) takes the fewest steps; repairs are the slow path.
+    """
     _, mid, role, raw, created, updated, order, parent, siblings_raw, sibling_index = row
-    raw_text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
-    parts: list[Part]
+    raw_text = raw if type(raw) is str else ("" if raw is None else str(raw))
     error: str | None = None
     try:
-        decoded = orjson.loads(raw_text)
-        if not isinstance(decoded, list):
-            raise ValueError("parts is not a JSON array")
-        parts = [p if isinstance(p, dict) else {"type": "unknown", "value": p} for p in decoded]
-        if len(parts) != sum(isinstance(p, dict) for p in decoded):
-            error = "parts array holds items that are not objects"
-            conv.warnings.append(f"message {mid}: {error}; kept as 'unknown' parts")
-    except (orjson.JSONDecodeError, ValueError) as exc:
+        parts = _loads(raw_text)
+    except orjson.JSONDecodeError as exc:
+        parts = None
         error = f"unparseable parts JSON: {str(exc).splitlines()[0][:120]}"
-        parts = [{"type": "text", "text": raw_text}]
-        conv.warnings.append(f"message {mid}: {error}; kept as raw text")
+    if type(parts) is not list or not all(type(p) is dict for p in parts):
+        if error is None and type(parts) is list:
+            error = "parts array holds items that are not objects"
+            parts = [p if type(p) is dict else {"type": "unknown", "value": p} for p in parts]
+            conv.warnings.append(f"message {mid}: {error}; kept as 'unknown' parts")
+        else:
+            error = error or "parts is not a JSON array"
+            parts = [{"type": "text", "text": raw_text}]
+            conv.warnings.append(f"message {mid}: {error}; kept as raw text")
     siblings: list[str] | None = None
     if siblings_raw:
         try:
-            value = orjson.loads(siblings_raw)
-            if isinstance(value, list):
-                siblings = [str(v) for v in value]
+            value = _loads(siblings_raw)
+            if type(value) is list:
+                siblings = [v if type(v) is str else str(v) for v in value]
         except orjson.JSONDecodeError:
             conv.warnings.append(f"message {mid}: unparseable sibling_ids")
-    created_i = _int(created)
-    if created_i is None:
-        conv.warnings.append(f"message {mid}: NULL created_at")
+    if type(created) is not int:
+        created = _int(created)
+        if created is None:
+            conv.warnings.append(f"message {mid}: NULL created_at")
     return Message(
-        id=str(mid), role=str(role or "assistant"), parts=parts, parts_raw=raw_text,
-        parts_error=error, created_at=created_i, updated_at=_int(updated),
-        order_index=_int(order) or 0, parent_id=parent, sibling_ids=siblings,
-        sibling_index=_int(sibling_index),
+        mid if type(mid) is str else str(mid), role if type(role) is str else "assistant",
+        parts, raw_text, error, created,
+        updated if type(updated) is int else _int(updated),
+        order if type(order) is int else (_int(order) or 0), parent, siblings,
+        sibling_index if type(sibling_index) is int else _int(sibling_index),
     )
+
+
+_loads = orjson.loads
+
+
+def _message_order(m: Message) -> tuple[int, str]:
+    return (m.order_index, m.id)
 
 
 def _check_tree(conv: Conversation) -> None:

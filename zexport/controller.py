@@ -136,6 +136,7 @@ class Controller:
         self.replacements = 0
         self.cancelled: str | None = None
         self.hard_stop = False
+        self.stopping = False
         self.done_batches = 0
         self.done_conversations = 0
         self.total = 0
@@ -223,8 +224,9 @@ class Controller:
             if kind == "hello":
                 w.greeted = True
                 await w.control.send(protocol.encode("config", config=self._config()))
-                if self.cancelled:
-                    await w.control.send(protocol.encode("cancel", reason=self.cancelled))
+                if self.cancelled or self.stopping:
+                    reason = self.cancelled or "finished"
+                    await w.control.send(protocol.encode("cancel", reason=reason))
                 self.wake.set()
             elif kind == "fetch":
                 await self.handle_fetch(w, msg)
@@ -396,6 +398,7 @@ class Controller:
 
     async def _stop_workers(self, grace: float) -> None:
         """Ask workers to leave, then terminate, then kill."""
+        self.stopping = True
         for w in self.live_workers():
             _send_nowait(w.control, protocol.encode("cancel", reason="finished"))
         deadline = time.monotonic() + grace
@@ -441,6 +444,9 @@ class Controller:
         loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
         tasks: list[asyncio.Task[None]] = []
         try:
+            # Workers start first: their interpreters boot while we plan.
+            for _ in range(max(1, self.opts.workers)):
+                self._spawn()
             self.progress.phase("counting", 0)
             build_attachment_index(self.conn, os.path.join(self.run_dir, "attachments.db"))
             self._plan()
@@ -448,12 +454,10 @@ class Controller:
             self.conn.close()
             if self.total:
                 self.progress.phase("exporting", self.total)
-                for _ in range(min(max(1, self.opts.workers), len(self.batches))):
-                    self._spawn()
                 tasks = [asyncio.ensure_future(c) for c in
                          (self._dispatch(), self._results(), self._monitor())]
                 await self.finished.wait()
-                await self._stop_workers(grace=0.5 if self.cancelled else 2.0)
+            await self._stop_workers(grace=0.5 if self.cancelled else 2.0)
         finally:
             for t in tasks:
                 t.cancel()

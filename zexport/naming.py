@@ -9,6 +9,7 @@ from the conversation id instead of overwriting each other.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -98,8 +99,8 @@ class FolderNamer:
     def base_name(self, title: str, created_at: int | None) -> str:
         """The name a conversation gets when no other one shares it."""
         prefix = date_prefix(created_at, self._tz)
-        title_part = sanitize_component(title) or FALLBACK_TITLE
-        return sanitize_component(prefix + title_part)
+        title_part = _sanitized_title(title)
+        return sanitize_component(prefix + title_part) if prefix else title_part
 
     def assign(self) -> dict[str, str]:
         """Return ``{conversation_id: folder_name}`` for everything added."""
@@ -115,6 +116,12 @@ class FolderNamer:
             for cid, base, _ in members[1:]:
                 result[cid] = _suffixed(base, cid, used)
         return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _sanitized_title(title: str) -> str:
+    """Titles repeat a lot ("New chat"): sanitize each distinct one once."""
+    return sanitize_component(title) or FALLBACK_TITLE
 
 
 def _suffixed(base: str, conversation_id: str, used: set[str]) -> str:

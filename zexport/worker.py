@@ -17,6 +17,7 @@ controller decides what a Ctrl-C means.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -143,6 +144,10 @@ class Worker:
         self.hb_interval = float(config.get("hb_interval", 0.5))
         self.hb_timeout = float(config.get("hb_timeout", 5.0))
         self.last_heard = time.monotonic()
+        # The hot path allocates millions of short-lived, acyclic objects; the
+        # cyclic collector would rescan them again and again for nothing.
+        gc.freeze()
+        gc.set_threshold(200_000, 50, 100)
         registry = load_registry()
         fmt = registry.get_format(config["format"])
         settings = ExportSettings(
@@ -216,7 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     worker = Worker(args[0], int(args[1]))
+    profile_dir = os.environ.get("ZEXPORT_PROFILE_DIR")  # benchmarks/ profiles workers
     try:
+        if profile_dir:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            try:
+                return profiler.runcall(worker.run)
+            finally:
+                profiler.dump_stats(os.path.join(profile_dir, f"worker-{args[1]}.prof"))
         return worker.run()
     finally:
         worker.close()
