@@ -23,7 +23,7 @@ import apsw
 import orjson
 
 from .errors import ArchiveError
-from .model import Attachment, Conversation, Message, Part
+from .model import Attachment, Conversation, Message
 from .schema import REQUIRED_TABLES
 
 BUSY_TIMEOUT_MS = 10_000
