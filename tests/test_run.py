@@ -249,3 +249,24 @@ def test_empty_archive_exports_nothing_and_exits_0_quickly(cli: Any, tmp_path: P
     report = json.loads((out / ".zexport" / "report.json").read_text())
     assert report["status"] == "ok" and report["counts"]["selected"] == 0
     assert report["seconds"] < 10
+
+
+def test_planted_symlink_is_not_followed(cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(sample_db), "--out", str(out), "--progress", "none",
+              "--no-attachments", "--tz", "UTC")
+    assert res.returncode == 0, res.stderr
+    victim = sorted(p for p in out.iterdir() if p.name != ".zexport")[3]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for child in victim.iterdir():
+        child.unlink()
+    victim.rmdir()
+    victim.symlink_to(outside, target_is_directory=True)
+    res = cli("run", "--db", str(sample_db), "--out", str(out), "--progress", "none",
+              "--no-attachments", "--tz", "UTC")
+    assert res.returncode == 1
+    assert list(outside.iterdir()) == []  # nothing written through the link
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    assert [f["folder"] for f in report["failures"]] == [victim.name]
+    assert "symlink" in report["failures"][0]["reason"]
