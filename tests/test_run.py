@@ -270,3 +270,16 @@ def test_planted_symlink_is_not_followed(cli: Any, sample_db: Path, tmp_path: Pa
     report = json.loads((out / ".zexport" / "report.json").read_text())
     assert [f["folder"] for f in report["failures"]] == [victim.name]
     assert "symlink" in report["failures"][0]["reason"]
+
+
+def test_no_db_uses_the_apps_archive_when_it_exists(cli: Any, isolated_env: dict[str, str],
+                                                    sample_db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    app_dir = Path(isolated_env["XDG_CONFIG_HOME"]) / "ownyourchat"
+    app_dir.mkdir(parents=True)
+    shutil.copy(sample_db, app_dir / "ownyourchat.db")
+    res = cli("run", "--out", str(tmp_path / "out"), "--progress", "none", "--no-attachments")
+    assert res.returncode in (0, 1), res.stderr
+    assert res.stdout.splitlines()[0] == (
+        f"Exporting the OwnYourChat archive at {app_dir / 'ownyourchat.db'}")
