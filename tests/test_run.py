@@ -283,3 +283,31 @@ def test_no_db_uses_the_apps_archive_when_it_exists(cli: Any, isolated_env: dict
     assert res.returncode in (0, 1), res.stderr
     assert res.stdout.splitlines()[0] == (
         f"Exporting the OwnYourChat archive at {app_dir / 'ownyourchat.db'}")
+
+
+def test_exports_while_the_app_writes_and_never_changes_the_archive(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    db = tmp_path / "live.db"
+    shutil.copy(sample_db, db)
+    writer = apsw.Connection(str(db))
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE conversations SET title = 'renamed mid-export' WHERE rowid = 1")
+    digest = hashlib.sha256(db.read_bytes()).hexdigest()
+    try:
+        out = tmp_path / "out"
+        res = cli("run", "--db", str(db), "--out", str(out), "--progress", "none",
+                  "--no-attachments", "--format", "json", timeout=60)
+        assert res.returncode == 0, res.stderr
+        titles = {json.loads(p.read_text())["title"] for p in outputs(out, "json")}
+        assert "renamed mid-export" not in titles  # an uncommitted write is not seen
+        assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    check = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check.close()
