@@ -311,3 +311,35 @@ def test_exports_while_the_app_writes_and_never_changes_the_archive(
     check = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
     assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     check.close()
+
+
+def test_a_corrupt_page_fails_only_the_conversations_on_it(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    db = tmp_path / "corrupt.db"
+    shutil.copy(sample_db, db)
+    con = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    # A message in the middle of the file, and the page its text lives on.
+    mid, conv_id, parts = con.execute(
+        "SELECT id, conversation_id, parts FROM messages WHERE length(parts) BETWEEN 200 AND 900"
+        " ORDER BY rowid LIMIT 1 OFFSET 300").fetchone()
+    total = con.execute("SELECT count(*) FROM conversations").fetchone()[0]
+    con.close()
+    data = bytearray(db.read_bytes())
+    offset = data.find(parts.encode()[:120])
+    assert offset > 0
+    page = offset // page_size * page_size
+    data[page:page + 8] = b"\xff" * 8  # an invalid b-tree page header
+    db.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(db), "--out", str(out), "--progress", "none",
+              "--no-attachments", "--format", "json", "--workers", "2", timeout=60)
+    assert res.returncode == 1, res.stderr
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    failed = {f["conversation_id"] for f in report["failures"]}
+    assert conv_id in failed
+    assert all("read failed" in f["reason"] for f in report["failures"])
+    assert 1 <= len(failed) <= 5  # only those whose rows sit on the broken page
+    assert report["counts"]["exported"] == total - len(failed)
