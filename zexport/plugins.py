@@ -186,3 +186,28 @@ def load_registry() -> Registry:
         if module is not None:
             _add_module(registry, pm, info, module)
     return registry
+
+
+def render_listing(registry: Registry) -> list[str]:
+    """The text of ``zexport formats``: formats, providers, then broken plugins, one per line."""
+    lines = ["Formats:"]
+    for name in sorted(registry.formats):
+        fmt = registry.formats[name]
+        info = registry.format_plugin[name]
+        source = f"{info.package} {info.version}".strip()
+        lines.append(f"  {name:12} {fmt.description}  [{source}]")
+        for key, opt in sorted(fmt.options.items()):
+            default = f" (default: {opt.default})" if opt.default is not None else ""
+            choices = f" [{'|'.join(opt.choices)}]" if opt.choices else ""
+            lines.append(f"  {'':12}   -o {key}=...{choices}  {opt.help}{default}")
+    # Attachment providers (BRIEF §5) are listed here, from PluginInfo.providers,
+    # once their hook exists.
+    providers = [(p, info) for info in registry.plugins for p in info.providers]
+    if providers:
+        lines.append("Providers:")
+        lines += [f"  {p:12} [{info.package} {info.version}]" for p, info in sorted(
+            providers, key=lambda x: x[0])]
+    if registry.broken:
+        lines.append("Broken plugins (not loaded):")
+        lines += [f"  {info.label}: {info.error}" for info in registry.broken]
+    return lines
