@@ -89,8 +89,9 @@ def _strict() -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """The exception as one line (pluggy's validation errors span several)."""
+    text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def hook_names() -> list[str]:
@@ -174,7 +175,7 @@ def load_registry() -> Registry:
     ]
     extra = os.environ.get("ZEXPORT_PLUGINS", "")
     sources += [
-        (PluginInfo(path, "(ZEXPORT_PLUGINS)", ""), path)
+        (PluginInfo(path, "ZEXPORT_PLUGINS", ""), path)
         for path in (p.strip() for p in extra.split(",")) if path
     ]
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
