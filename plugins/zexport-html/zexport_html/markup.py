@@ -34,7 +34,7 @@ _INLINE = re.compile(
     r"|\*\*(?P<bold>[^*\n]+?)\*\*"
 )
 _TRAILING = ".,;:!?)]}'\""
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 
 
 def escape(text: str) -> str:
@@ -133,17 +133,18 @@ def render(text: str) -> str:
                 i += 1
             out.append(f"<blockquote>{render(chr(10).join(quoted))}</blockquote>")
             continue
-        if "|" in line and i + 1 < n and _TABLE_RULE.match(lines[i + 1]):
+        if "|" in line and i + 1 < n and "|" in lines[i + 1] and _TABLE_RULE.match(
+                lines[i + 1]):
             rows = [_cells(line)]
             i += 2
             while i < n and "|" in lines[i] and lines[i].strip():
                 rows.append(_cells(lines[i]))
                 i += 1
             head = "".join(f"<th>{inline(c)}</th>" for c in rows[0])
-            body = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>"
+            tbody = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>"
                            for r in rows[1:])
             out.append(f'<div class="table"><table><thead><tr>{head}</tr></thead>'
-                       f"<tbody>{body}</tbody></table></div>")
+                       f"<tbody>{tbody}</tbody></table></div>")
             continue
         item = _ITEM.match(line)
         if item:
