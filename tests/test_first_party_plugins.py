@@ -252,9 +252,10 @@ def test_conversation_page_in_chromium_shows_messages_and_images(
     page.eval("document.querySelector('details.alts').open = true")
     save_screenshot(page, tmp_path, "conversation.png")
     save_screenshot(page, tmp_path, "conversation-dark.png", dark=True)
+    # Dark mode follows the system (prefers-color-scheme).
+    assert page.eval("getComputedStyle(document.body).backgroundColor") == "rgb(22, 23, 26)"
     page.eval("document.querySelector('details.alts').scrollIntoView()")
     save_screenshot(page, tmp_path, "conversation-branches.png")
-    assert page.eval("getComputedStyle(document.body).backgroundColor") == "rgb(22, 23, 26)"
     assert page.errors() == []
     assert {u.split(":")[0] for u in page.requests()} <= {"file", "data"}
     # The page links back to the index, which exists.
