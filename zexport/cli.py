@@ -98,13 +98,16 @@ def _default_db() -> tuple[str, str]:
 @click.option("--no-attachments", is_flag=True, help="Export no attachment files.")
 @click.option("--progress", type=click.Choice(["bar", "json", "none"]), default=None,
               help="Progress display (default: bar on a terminal, else none).")
+@click.option("--render-timeout", type=click.FloatRange(min=0), default=60.0,
+              show_default=True, metavar="SECONDS",
+              help="Fail a conversation whose format takes longer (0: no limit).")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, hidden=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, out: str, format_name: str, format_options: tuple[str, ...],
         workers: int | None, providers: tuple[str, ...], since: str | None,
         until: str | None, ids: tuple[str, ...], branches: str, tz: str, attachments: str,
-        no_attachments: bool, progress: str | None, batch_size: int | None,
-        quiet: bool) -> None:
+        no_attachments: bool, progress: str | None, render_timeout: float,
+        batch_size: int | None, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
     from .controller import Controller, RunOptions
     from .progress import make_progress
@@ -128,9 +131,10 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                 providers=providers, since=_parse_time(since, "--since"),
                 until=_parse_time(until, "--until"), ids=ids),
             branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
-            batch_size=batch_size,
+            batch_size=batch_size, render_timeout=render_timeout,
         )
         controller = Controller(opts, say=say)
+        _warn_broken_plugins()
         say(line)
         controller.progress = make_progress(progress)
         status = controller.run()
@@ -149,6 +153,14 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
     if report.failures or report.attachment_failures:
         say(f"Failures are listed in {os.path.join(controller.out, '.zexport', 'report.json')}")
     sys.exit(status)
+
+
+def _warn_broken_plugins() -> None:
+    """One line per plugin that failed to load: the run goes on without it."""
+    from .plugins import load_registry
+
+    for info in load_registry().broken:
+        click.echo(f"zexport: warning: {info.label} not loaded: {info.error}", err=True)
 
 
 @cli.command()
@@ -171,19 +183,11 @@ def sample(path: str, conversations: int, seed: int) -> None:
 
 @cli.command()
 def formats() -> None:
-    """List installed formats and plugins, and any that failed to load."""
-    from .plugins import load_registry
+    """List installed formats (with package, version and options) and broken plugins."""
+    from .plugins import load_registry, render_listing
 
-    registry = load_registry()
-    for name in sorted(registry.formats):
-        fmt = registry.formats[name]
-        info = registry.format_plugin[name]
-        click.echo(f"{name:12} {fmt.description}  [{info.package} {info.version}]")
-        for key, opt in sorted(fmt.options.items()):
-            default = f" (default: {opt.default})" if opt.default is not None else ""
-            click.echo(f"{'':14}-o {key}=...  {opt.help}{default}")
-    for info in registry.broken:
-        click.echo(f"BROKEN plugin {info.name!r} [{info.package} {info.version}]: {info.error}")
+    for line in render_listing(load_registry()):
+        click.echo(line)
 
 
 def main() -> None:

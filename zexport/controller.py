@@ -43,6 +43,8 @@ from .output import ensure_dir, sweep_temporaries
 from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
 from .report import RunReport
+from .runfiles import PlanWriter, shard_path
+from .runsteps import FormatSteps
 from .runtime import endpoint, new_run_dir, remove_run_dir
 from .timezones import resolve_tz
 
@@ -67,6 +69,7 @@ class RunOptions:
     batch_size: int | None = None
     hb_interval: float = 0.5
     hb_timeout: float = 10.0
+    render_timeout: float = 60.0  # per conversation, in the worker; 0 = none
 
     def public(self) -> dict[str, Any]:
         """The options as recorded in the report (no secrets live here)."""
@@ -76,7 +79,7 @@ class RunOptions:
             "format_options": self.format_options, "workers": self.workers,
             "providers": list(sel.providers), "since": sel.since, "until": sel.until,
             "ids": list(sel.ids), "branches": self.branches, "tz": self.tz,
-            "attachments": self.attachments,
+            "attachments": self.attachments, "render_timeout": self.render_timeout,
         }
 
 
@@ -90,6 +93,8 @@ class Batch:
     worker: int | None = None
     sent_at: float = 0.0
     attempts: int = 0
+    start: int = 0  # export-order position of items[0]: record shards are merged by it
+    accepted: bool = False  # done by a worker (not failed or split): its shard counts
 
 
 @dataclass
@@ -115,6 +120,7 @@ class Controller:
         self.say = say or (lambda text: None)
         registry = load_registry()
         self.fmt = registry.get_format(opts.format)
+        self.plugin = registry.format_plugin[self.fmt.name].label
         self.format_options = self.fmt.parse_options(opts.format_options)
         self.tz = resolve_tz(opts.tz)
         self.started = time.time()
@@ -155,7 +161,7 @@ class Controller:
             self.report.notes.append(f"removed {swept} temporary files left by an earlier run")
 
     def _plan(self) -> None:
-        """List, name and batch every selected conversation."""
+        """List, name and batch every selected conversation; write the plan for start/finish."""
         namer = FolderNamer(self.tz)
         order: list[str] = []
         for head in list_conversations(self.conn, self.opts.selection):
@@ -163,11 +169,19 @@ class Controller:
             order.append(head.id)
         folders = namer.assign()
         self.total = len(order)
+        plan = PlanWriter(self.steps.plan_path)
+        try:
+            for head in list_conversations(self.conn, self.opts.selection):
+                if head.id in folders:
+                    plan.add(head.id, head.title, head.provider, head.created_at,
+                             head.updated_at, head.message_count, folders[head.id])
+        finally:
+            plan.close()
         workers = max(1, self.opts.workers)
         size = self.opts.batch_size or max(1, min(64, self.total // (workers * 8) or 1))
         for start in range(0, self.total, size):
             ids = order[start:start + size]
-            batch = Batch(len(self.batches), [(cid, folders[cid]) for cid in ids])
+            batch = Batch(len(self.batches), [(cid, folders[cid]) for cid in ids], start=start)
             self.batches.append(batch)
             self.queue.append(batch)
 
@@ -178,7 +192,7 @@ class Controller:
             "tz": self.opts.tz, "branches": self.opts.branches,
             "exported_at": self.exported_at, "attachments": self.opts.attachments,
             "attachment_index": os.path.join(self.run_dir, "attachments.db"),
-            "downloads": False,
+            "downloads": False, "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
         }
 
@@ -231,6 +245,8 @@ class Controller:
                 self.wake.set()
             elif kind == "fetch":
                 await self.handle_fetch(w, msg)
+            elif kind == "timed_out":
+                self._timed_out(w, msg)
             elif kind == "bye":
                 w.greeted = False
 
@@ -238,6 +254,46 @@ class Controller:
         """Answer a worker's attachment request (downloads are not enabled in this build)."""
         await w.control.send(protocol.encode(
             "fetched", req=msg["req"], path=None, error="downloads are not available"))
+
+    def _timed_out(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
+        """A plugin hung on one conversation: fail it, redo the rest of its batch elsewhere.
+
+        The batch goes back to the queue without that conversation and
+        without counting an attempt (the batch is not to blame), and the
+        worker is killed and replaced: a plugin stuck once may have left
+        its process in any state.
+        """
+        if not 0 <= msg["batch"] < len(self.batches):
+            return
+        batch = self.batches[msg["batch"]]
+        cid = msg["conversation_id"]
+        if batch.state != "taken" or batch.worker != w.id:
+            return
+        for i, (item_id, folder) in enumerate(batch.items):
+            if item_id == cid:
+                del batch.items[i]
+                if i == 0:
+                    batch.start += 1
+                else:  # keep every batch a contiguous run of the export order
+                    tail = Batch(len(self.batches), batch.items[i:], start=batch.start + i)
+                    del batch.items[i:]
+                    self.batches.append(tail)
+                    self.queue.appendleft(tail)
+                self.report.failure(cid, folder, (
+                    f"format {self.fmt.name!r} of {self.plugin} timed out after "
+                    f"{self.opts.render_timeout:g}s on this conversation "
+                    "(--render-timeout); its worker was replaced"))
+                self.done_conversations += 1
+                break
+        batch.worker = None
+        if batch.items:
+            batch.state = "queued"
+            self.queue.appendleft(batch)
+        else:
+            batch.state = "done"
+            self.done_batches += 1
+            self._check_finished()
+        self._declare_dead(w, f"timed out rendering conversation {cid}")
 
     def _declare_dead(self, w: WorkerHandle, why: str) -> None:
         """Stop trusting a worker: kill it, requeue its work, maybe replace it."""
@@ -275,8 +331,8 @@ class Controller:
         if batch.attempts >= 2 and len(batch.items) > 1:
             batch.state = "done"  # replaced by single-conversation batches
             self.done_batches += 1
-            for item in batch.items:
-                single = Batch(len(self.batches), [item], attempts=1)
+            for i, item in enumerate(batch.items):
+                single = Batch(len(self.batches), [item], attempts=1, start=batch.start + i)
                 self.batches.append(single)
                 self.queue.append(single)
         elif batch.attempts >= 3:
@@ -334,7 +390,7 @@ class Controller:
             if msg["t"] == "took":
                 batch.state, batch.worker = "taken", w.id
             elif msg["t"] == "done":
-                batch.state = "done"
+                batch.state, batch.accepted = "done", True
                 self.done_batches += 1
                 self._record(batch, msg["results"])
                 self.wake.set()
@@ -422,6 +478,16 @@ class Controller:
             if not w.control.closed:
                 w.control.close(linger=0)
 
+    async def _finish_step(self) -> None:
+        """Call the format's finish with the run's outcome; a failure fails the run partly."""
+        failures = {f["conversation_id"]: f["reason"] for f in self.report.failures}
+        accepted = sorted((b for b in self.batches if b.accepted), key=lambda b: b.start)
+        shards = [shard_path(self.out, self.fmt.name, b.id) for b in accepted]
+        error = await self.steps.finish(self.total, failures, shards, lambda: bool(
+            self.cancelled))
+        if error:
+            self.report.run_errors.append(error)
+
     # -- main -------------------------------------------------------------------
     def run(self) -> int:
         """Run the export to the end (or to a cancel); return the exit status."""
@@ -430,6 +496,9 @@ class Controller:
     async def _main(self) -> int:
         self._prepare_output()
         self.run_id, self.run_dir = new_run_dir()
+        self.steps = FormatSteps(
+            self.fmt, self.format_options, self.plugin, self.out, self.tz, self.opts.branches,
+            self.exported_at, os.path.join(self.run_dir, "plan.jsonl"))
         self.ctx = zmq.asyncio.Context()
         self.tasks = self.ctx.socket(zmq.PUSH)
         self.tasks.setsockopt(zmq.SNDHWM, 1)
@@ -459,12 +528,15 @@ class Controller:
                 raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
+            self.steps.start(self.total)
             if self.total:
                 self.progress.phase("exporting", self.total)
                 tasks = [asyncio.ensure_future(c) for c in
                          (self._dispatch(), self._results(), self._monitor())]
                 await self.finished.wait()
             await self._stop_workers(grace=0.5 if self.cancelled else 2.0)
+            if not self.cancelled:
+                await self._finish_step()
         finally:
             for t in tasks:
                 t.cancel()

@@ -37,6 +37,7 @@ class RunReport:
     warnings_dropped: int = 0
     worker_deaths: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    run_errors: list[str] = field(default_factory=list)  # not tied to one conversation
     status: str = "running"
     selected: int = 0
     finished: float = 0.0
@@ -74,7 +75,7 @@ class RunReport:
         if cancelled and cancelled != "finished" and done < selected:
             self.status = "cancelled"
             return EXIT_CANCELLED
-        if self.failures or self.attachment_failures:
+        if self.failures or self.attachment_failures or self.run_errors:
             self.status = "partial"
             return EXIT_PARTIAL
         self.status = "ok"
@@ -108,6 +109,7 @@ class RunReport:
             "failures": self.failures,
             "attachment_failures": self.attachment_failures,
             "warnings": self.warnings,
+            "run_errors": self.run_errors,
             "worker_deaths": self.worker_deaths,
             "notes": self.notes,
         }

@@ -35,6 +35,7 @@ from .model import Attachment, Conversation
 from .plugins import load_registry
 from .runtime import endpoint
 from .timezones import resolve_tz
+from .watchdog import RenderWatchdog
 
 log = logging.getLogger("zexport.worker")
 
@@ -175,9 +176,15 @@ class Worker:
             options=fmt.parse_options(config.get("format_options", {})),
             tz=resolve_tz(config["tz"]), branches=config["branches"],
             exported_at=config["exported_at"], attachments=config.get("attachments", "copy"),
+            plugin=registry.format_plugin[fmt.name].label,
         )
         exporter = ConversationExporter(
             settings, fetch=self.fetch if config.get("downloads") else None)
+        watchdog = RenderWatchdog(
+            float(config.get("render_timeout", 0)), self.hb_interval,
+            beat=lambda: self.send_control("hb"),
+            expire=lambda seconds: self.timed_out(exporter, seconds))
+        exporter.guard = watchdog.guard
         reader = BatchReader(config["db"], config.get("attachment_index"))
         self.tasks.connect(endpoint(self.run_dir, "tasks"))
         self.results.connect(endpoint(self.run_dir, "results"))
@@ -216,8 +223,28 @@ class Worker:
                 return  # the batch stays unfinished; a resumed run redoes it
             outcomes.append(exporter.export(conv, batch))
             self.pump_control()
+        error = exporter.flush_records(batch)
+        if error:
+            for outcome in outcomes:
+                if outcome.ok:
+                    outcome.ok, outcome.error = False, error
         self.results.send(protocol.encode(
             "done", w=self.index, batch=batch, results=[o.to_wire() for o in outcomes]))
+
+    def timed_out(self, exporter: ConversationExporter, seconds: float) -> None:
+        """A plugin overran the render timeout: say which conversation, then wait to be killed.
+
+        Called from the watchdog's signal handler. The controller fails the
+        conversation and replaces this worker; if it never answers, exit on
+        our own after a while so the heartbeat deadline takes over.
+        """
+        conv = exporter.current
+        batch = exporter.current_batch
+        if conv is not None:
+            self.send_control("timed_out", w=self.index, batch=batch,
+                              conversation_id=conv.id, seconds=round(seconds, 3))
+        time.sleep(max(5.0, 2 * self.hb_timeout))
+        os._exit(3)
 
     def close(self) -> None:
         """Close every socket, then the context (LINGER is set on each)."""
