@@ -137,7 +137,8 @@ class ConversationExporter:
 
 def _attachment_name(att: Attachment) -> str:
     """A safe file name for an attachment, with an extension from its type if it has none."""
-    name = sanitize_component(os.path.basename((att.filename or "").replace("\\", "/")), 200)
+    raw = att.filename or att.download_name or ""
+    name = sanitize_component(os.path.basename(raw.replace("\\", "/")), 200)
     if not name:
         name = sanitize_component(att.id, 200) or "attachment"
     if "." not in name[1:] and att.mime_type:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .attachments.providers import AttachmentProvider
     from .formats.base import Format
 
 PROJECT = "zexport"
@@ -29,4 +30,16 @@ def zexport_formats() -> list[Format]:  # type: ignore[empty-body]
 
     Each item is an instance of a :class:`zexport.Format` subclass with a
     unique ``name`` (what ``--format`` selects). Called once per process.
+    """
+
+
+@hookspec
+def zexport_attachment_providers() -> list[AttachmentProvider]:  # type: ignore[empty-body]
+    """Return the attachment providers this plugin provides.
+
+    Each item is an instance of a :class:`zexport.attachments.providers.AttachmentProvider`
+    subclass whose ``name`` equals the archive's ``conversations.provider``
+    value it serves (built-ins: ``chatgpt``, ``claude``, ``perplexity``).
+    Called in the controller only: providers are the one place that talks
+    to the network, and credentials never leave the controller.
     """

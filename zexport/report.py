@@ -37,6 +37,7 @@ class RunReport:
     warnings_dropped: int = 0
     worker_deaths: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    downloads: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     selected: int = 0
     finished: float = 0.0
@@ -109,6 +110,7 @@ class RunReport:
             "attachment_failures": self.attachment_failures,
             "warnings": self.warnings,
             "worker_deaths": self.worker_deaths,
+            "downloads": self.downloads,
             "notes": self.notes,
         }
 
