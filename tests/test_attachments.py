@@ -544,3 +544,30 @@ def test_missing_credentials_fail_clearly_and_no_attachments_fetches_nothing(
               str(tmp_path / "missing.toml"))
     assert bad.returncode == 2 and "cannot read auth file" in bad.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_ctrl_c_aborts_downloads_in_flight(isolated_env: dict[str, str],
+                                           server: AttachmentServer, tmp_path: Path) -> None:
+    import signal
+
+    db = tmp_path / "archive.db"
+    make_archive(db, server, tmp_path / "files")
+    con = apsw.Connection(str(db))
+    con.execute("UPDATE attachments SET original_url = ? WHERE id = 'px-ok'",
+                (server.url("/blob/drip/never-ends"),))
+    con.close()
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zexport", "run", "--db", str(db), "--out", str(tmp_path / "o"),
+         "--progress", "none", "--cache-dir", str(cache), "--download-timeout", "60"],
+        env=isolated_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while server.count("/blob/drip/") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.count("/blob/drip/") == 1
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert time.monotonic() - started < 3
+    assert [p for p in cache.rglob("*") if p.is_file()] == []  # the partial file is gone
