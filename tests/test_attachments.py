@@ -178,6 +178,20 @@ def test_credentials_only_go_to_their_own_origin(server: AttachmentServer,
     assert credentials_for("http://example.com/a", remote_http) == {}  # never in the clear
 
 
+def test_reserved_invalid_hosts_fail_without_a_lookup(tmp_path: Path) -> None:
+    async def go() -> str:
+        dl = Downloader(_limits(), str(tmp_path / "staging"))
+        try:
+            await dl.get_file("https://files.example.invalid/a/b?sig=x", None)
+        except DownloadError as exc:
+            return exc.reason
+        finally:
+            await dl.close()
+        return "downloaded?"
+
+    assert asyncio.run(go()) == "cannot resolve host files.example.invalid"
+
+
 def test_https_to_http_downgrade_refused_except_loopback() -> None:
     with pytest.raises(DownloadError, match="refused redirect from https to plain http"):
         redirect_target("https://files.example.com/a", "http://files.example.com/b")
