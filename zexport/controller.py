@@ -11,7 +11,9 @@ block one another:
   queued again; a late or duplicate ``done`` is ignored.
 - **results** (PULL, bound): ``took`` and ``done`` from every worker.
 - **w<N>** (one PAIR per worker, bound before the worker starts): ``hello``
-  then ``config``, heartbeats both ways, ``cancel``, attachment ``fetch``.
+  then ``config``, heartbeats both ways, ``cancel``, attachment ``fetch``
+  (answered by :class:`~zexport.attachments.service.AttachmentService`,
+  each in its own task, so a slow download never stalls the channel).
 
 Folder names are decided here, once, before any work is sent (§4).
 """
@@ -37,7 +39,11 @@ import zmq.asyncio
 
 from . import protocol
 from .archive import Selection, build_attachment_index, list_conversations, open_archive
+from .attachments.auth import load_auth
+from .attachments.cache import AttachmentCache
+from .attachments.service import AttachmentService, DownloadOptions, Stats
 from .errors import ArchiveError, OutputError, ProtocolError
+from .locations import cache_dir
 from .naming import FolderNamer
 from .output import ensure_dir, sweep_temporaries
 from .plugins import load_registry
@@ -70,6 +76,7 @@ class RunOptions:
     hb_interval: float = 0.5
     hb_timeout: float = 10.0
     render_timeout: float = 60.0  # per conversation, in the worker; 0 = none
+    downloads: DownloadOptions = field(default_factory=DownloadOptions)
 
     def public(self) -> dict[str, Any]:
         """The options as recorded in the report (no secrets live here)."""
@@ -80,6 +87,7 @@ class RunOptions:
             "providers": list(sel.providers), "since": sel.since, "until": sel.until,
             "ids": list(sel.ids), "branches": self.branches, "tz": self.tz,
             "attachments": self.attachments, "render_timeout": self.render_timeout,
+            **self.downloads.public(),
         }
 
 
@@ -121,6 +129,11 @@ class Controller:
         registry = load_registry()
         self.fmt = registry.get_format(opts.format)
         self.plugin = registry.format_plugin[self.fmt.name].label
+        self.providers = registry.providers
+        # Credentials are read here, in the controller, and stay here (never in _config).
+        self.credentials = load_auth(opts.downloads.auth_file)
+        self.attachments: AttachmentService | None = None
+        self.fetch_tasks: set[asyncio.Task[None]] = set()
         self.format_options = self.fmt.parse_options(opts.format_options)
         self.tz = resolve_tz(opts.tz)
         self.started = time.time()
@@ -192,7 +205,8 @@ class Controller:
             "tz": self.opts.tz, "branches": self.opts.branches,
             "exported_at": self.exported_at, "attachments": self.opts.attachments,
             "attachment_index": os.path.join(self.run_dir, "attachments.db"),
-            "downloads": False, "render_timeout": self.opts.render_timeout,
+            "downloads": self.opts.attachments != "off",
+            "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
         }
 
@@ -251,9 +265,38 @@ class Controller:
                 w.greeted = False
 
     async def handle_fetch(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
-        """Answer a worker's attachment request (downloads are not enabled in this build)."""
-        await w.control.send(protocol.encode(
-            "fetched", req=msg["req"], path=None, error="downloads are not available"))
+        """Start answering a worker's attachment request; return at once."""
+        task = asyncio.ensure_future(self._answer_fetch(w, msg))
+        self.fetch_tasks.add(task)
+        task.add_done_callback(self.fetch_tasks.discard)
+
+    async def _answer_fetch(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
+        """Download (or find in the cache) one attachment and send ``fetched``."""
+        att = msg["attachment"]
+        provider = att.get("provider")
+        if self.attachments is None or self.cancelled or not isinstance(provider, str):
+            fields: dict[str, Any] = {"path": None, "error": "downloads are not available"}
+        else:
+            fields = (await self.attachments.fetch(provider, att)).wire()
+        if w.alive and not w.control.closed:
+            await w.control.send(protocol.encode("fetched", req=msg["req"], **fields))
+
+    def _download_progress(self, stats: Stats) -> None:
+        done = stats.downloaded + stats.cached + stats.failed
+        self.progress.update("downloading", done, stats.requested, "", {
+            "done": stats.downloaded + stats.cached, "failed": stats.failed,
+            "bytes": stats.bytes, "cached": stats.cached})
+
+    def _start_attachments(self) -> None:
+        """The download service, inside the running loop (httpx shares it with zmq)."""
+        if self.opts.attachments == "off":
+            return
+        dl = self.opts.downloads
+        cache = AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))
+        self.attachments = AttachmentService(
+            self.providers, self.credentials, cache, dl.limits(),
+            archive=os.path.abspath(self.opts.db) if dl.update_archive else None,
+            on_change=self._download_progress)
 
     def _timed_out(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
         """A plugin hung on one conversation: fail it, redo the rest of its batch elsewhere.
@@ -441,6 +484,8 @@ class Controller:
         self.cancelled = reason
         for w in self.live_workers():
             _send_nowait(w.control, protocol.encode("cancel", reason=reason))
+        for task in list(self.fetch_tasks):  # abort downloads in flight
+            task.cancel()
         self.finished.set()
 
     def _on_sigint(self) -> None:
@@ -530,6 +575,7 @@ class Controller:
             self.conn.close()
             self.steps.start(self.total)
             if self.total:
+                self._start_attachments()
                 self.progress.phase("exporting", self.total)
                 tasks = [asyncio.ensure_future(c) for c in
                          (self._dispatch(), self._results(), self._monitor())]
@@ -541,6 +587,13 @@ class Controller:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for t in list(self.fetch_tasks):
+                t.cancel()
+            await asyncio.gather(*self.fetch_tasks, return_exceptions=True)
+            if self.attachments is not None:
+                await self.attachments.close()
+                self.report.downloads = self.attachments.stats.to_dict()
+                self.report.notes.extend(self.attachments.stats.archive_errors)
             for w in self.workers.values():  # after an error: no worker outlives us
                 if w.proc.poll() is None:
                     w.proc.kill()

@@ -131,11 +131,14 @@ class ConversationExporter:
             self.current = None
         return outcome
 
-    def flush_records(self, batch: int) -> str | None:
-        """Write the batch's records as its shard (if any); return an error text on failure."""
+    def flush_records(self, batch: int, order: list[str]) -> str | None:
+        """Write the batch's records as its shard (if any), in the batch's conversation
+        ``order`` whatever order they were rendered in; return an error text on failure."""
         records, self.records = self.records, []
         if not records:
             return None
+        position = {cid: i for i, cid in enumerate(order)}
+        records.sort(key=lambda r: position.get(r[0], len(position)))  # stable within one
         try:
             write_shard(shard_path(self.s.out_dir, self.s.fmt.name, batch), records)
         except OSError as exc:
@@ -187,7 +190,8 @@ class ConversationExporter:
 
 def _attachment_name(att: Attachment) -> str:
     """A safe file name for an attachment, with an extension from its type if it has none."""
-    name = sanitize_component(os.path.basename((att.filename or "").replace("\\", "/")), 200)
+    raw = att.filename or att.download_name or ""
+    name = sanitize_component(os.path.basename(raw.replace("\\", "/")), 200)
     if not name:
         name = sanitize_component(att.id, 200) or "attachment"
     if "." not in name[1:] and att.mime_type:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 import pluggy
 
 if TYPE_CHECKING:
+    from .attachments.providers import AttachmentProvider
     from .formats.base import Format
 
 PROJECT: Final = "zexport"
@@ -47,5 +48,13 @@ def zexport_formats() -> list[Format]:  # type: ignore[empty-body]
     """
 
 
-# Attachment providers (BRIEF §5) register through a hook of their own,
-# ``zexport_attachment_providers``, declared here alongside the formats hook.
+@hookspec
+def zexport_attachment_providers() -> list[AttachmentProvider]:  # type: ignore[empty-body]
+    """Return the attachment providers this plugin provides.
+
+    Each item is an instance of a :class:`zexport.attachments.providers.AttachmentProvider`
+    subclass whose ``name`` equals the archive's ``conversations.provider``
+    value it serves (built-ins: ``chatgpt``, ``claude``, ``perplexity``).
+    Called in the controller only: providers are the one place that talks
+    to the network, and credentials never leave the controller.
+    """

@@ -3,7 +3,8 @@
 Sources, in order: the built-in modules (:data:`BUILTIN_PLUGINS`), modules named
 in the ``ZEXPORT_PLUGINS`` environment variable (comma-separated import paths,
 handy while developing a plugin), then every entry point in the ``zexport``
-group. Each is imported, registered and asked for its formats separately;
+group. Each is imported, registered and asked for its formats and attachment
+providers separately;
 a failure is recorded as a :class:`PluginInfo` with the reason and the
 plugin is left out. ``ZEXPORT_STRICT_PLUGINS=1`` turns failures into errors.
 
@@ -30,10 +31,12 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .attachments.providers import AttachmentProvider
 from .errors import PluginError, UsageError
 from .formats.base import Format
 
-BUILTIN_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format")
+BUILTIN_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format",
+                   "zexport.attachments.providers")
 ENTRY_POINT_GROUP = "zexport"
 FORMAT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
@@ -63,6 +66,7 @@ class Registry:
     formats: dict[str, Format] = field(default_factory=dict)
     format_plugin: dict[str, PluginInfo] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
+    providers: dict[str, AttachmentProvider] = field(default_factory=dict)
 
     @property
     def broken(self) -> list[PluginInfo]:
@@ -131,6 +135,7 @@ def _add_module(
                 if fmt.name in registry.formats or fmt.name in {f.name for f in found}:
                     raise PluginError(f"format name {fmt.name!r} is already taken")
                 found.append(fmt)
+        providers = _providers(registry, pm, module)
     except Exception as exc:  # a plugin may raise anything; it must not take others down
         if pm.is_registered(module):
             pm.unregister(module)
@@ -143,7 +148,29 @@ def _add_module(
         registry.formats[fmt.name] = fmt
         registry.format_plugin[fmt.name] = info
         info.formats.append(fmt.name)
+    for provider in providers:
+        registry.providers[provider.name] = provider
+        info.providers.append(provider.name)
     registry.plugins.append(info)
+
+
+def _providers(registry: Registry, pm: pluggy.PluginManager,
+               module: object) -> list[AttachmentProvider]:
+    """The attachment providers ``module`` registers (PluginError if malformed)."""
+    impls = [i for i in pm.hook.zexport_attachment_providers.get_hookimpls()
+             if i.plugin is module]
+    found: list[AttachmentProvider] = []
+    for impl in impls:
+        result: Any = impl.function()
+        for provider in result:
+            if not isinstance(provider, AttachmentProvider) or not provider.name:
+                raise PluginError(f"zexport_attachment_providers returned {provider!r}, "
+                                  "not a named AttachmentProvider")
+            if provider.name in registry.providers or provider.name in {
+                    p.name for p in found}:
+                raise PluginError(f"provider name {provider.name!r} is already taken")
+            found.append(provider)
+    return found
 
 
 def _import(registry: Registry, info: PluginInfo, source: str | EntryPoint) -> object | None:

@@ -38,6 +38,7 @@ class RunReport:
     worker_deaths: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     run_errors: list[str] = field(default_factory=list)  # not tied to one conversation
+    downloads: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     selected: int = 0
     finished: float = 0.0
@@ -111,6 +112,7 @@ class RunReport:
             "warnings": self.warnings,
             "run_errors": self.run_errors,
             "worker_deaths": self.worker_deaths,
+            "downloads": self.downloads,
             "notes": self.notes,
         }
 

@@ -8,7 +8,9 @@ fresh interpreter: no inherited ZeroMQ context, no fork hazards). It
   announces each with ``took`` and answers with ``done`` on the results PUSH;
 - sends a heartbeat every interval, and exits by itself when the controller
   falls silent past the deadline (and, on Linux, when its parent dies);
-- stops at the next conversation boundary on ``cancel``.
+- stops at the next conversation boundary on ``cancel``;
+- asks the controller for missing attachments a batch at a time and keeps
+  rendering while they download (:mod:`zexport.attachments.pipeline`).
 
 It ignores SIGINT: Ctrl-C reaches the whole process group, and only the
 controller decides what a Ctrl-C means.
@@ -29,9 +31,10 @@ import zmq
 
 from . import protocol
 from .archive import BatchReader
+from .attachments.pipeline import FetchPipeline
 from .errors import ProtocolError
 from .exporter import ConversationExporter, ExportSettings, Outcome
-from .model import Attachment, Conversation
+from .model import Conversation
 from .plugins import load_registry
 from .runtime import endpoint
 from .timezones import resolve_tz
@@ -94,8 +97,7 @@ class Worker:
         self.last_sent = 0.0
         self.hb_interval = 0.5
         self.hb_timeout = 5.0
-        self.next_req = 0
-        self.pending_fetch: dict[int, dict[str, Any]] = {}
+        self.pipeline: FetchPipeline | None = None
 
     # -- control channel -------------------------------------------------
     def send_control(self, msg_type: str, **fields: Any) -> None:
@@ -113,6 +115,8 @@ class Worker:
         self.last_heard = time.monotonic()
         if msg["t"] == "cancel":
             self.cancelled = True
+        elif msg["t"] == "fetched" and self.pipeline is not None:
+            self.pipeline.deliver(msg)
         return msg
 
     def pump_control(self) -> None:
@@ -127,24 +131,12 @@ class Worker:
                       now - self.last_heard)
             self.cancelled = True
 
-    def fetch(self, conv: Conversation, att: Attachment) -> tuple[str | None, str | None]:
-        """Ask the controller to download an attachment and wait for its answer."""
-        self.next_req += 1
-        req = self.next_req
-        self.send_control("fetch", req=req, conversation_id=conv.id, attachment={
-            "id": att.id, "provider": conv.provider, "file_id": att.file_id,
-            "original_url": att.original_url, "filename": att.filename,
-            "mime_type": att.mime_type, "message_id": att.message_id,
-        })
-        while not self.cancelled:
-            if self.control.poll(int(self.hb_interval * 1000)):
-                msg = self.handle_control(self.control.recv())
-                if msg and msg["t"] == "fetched" and msg["req"] == req:
-                    path = msg.get("path")
-                    return (path, None) if isinstance(path, str) else (
-                        None, str(msg.get("error") or "download failed"))
-            self.pump_control()
-        return None, "cancelled"
+    def wait_control(self) -> bool:
+        """Block briefly for control frames (``fetched`` answers); False once cancelled."""
+        if self.control.poll(int(self.hb_interval * 1000)):
+            self.handle_control(self.control.recv())
+        self.pump_control()
+        return not self.cancelled
 
     # -- main loop -------------------------------------------------------
     def run(self) -> int:
@@ -178,8 +170,10 @@ class Worker:
             exported_at=config["exported_at"], attachments=config.get("attachments", "copy"),
             plugin=registry.format_plugin[fmt.name].label,
         )
+        if config.get("downloads"):
+            self.pipeline = FetchPipeline(self.send_control, settings.archive_dir)
         exporter = ConversationExporter(
-            settings, fetch=self.fetch if config.get("downloads") else None)
+            settings, fetch=self.pipeline.result if self.pipeline else None)
         watchdog = RenderWatchdog(
             float(config.get("render_timeout", 0)), self.hb_interval,
             beat=lambda: self.send_control("hb"),
@@ -218,12 +212,20 @@ class Worker:
         items = [(str(i[0]), str(i[1])) for i in msg["items"]]
         outcomes: list[Outcome] = []
         conversations = read_batch(reader, items, outcomes)
-        for conv in conversations:
+        order = (self.pipeline.schedule(conversations, self.wait_control)
+                 if self.pipeline else iter(conversations))
+        done: dict[str, Outcome] = {}
+        for conv in order:  # ready conversations first; the rest as their files arrive
             if self.cancelled:
                 return  # the batch stays unfinished; a resumed run redoes it
-            outcomes.append(exporter.export(conv, batch))
+            done[conv.id] = exporter.export(conv, batch)
+            if self.pipeline:
+                self.pipeline.forget(conv)
             self.pump_control()
-        error = exporter.flush_records(batch)
+        if len(done) < len(conversations):
+            return  # cancelled while files were still downloading: the batch stays open
+        outcomes += [done[c.id] for c in conversations if c.id in done]  # batch order
+        error = exporter.flush_records(batch, [cid for cid, _ in items])
         if error:
             for outcome in outcomes:
                 if outcome.ok:
