@@ -44,7 +44,7 @@ class DownloadOptions:
 
     auth_file: str | None = None
     cache_dir: str | None = None
-    concurrency: int = 8
+    concurrency: int = 16
     per_host: int | None = None
     max_bytes: int = 100 * MB
     deadline: float = 120.0
