@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, cli_control
 from .archive import Selection
 from .errors import ZexportError
 
@@ -98,12 +98,14 @@ def _default_db() -> tuple[str, str]:
 @click.option("--no-attachments", is_flag=True, help="Export no attachment files.")
 @click.option("--progress", type=click.Choice(["bar", "json", "none"]), default=None,
               help="Progress display (default: bar on a terminal, else none).")
+@click.option("--force", is_flag=True,
+              help="Render every conversation, even those a previous run left unchanged.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, hidden=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, out: str, format_name: str, format_options: tuple[str, ...],
         workers: int | None, providers: tuple[str, ...], since: str | None,
         until: str | None, ids: tuple[str, ...], branches: str, tz: str, attachments: str,
-        no_attachments: bool, progress: str | None, batch_size: int | None,
+        no_attachments: bool, progress: str | None, force: bool, batch_size: int | None,
         quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
     from .controller import Controller, RunOptions
@@ -128,7 +130,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                 providers=providers, since=_parse_time(since, "--since"),
                 until=_parse_time(until, "--until"), ids=ids),
             branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
-            batch_size=batch_size,
+            batch_size=batch_size, force=force,
         )
         controller = Controller(opts, say=say)
         say(line)
@@ -184,6 +186,10 @@ def formats() -> None:
             click.echo(f"{'':14}-o {key}=...  {opt.help}{default}")
     for info in registry.broken:
         click.echo(f"BROKEN plugin {info.name!r} [{info.package} {info.version}]: {info.error}")
+
+
+cli.add_command(cli_control.status)
+cli.add_command(cli_control.cancel)
 
 
 def main() -> None:

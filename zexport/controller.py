@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -248,7 +249,7 @@ class Controller:
         control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         control.bind(endpoint(self.run_dir, f"w{wid}"))
         log_path = os.path.join(self.out, STATE_DIR, f"worker-{wid}.log")
-        with open(log_path, "ab") as log_file:
+        with open(log_path, "ab") as log_file, _sigint_ignored_in_children():
             proc = subprocess.Popen(
                 [sys.executable, "-m", "zexport.worker", self.run_dir, str(wid)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
@@ -309,10 +310,11 @@ class Controller:
         if self.cancelled:
             return
         self.report.worker_deaths.append({"worker": w.id, "reason": why})
-        now = time.monotonic()
         for batch in self.batches:
-            lost = (batch.state == "taken" and batch.worker == w.id) or (
-                batch.state == "sent" and now - batch.sent_at > 0.5)
+            # A "sent" batch may sit in the dead worker's pipe, or in a live one's; PUSH
+            # does not say which. Requeue it: at worst a live worker renders it twice
+            # (same bytes, atomically; only the first "done" counts).
+            lost = (batch.state == "taken" and batch.worker == w.id) or batch.state == "sent"
             if lost:
                 self._requeue(batch, f"worker {w.id} {why}")
         remaining = self.done_batches < len(self.batches)
@@ -611,6 +613,25 @@ class Controller:
         status = self.report.finish(self.total, self.done_conversations, self.cancelled)
         self.report.write(os.path.join(self.state_dir, "report.json"))
         return status
+
+
+@contextlib.contextmanager
+def _sigint_ignored_in_children() -> Iterator[None]:
+    """Spawn workers with SIGINT already ignored.
+
+    Ctrl-C reaches the whole process group, and a worker still importing
+    modules would die of KeyboardInterrupt before it could ignore SIGINT
+    itself. An ignored disposition survives exec (and Python keeps it), so
+    the worker is immune from its first instruction. SIGINT is blocked in the
+    meantime, so a Ctrl-C meant for the controller stays pending, not lost.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _worker_env() -> dict[str, str]:

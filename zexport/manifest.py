@@ -19,8 +19,9 @@ conversations need work. A conversation is *skipped* (never sent to a
 worker) when its source fingerprint, options fingerprint and renderer are
 unchanged and its output is still there. When its title changed, its old
 folder is renamed to the new name (never left behind as a duplicate) and it
-is rendered again in place. ``--force`` renders everything. A conversation exported with an attachment
-missing is not recorded, so the next run tries it (and its download) again.
+is rendered again in place. ``--force`` renders everything. A conversation
+exported with an attachment missing is not recorded, so the next run tries
+it (and its download) again.
 
 The source fingerprint is cheap on purpose: it hashes what the
 ``conversations`` row says (title, provider, created_at, updated_at,
