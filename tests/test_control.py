@@ -24,7 +24,6 @@ import zmq
 from conftest import run_cli
 from controlkit import (
     alive,
-    ask,
     finish,
     full_tree,
     registration_for,
