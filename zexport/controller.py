@@ -45,7 +45,7 @@ from .archive import Selection, build_attachment_index, list_conversations, open
 from .control import ControlServer
 from .errors import OutputError, ProtocolError
 from .lock import OutputLock
-from .manifest import Resume, options_fingerprint, source_fingerprint
+from .manifest import Resume, options_fingerprint, source_fingerprint, tz_identity
 from .naming import FolderNamer
 from .output import ensure_dir, sweep_temporaries
 from .plugins import load_registry
@@ -197,7 +197,7 @@ class Controller:
         return options_fingerprint({
             "format": self.fmt.name, "format_version": self.fmt.version,
             "format_options": self.format_options, "branches": self.opts.branches,
-            "tz": [self.opts.tz, str(self.tz)], "attachments": self.opts.attachments,
+            "tz": [self.opts.tz, tz_identity(self.tz)], "attachments": self.opts.attachments,
         })
 
     def _plan(self) -> None:

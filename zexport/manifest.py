@@ -35,8 +35,10 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timezone, tzinfo
 from typing import Any
 
 import apsw
@@ -59,6 +61,21 @@ def source_fingerprint(title: str | None, provider: str | None, created_at: int 
                        current_node_id: str | None) -> str:
     """A digest of a conversation's row: changes when the app re-syncs or edits it."""
     return _digest([title, provider, created_at, updated_at, message_count, current_node_id])
+
+
+def tz_identity(tz: tzinfo) -> str:
+    """A stable name for a time zone: its IANA key, or what defines "local" here.
+
+    ``str()`` of a local-zone object is its memory address, different every
+    run; that would make every re-run render everything again.
+    """
+    key = getattr(tz, "key", None)
+    if isinstance(key, str):
+        return key
+    if tz is timezone.utc:
+        return "UTC"
+    return repr((os.environ.get("TZ"), time.tzname, time.timezone, time.altzone,
+                 os.path.realpath("/etc/localtime")))
 
 
 def options_fingerprint(options: dict[str, Any]) -> str:
