@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__, cli_control
-from .archive import Selection
 from .errors import ZexportError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,6 +107,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         no_attachments: bool, progress: str | None, force: bool, batch_size: int | None,
         quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
+    from .archive import Selection  # here, not at the top: `zexport status` starts faster
     from .controller import Controller, RunOptions
     from .progress import make_progress
 
