@@ -307,8 +307,8 @@ class Controller:
         if w.reader is not None:
             w.reader.cancel()
         w.control.close(linger=0)
-        if self.cancelled:
-            return
+        if self.cancelled or self.finished.is_set():
+            return  # leaving workers are not deaths (the monitor runs until the very end)
         self.report.worker_deaths.append({"worker": w.id, "reason": why})
         for batch in self.batches:
             # A "sent" batch may sit in the dead worker's pipe, or in a live one's; PUSH
@@ -452,8 +452,15 @@ class Controller:
                     self._declare_dead(w, f"silent for {now - w.last_heard:.1f}s")
                 else:
                     _send_nowait(w.control, protocol.encode("hb"))
-            for batch in self.batches:  # sent into a pipe nobody reads any more
-                if batch.state == "sent" and now - batch.sent_at > self.opts.hb_timeout:
+            # A batch sent into a pipe nobody reads any more (a worker that died before
+            # libzmq noticed) is lost. It can only be waiting in a live worker's pipe while
+            # that worker is busy; when no worker is busy it is surely lost after a moment.
+            busy = {b.worker for b in self.batches if b.state == "taken"}
+            nobody_busy = not any(w.id in busy for w in self.live_workers())
+            lost_after = max(1.0, 4 * self.opts.hb_interval) if nobody_busy else (
+                self.opts.hb_timeout)
+            for batch in self.batches:
+                if batch.state == "sent" and now - batch.sent_at > lost_after:
                     self._requeue(batch, "batch never taken")
                     self.wake.set()
             await asyncio.sleep(self.opts.hb_interval / 2)
