@@ -102,13 +102,15 @@ class ConversationHead:
     updated_at: int | None
     message_count: int | None
     provider: str | None = None
+    current_node_id: str | None = None
 
 
 def list_conversations(conn: apsw.Connection, selection: Selection) -> Iterator[ConversationHead]:
     """Every selected conversation, oldest first (then by id): the export order."""
     where, args = selection.where()
     sql = (
-        "SELECT id, title, created_at, updated_at, message_count, provider FROM conversations"
+        "SELECT id, title, created_at, updated_at, message_count, provider, current_node_id"
+        " FROM conversations"
         f"{where} ORDER BY created_at IS NULL, created_at, id"
     )
     for row in conn.execute(sql, args):

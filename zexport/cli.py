@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
-from .archive import Selection
+from . import __version__, cli_control
 from .errors import ZexportError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -135,6 +134,8 @@ def _default_db() -> tuple[str, str]:
 @click.option("--render-timeout", type=click.FloatRange(min=0), default=60.0,
               show_default=True, metavar="SECONDS",
               help="Fail a conversation whose format takes longer (0: no limit).")
+@click.option("--force", is_flag=True,
+              help="Render every conversation, even those a previous run left unchanged.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, hidden=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, out: str, format_name: str, format_options: tuple[str, ...],
@@ -143,9 +144,9 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         no_attachments: bool, auth_file: str | None, cache_dir: str | None,
         download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
         download_timeout: float, update_archive: bool, progress: str | None,
-        render_timeout: float,
-        batch_size: int | None, quiet: bool) -> None:
+        render_timeout: float, force: bool, batch_size: int | None, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
+    from .archive import Selection  # here, not at the top: `zexport status` starts faster
     from .attachments.service import DownloadOptions
     from .controller import Controller, RunOptions
     from .progress import make_progress
@@ -169,7 +170,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                 providers=providers, since=_parse_time(since, "--since"),
                 until=_parse_time(until, "--until"), ids=ids),
             branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
-            batch_size=batch_size, render_timeout=render_timeout,
+            batch_size=batch_size, render_timeout=render_timeout, force=force,
             downloads=DownloadOptions(
                 auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,
                 per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
@@ -230,6 +231,10 @@ def formats() -> None:
 
     for line in render_listing(load_registry()):
         click.echo(line)
+
+
+cli.add_command(cli_control.status)
+cli.add_command(cli_control.cancel)
 
 
 def main() -> None:

@@ -8,12 +8,19 @@ fresh interpreter: no inherited ZeroMQ context, no fork hazards). It
   announces each with ``took`` and answers with ``done`` on the results PUSH;
 - sends a heartbeat every interval, and exits by itself when the controller
   falls silent past the deadline (and, on Linux, when its parent dies);
-- stops at the next conversation boundary on ``cancel``;
+- stops at the next conversation boundary on ``cancel``; SIGTERM (the
+  controller's escalation when a worker is inside a long conversation, and
+  the parent-death signal) aborts even mid-conversation: the atomic writer
+  removes its temporary file, the worker says ``bye`` and exits.
 - asks the controller for missing attachments a batch at a time and keeps
   rendering while they download (:mod:`zexport.attachments.pipeline`).
 
 It ignores SIGINT: Ctrl-C reaches the whole process group, and only the
 controller decides what a Ctrl-C means.
+
+``ZEXPORT_TEST_DELAY_PER_CONVERSATION`` (seconds, test-only) makes each
+conversation take that much longer, inside the conversation, so tests can
+catch a run in the middle and cancel a "long" conversation.
 """
 
 from __future__ import annotations
@@ -65,6 +72,26 @@ def read_batch(reader: BatchReader, items: list[tuple[str, str]],
     return conversations
 
 
+class Interrupted(BaseException):
+    """SIGTERM arrived: stop now, even inside a conversation.
+
+    A BaseException, so that a format plugin's ``except Exception`` cannot
+    swallow it, while ``atomic_write``'s cleanup (``except BaseException``)
+    still removes the temporary file.
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
+def _test_delay() -> float:
+    try:
+        return max(0.0, float(os.environ.get("ZEXPORT_TEST_DELAY_PER_CONVERSATION", "0")))
+    except ValueError:
+        return 0.0
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGTERM us when the controller dies (no orphans)."""
     if sys.platform.startswith("linux"):
@@ -98,6 +125,9 @@ class Worker:
         self.hb_interval = 0.5
         self.hb_timeout = 5.0
         self.pipeline: FetchPipeline | None = None
+        self.parent = os.getppid()
+        self.interrupted = False
+        self.delay = _test_delay()
 
     # -- control channel -------------------------------------------------
     def send_control(self, msg_type: str, **fields: Any) -> None:
@@ -130,6 +160,9 @@ class Worker:
             log.error("worker %d: controller silent for %.1fs; exiting", self.index,
                       now - self.last_heard)
             self.cancelled = True
+        if os.getppid() != self.parent:  # orphaned (no PDEATHSIG off Linux)
+            log.error("worker %d: controller is gone; exiting", self.index)
+            self.cancelled = True
 
     def wait_control(self) -> bool:
         """Block briefly for control frames (``fetched`` answers); False once cancelled."""
@@ -145,7 +178,7 @@ class Worker:
         config = None
         deadline = time.monotonic() + 30
         while config is None:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or os.getppid() != self.parent:
                 log.error("worker %d: no config from controller", self.index)
                 return 1
             if self.control.poll(200):
@@ -193,9 +226,17 @@ class Worker:
                 if self.tasks in events and not self.cancelled:
                     self.work(self.tasks.recv(), reader, exporter)
                 self.pump_control()
+        except Interrupted:
+            self.cancelled = self.interrupted = True
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # now finish leaving in peace
             reader.close()
-        self.send_control("bye", w=self.index, reason="cancelled" if self.cancelled else "done")
+        try:
+            self.control.send(protocol.encode(
+                "bye", w=self.index, reason="interrupted" if self.interrupted else "cancelled"),
+                zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
         return 0
 
     def work(self, frame: bytes, reader: BatchReader, exporter: ConversationExporter) -> None:
@@ -218,6 +259,8 @@ class Worker:
         for conv in order:  # ready conversations first; the rest as their files arrive
             if self.cancelled:
                 return  # the batch stays unfinished; a resumed run redoes it
+            if self.delay:
+                time.sleep(self.delay)  # test-only: a "long" conversation (SIGTERM ends it)
             done[conv.id] = exporter.export(conv, batch)
             if self.pipeline:
                 self.pipeline.forget(conv)
@@ -249,9 +292,9 @@ class Worker:
         os._exit(3)
 
     def close(self) -> None:
-        """Close every socket, then the context (LINGER is set on each)."""
+        """Close every socket, then the context (LINGER is set on each; 0 if interrupted)."""
         for sock in (self.tasks, self.results, self.control):
-            sock.close()
+            sock.close(linger=0 if self.interrupted else None)
         self.ctx.term()
 
 
@@ -259,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m zexport.worker RUN_DIR INDEX``."""
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     worker = Worker(args[0], int(args[1]))
@@ -273,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 profiler.dump_stats(os.path.join(profile_dir, f"worker-{args[1]}.prof"))
         return worker.run()
+    except Interrupted:  # SIGTERM before the work loop (during the handshake)
+        worker.interrupted = True
+        return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         worker.close()
 
 
