@@ -138,7 +138,8 @@ def build_attachment_index(conn: apsw.Connection, target: str) -> None:
     """
     side = apsw.Connection(target)
     try:
-        side.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
+        side.execute("PRAGMA journal_mode=OFF").fetchall()
+        side.execute("PRAGMA synchronous=OFF").fetchall()
         side.execute(
             "CREATE TABLE att (conversation_id TEXT, id TEXT, message_id TEXT, type TEXT,"
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"

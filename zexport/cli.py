@@ -193,7 +193,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         f"{counts['attachments_exported']} attachments, {counts['attachments_failed']} "
         f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {controller.out}"
     )
-    if report.failures or report.attachment_failures:
+    if report.failures or report.attachments_failed:
         say(f"Failures are listed in {os.path.join(controller.out, '.zexport', 'report.json')}")
     sys.exit(status)
 

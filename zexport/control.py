@@ -85,7 +85,7 @@ def status_of(c: Controller) -> dict[str, Any]:
         },
         "attachments": {
             "exported": report.attachments_exported,
-            "failed": len(report.attachment_failures),
+            "failed": report.attachments_failed,
         },
         "rate": round(rate, 2), "eta": None if eta is None else round(eta, 2),
         "workers": workers, "worker_deaths": len(report.worker_deaths),

@@ -44,7 +44,13 @@ import zmq
 import zmq.asyncio
 
 from . import __version__, protocol
-from .archive import Selection, build_attachment_index, list_conversations, open_archive
+from .archive import (
+    ConversationHead,
+    Selection,
+    build_attachment_index,
+    list_conversations,
+    open_archive,
+)
 from .attachments.auth import load_auth
 from .attachments.cache import AttachmentCache
 from .attachments.service import AttachmentService, DownloadOptions, Stats
@@ -59,8 +65,8 @@ from .manifest import (
     source_fingerprint,
     tz_identity,
 )
-from .naming import FolderNamer
 from .output import ensure_dir, sweep_temporaries
+from .plan import Plan
 from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
 from .report import RunReport
@@ -136,6 +142,9 @@ class Batch:
     attempts: int = 0
     start: int = 0  # export-order position of items[0]: record shards are merged by it
     accepted: bool = False  # done by a worker (not failed or split): its shard counts
+    stop: int = 0  # items are plan positions [start, stop), read when first dispatched
+    loaded: bool = True  # False until items (and sources) are read from the plan
+    sources: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -216,6 +225,7 @@ class Controller:
         ensure_dir(self.state_dir)
         # Lock before sweeping: another run's temporaries are files in flight.
         self.lock.acquire(self.out)
+        self.report.spool_to(self.state_dir)
         swept = sweep_temporaries(self.out)
         if swept:
             self.report.notes.append(f"removed {swept} temporary files left by an earlier run")
@@ -229,24 +239,21 @@ class Controller:
 
     def _plan(self) -> None:
         """List and name every selected conversation, write the plan for start/finish,
-        and batch those that need rendering."""
-        namer = FolderNamer(self.tz)
-        order: list[tuple[str, str]] = []
-        for head in list_conversations(self.conn, self.opts.selection):
-            namer.add(head.id, head.title, head.created_at)
-            order.append((head.id, source_fingerprint(
-                head.title, head.provider, head.created_at, head.updated_at,
-                head.message_count, head.current_node_id)))
-        folders = namer.assign()
-        self.total = len(order)
-        plan = PlanWriter(self.steps.plan_path)
+        decide what a re-run may skip, and cut the rest into batches.
+
+        Everything per conversation lives in the on-disk :class:`Plan`; what
+        stays in memory is one small :class:`Batch` per batch.
+        """
+        plan = self.plan = Plan(os.path.join(self.run_dir, "plan.db"))
+        self.total = plan.add(list_conversations(self.conn, self.opts.selection), self.tz,
+                              fingerprint=_source_fingerprint)
+        plan.assign_folders()
+        writer = PlanWriter(self.steps.plan_path)
         try:
-            for head in list_conversations(self.conn, self.opts.selection):
-                if head.id in folders:
-                    plan.add(head.id, head.title, head.provider, head.created_at,
-                             head.updated_at, head.message_count, folders[head.id])
+            for cid, title, provider, created, updated, count, folder, _ in plan.rows():
+                writer.add(cid, title, provider, created, updated, count, folder)
         finally:
-            plan.close()
+            writer.close()
         # A format that gathers records for one whole-export file needs every
         # conversation rendered each run: skipping would leave holes in it.
         force = self.opts.force or not self.fmt.files_per_conversation
@@ -254,18 +261,28 @@ class Controller:
             self.state_dir, self.out, self.fmt.extension, self._options_fingerprint(),
             f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force)
         self.report.notes.extend(self.resume.manifest.notes)
-        todo = self.resume.select([(cid, folders[cid], fp) for cid, fp in order])
-        self.report.skipped = self.total - len(todo)
+        self.resume.select(plan)
+        todo = plan.todo
+        self.report.skipped = self.total - todo
         self.done_conversations = self.report.skipped
         if self.resume.moved:
             self.report.notes.append(
                 f"moved {self.resume.moved} folders of conversations whose title changed")
         workers = max(1, self.opts.workers)
-        size = self.opts.batch_size or max(1, min(64, len(todo) // (workers * 8) or 1))
-        for start in range(0, len(todo), size):
-            batch = Batch(len(self.batches), todo[start:start + size], start=start)
+        size = self.opts.batch_size or max(1, min(64, todo // (workers * 8) or 1))
+        for start in range(0, todo, size):
+            batch = Batch(len(self.batches), [], start=start, stop=min(todo, start + size),
+                          loaded=False)
             self.batches.append(batch)
             self.queue.append(batch)
+
+    def _load(self, batch: Batch) -> None:
+        """Read a batch's conversations from the plan when it is first needed."""
+        if not batch.loaded:
+            rows = self.plan.items(batch.start, batch.stop)
+            batch.items = [(cid, folder) for cid, folder, _ in rows]
+            batch.sources = {cid: source for cid, _, source in rows}
+            batch.loaded = True
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -388,7 +405,8 @@ class Controller:
                 if i == 0:
                     batch.start += 1
                 else:  # keep every batch a contiguous run of the export order
-                    tail = Batch(len(self.batches), batch.items[i:], start=batch.start + i)
+                    tail = Batch(len(self.batches), batch.items[i:], start=batch.start + i,
+                                 sources=batch.sources)
                     del batch.items[i:]
                     self.batches.append(tail)
                     self.queue.appendleft(tail)
@@ -447,7 +465,8 @@ class Controller:
             batch.state = "done"  # replaced by single-conversation batches
             self.done_batches += 1
             for i, item in enumerate(batch.items):
-                single = Batch(len(self.batches), [item], attempts=1, start=batch.start + i)
+                single = Batch(len(self.batches), [item], attempts=1, start=batch.start + i,
+                               sources=batch.sources)
                 self.batches.append(single)
                 self.queue.append(single)
         elif batch.attempts >= 3:
@@ -457,6 +476,7 @@ class Controller:
             self.queue.appendleft(batch)
 
     def _fail_batch(self, batch: Batch, reason: str) -> None:
+        self._load(batch)
         batch.state = "done"
         self.done_batches += 1
         for cid, folder in batch.items:
@@ -475,6 +495,7 @@ class Controller:
                 batch = self.queue.popleft()
                 if batch.state != "queued":
                     continue
+                self._load(batch)
                 frame = protocol.encode(
                     "batch", batch=batch.id, items=[list(i) for i in batch.items])
                 await self.tasks.send(frame)
@@ -540,9 +561,10 @@ class Controller:
             title = str(res.get("title") or title)
             # A conversation with a missing attachment is not finished: a re-run retries it.
             if res.get("ok") and not res.get("attachments_failed") and self.resume is not None:
-                self.resume.done(cid, folder)
+                self.resume.done(cid, folder, batch.sources.get(cid))
         if self.resume is not None:
             self.resume.flush()
+        batch.items, batch.sources = [], {}  # done: only the small Batch stays in memory
         elapsed = max(time.time() - self.started, 1e-6)
         self.progress.update("exporting", self.done_conversations, self.total, title, {
             "failed": len(self.report.failures), "rate": self.done_conversations / elapsed})
@@ -771,6 +793,9 @@ class Controller:
             self.ctx.term()
             if self.resume is not None:
                 self.resume.close()
+            plan: Plan | None = getattr(self, "plan", None)
+            if plan is not None:
+                plan.close()
             remove_run_dir(self.run_dir)
             self.progress.close()
         if self.cancelled or self.dirty:
@@ -797,6 +822,11 @@ def _sigint_ignored_in_children() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, old)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _source_fingerprint(head: ConversationHead) -> str:
+    return source_fingerprint(head.title, head.provider, head.created_at, head.updated_at,
+                              head.message_count, head.current_node_id)
 
 
 def _worker_env() -> dict[str, str]:

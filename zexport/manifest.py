@@ -36,13 +36,17 @@ import logging
 import os
 import stat
 import time
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timezone, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 import orjson
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 log = logging.getLogger("zexport.manifest")
 
@@ -218,7 +222,6 @@ class Resume:
         self.options_fp = options_fp
         self.renderer = renderer
         self.force = force
-        self.sources: dict[str, str] = {}
         self.moved = 0
         self.pending: list[tuple[str, str, str, str, str]] = []
 
@@ -232,34 +235,38 @@ class Resume:
                 return False
         return _is_real_dir(target)
 
-    def select(self, planned: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
-        """From ``[(id, folder, source fingerprint)]``, return ``[(id, folder)]`` to render."""
-        known = self.manifest.load()
-        moves: dict[str, tuple[str, str]] = {}
-        for cid, folder, source in planned:
-            self.sources[cid] = source
-            entry = known.get(cid)
-            if entry is not None and entry.folder != folder:
-                moves[cid] = (entry.folder, folder)
-        if moves:
-            done = move_folders(self.out, moves)
-            self.moved = len(done)
-            self.manifest.set_folders(done.items())
-            for cid, folder in done.items():
-                entry = known[cid]
-                known[cid] = Entry(folder, entry.source, entry.options, entry.renderer)
-        todo: list[tuple[str, str]] = []
-        for cid, folder, source in planned:
-            entry = known.get(cid)
-            if (self.force or entry is None or entry.folder != folder or entry.source != source
-                    or entry.options != self.options_fp or entry.renderer != self.renderer
-                    or not self._output_present(folder)):
-                todo.append((cid, folder))
-        return todo
+    def select(self, plan: Plan) -> None:
+        """Mark in ``plan`` what needs no rendering, after moving renamed folders.
 
-    def done(self, cid: str, folder: str) -> None:
+        Streams the plan beside the manifest (an SQL join), so memory does
+        not grow with the archive: only the moves (titles that changed) and
+        the positions to skip are held, the latter as a compact array.
+        """
+        moves: dict[str, tuple[str, str]] = {}
+        if not self.force:
+            for _seq, cid, folder, _src, old_folder, *_ in plan.with_manifest(self.manifest.path):
+                if old_folder is not None and old_folder != folder:
+                    moves[cid] = (old_folder, folder)
+        moved: dict[str, str] = {}
+        if moves:
+            moved = move_folders(self.out, moves)
+            self.moved = len(moved)
+            self.manifest.set_folders(moved.items())
+        skip = array("q")
+        if not self.force:
+            for seq, cid, folder, source, old_folder, old_source, old_options, old_renderer in (
+                    plan.with_manifest(self.manifest.path)):
+                if old_folder is None:
+                    continue
+                if (moved.get(cid, old_folder) == folder and old_source == source
+                        and old_options == self.options_fp and old_renderer == self.renderer
+                        and self._output_present(folder)):
+                    skip.append(seq)
+        plan.skip(skip)
+        plan.freeze_todo()
+
+    def done(self, cid: str, folder: str, source: str | None) -> None:
         """Note a conversation whose file is in place; kept until :meth:`flush`."""
-        source = self.sources.get(cid)
         if source is not None:
             self.pending.append((cid, folder, source, self.options_fp, self.renderer))
 
