@@ -265,7 +265,9 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
             parts = [{"type": "text", "text": raw_text}]
             conv.warnings.append(f"message {mid}: {error}; kept as raw text")
     siblings: list[str] | None = None
-    if siblings_raw:
+    if siblings_raw == f'["{mid}"]':  # the common case: no alternatives; no parse needed
+        siblings = [str(mid)]
+    elif siblings_raw:
         try:
             value = _loads(siblings_raw)
             if type(value) is list:
