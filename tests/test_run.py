@@ -346,3 +346,18 @@ def test_a_corrupt_page_fails_only_the_conversations_on_it(
     assert all("read failed" in f["reason"] for f in report["failures"])
     assert 1 <= len(failed) <= 5  # only those whose rows sit on the broken page
     assert report["counts"]["exported"] == total - len(failed)
+
+
+def test_no_downloads_copies_what_is_on_disk_and_asks_for_nothing(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(sample_db), "--out", str(out), "--progress", "none",
+              "--no-downloads", "--tz", "UTC")
+    assert res.returncode == 1, res.stderr  # the sample has attachments missing from disk
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    assert report["counts"]["attachments_exported"] > 0
+    assert report["attachment_failures"]
+    assert all(f["reason"] == "file not on disk (downloads off)"
+               for f in report["attachment_failures"])
+    assert report["options"]["downloads"] is False
+    assert not report["downloads"].get("requested")

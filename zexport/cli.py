@@ -127,6 +127,8 @@ def _default_db() -> tuple[str, str]:
               help="Largest attachment to download (decoded size).")
 @click.option("--download-timeout", type=click.FloatRange(0.1, 86400), default=120.0,
               show_default=True, help="Total seconds allowed per attachment download.")
+@click.option("--no-downloads", is_flag=True,
+              help="Copy attachments that are on disk; download none (offline export).")
 @click.option("--update-archive", is_flag=True,
               help="Record downloaded attachments' local_path in the archive (as the app does).")
 @click.option("--progress", type=click.Choice(["bar", "json", "none"]), default=None,
@@ -143,7 +145,8 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         until: str | None, ids: tuple[str, ...], branches: str, tz: str, attachments: str,
         no_attachments: bool, auth_file: str | None, cache_dir: str | None,
         download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
-        download_timeout: float, update_archive: bool, progress: str | None,
+        download_timeout: float, no_downloads: bool, update_archive: bool,
+        progress: str | None,
         render_timeout: float, force: bool, batch_size: int | None, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
     from .archive import Selection  # here, not at the top: `zexport status` starts faster
@@ -174,7 +177,8 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
             downloads=DownloadOptions(
                 auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,
                 per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
-                deadline=download_timeout, update_archive=update_archive),
+                deadline=download_timeout, update_archive=update_archive,
+                enabled=not no_downloads),
         )
         controller = Controller(opts, say=say)
         _warn_broken_plugins()

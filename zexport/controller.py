@@ -291,7 +291,7 @@ class Controller:
             "tz": self.opts.tz, "branches": self.opts.branches,
             "exported_at": self.exported_at, "attachments": self.opts.attachments,
             "attachment_index": os.path.join(self.run_dir, "attachments.db"),
-            "downloads": self.opts.attachments != "off",
+            "downloads": self.opts.attachments != "off" and self.opts.downloads.enabled,
             "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
             "controller_pid": os.getpid(),
@@ -376,7 +376,7 @@ class Controller:
 
     def _start_attachments(self) -> None:
         """The download service, inside the running loop (httpx shares it with zmq)."""
-        if self.opts.attachments == "off":
+        if self.opts.attachments == "off" or not self.opts.downloads.enabled:
             return
         dl = self.opts.downloads
         cache = AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))

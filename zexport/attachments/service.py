@@ -49,6 +49,7 @@ class DownloadOptions:
     max_bytes: int = 100 * MB
     deadline: float = 120.0
     update_archive: bool = False
+    enabled: bool = True  # False: copy what is on disk, download nothing (--no-downloads)
 
     def limits(self) -> Limits:
         """The downloader limits these options imply."""
@@ -62,7 +63,7 @@ class DownloadOptions:
                 "download_concurrency": self.concurrency,
                 "download_per_host": self.per_host or self.concurrency,
                 "max_attachment_size": self.max_bytes, "download_timeout": self.deadline,
-                "update_archive": self.update_archive}
+                "update_archive": self.update_archive, "downloads": self.enabled}
 
 
 @dataclass
