@@ -108,13 +108,16 @@ class ConversationHead:
 def list_conversations(conn: apsw.Connection, selection: Selection) -> Iterator[ConversationHead]:
     """Every selected conversation, oldest first (then by id): the export order."""
     where, args = selection.where()
+    # Dirty rows must not stop the listing: titles are read as bytes (a title that is
+    # a BLOB or not valid UTF-8 would otherwise raise), times may be text or REAL.
     sql = (
-        "SELECT id, title, created_at, updated_at, message_count, provider, current_node_id"
-        " FROM conversations"
-        f"{where} ORDER BY created_at IS NULL, created_at, id"
+        "SELECT id, CAST(title AS BLOB), created_at, updated_at, message_count, provider,"
+        f" current_node_id FROM conversations{where}"
+        " ORDER BY created_at IS NULL, created_at, id"
     )
-    for row in conn.execute(sql, args):
-        yield ConversationHead(*row)
+    for cid, title, created, updated, count, provider, current in conn.execute(sql, args):
+        yield ConversationHead(cid, _text(title), _int(created), _int(updated), _int(count),
+                               provider, current)
 
 
 def count_conversations(conn: apsw.Connection, selection: Selection) -> int:
@@ -183,13 +186,13 @@ class BatchReader:
         folders = dict(items)
         with self.conn:  # one snapshot for the batch
             for row in self.conn.execute(
-                "SELECT id, title, provider, created_at, updated_at, message_count,"
-                f" current_node_id FROM conversations WHERE id IN ({marks})",
+                "SELECT id, CAST(title AS BLOB), provider, created_at, updated_at,"
+                f" message_count, current_node_id FROM conversations WHERE id IN ({marks})",
                 ids,
             ):
                 cid, title, provider, created, updated, count, current = row
                 conv = Conversation(
-                    id=cid, title=title if isinstance(title, str) else "",
+                    id=cid, title=_text(title),
                     provider=str(provider or ""), created_at=_int(created),
                     updated_at=_int(updated), message_count=_int(count),
                     current_node_id=current, messages=[], folder=folders[cid],
@@ -232,13 +235,18 @@ class BatchReader:
 
 
 def _int(value: Any) -> int | None:
-    """An integer column that dirty data may have left NULL or as text."""
+    """An integer column that dirty data may have left NULL, as text, or as a REAL."""
     if value is None or isinstance(value, int):
         return value
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
         return None
+
+
+def _text(value: bytes | None) -> str:
+    """A text column read as bytes: invalid UTF-8 is replaced, never fatal."""
+    return value.decode("utf-8", "replace") if value else ""
 
 
 def _message(row: Sequence[Any], conv: Conversation) -> Message:
