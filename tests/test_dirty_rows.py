@@ -63,3 +63,33 @@ def test_dirty_conversation_rows_are_listed_and_exported(cli: Any, tmp_path: Pat
     assert "Text in created_at" in files
     blob = (out / "2023-11-14 \ufffd\ufffdBlob title\ufffd" / "conversation.md").read_text()
     assert 'title: "\ufffd\ufffdBlob title\ufffd"' in blob
+
+
+def test_dirty_attachment_rows_do_not_kill_workers(cli: Any, tmp_path: Path) -> None:
+    db = tmp_path / "dirty.db"
+    con = make_archive(db)
+    add(con, "att", "Attachments")
+    add(con, "other", "Other")
+    picture = tmp_path / "pic.png"
+    picture.write_bytes(b"\x89PNG fake")
+    con.execute(
+        "INSERT INTO attachments (id, message_id, type, local_path, filename, mime_type, size)"
+        " VALUES ('a1', 'm-att', 'image', ?, ?, ?, 'big')",
+        (str(picture).encode(), b"\xffpic.png", b"image/png"))
+    con.execute(
+        "INSERT INTO attachments (id, message_id, type, local_path, filename, width)"
+        " VALUES ('a2', 'm-att', 'file', CAST(x'2f746d702fff' AS TEXT), 'x.bin', 1e999)")
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
+              "--progress", "none", timeout=60)
+
+    assert "Traceback" not in res.stderr, res.stderr
+    rep = report(out)
+    assert rep["worker_deaths"] == [] and rep["failures"] == []
+    assert rep["counts"]["exported"] == 2
+    folder = out / "2023-11-14 Attachments"
+    assert (folder / "attachments" / "\ufffdpic.png").read_bytes() == b"\x89PNG fake"
+    assert res.returncode == 1  # a2's file is not on disk: reported, not fatal
+    assert [f["attachment_id"] for f in rep["attachment_failures"]] == ["a2"]

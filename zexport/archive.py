@@ -131,6 +131,8 @@ _ATTACHMENT_COLUMNS = (
     "id, message_id, type, file_id, original_url, local_path, filename, mime_type, "
     "size, width, height, created_at"
 )
+_ATTACHMENT_TEXT_COLUMNS = ("id", "message_id", "type", "file_id", "original_url", "local_path",
+                            "filename", "mime_type")
 
 
 def build_attachment_index(conn: apsw.Connection, target: str) -> None:
@@ -148,12 +150,18 @@ def build_attachment_index(conn: apsw.Connection, target: str) -> None:
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
             " mime_type TEXT, size INT, width INT, height INT, created_at INT)"
         )
+        # Text columns are read as bytes and numbers checked: a BLOB, invalid UTF-8 or
+        # text in a number column must neither stop the listing nor kill a worker later.
         rows = conn.execute(
-            f"SELECT m.conversation_id, a.{_ATTACHMENT_COLUMNS.replace(', ', ', a.')}"
+            "SELECT m.conversation_id, " + ", ".join(
+                f"CAST(a.{c} AS BLOB)" for c in _ATTACHMENT_TEXT_COLUMNS)
+            + ", a.size, a.width, a.height, a.created_at"
             " FROM attachments a JOIN messages m ON m.id = a.message_id"
         )
+        clean = ((cid, *(None if v is None else _text(v) for v in row[:8]),
+                  *(_int(v) for v in row[8:])) for cid, *row in rows)
         with side:
-            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", clean)
         side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
     finally:
         side.close()
