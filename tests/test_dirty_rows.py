@@ -93,3 +93,36 @@ def test_dirty_attachment_rows_do_not_kill_workers(cli: Any, tmp_path: Path) -> 
     assert (folder / "attachments" / "\ufffdpic.png").read_bytes() == b"\x89PNG fake"
     assert res.returncode == 1  # a2's file is not on disk: reported, not fatal
     assert [f["attachment_id"] for f in rep["attachment_failures"]] == ["a2"]
+
+
+def test_messages_with_non_utf8_text_or_blob_parts_are_kept(cli: Any, tmp_path: Path) -> None:
+    db = tmp_path / "dirty.db"
+    con = make_archive(db)
+    for cid in ("latin1", "blob", "fine"):
+        con.execute("INSERT INTO conversations (id, title, provider, created_at)"
+                    " VALUES (?, ?, 'claude', 1700000000)", (cid, f"T {cid}"))
+    # Latin-1 bytes stored as TEXT (apsw cannot decode them), and valid JSON stored as a BLOB.
+    con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                " VALUES ('m1', 'latin1', 'user', CAST(? AS TEXT), 0)",
+                ('[{"type":"text","text":"caf\xe9 ok"}]'.encode("latin-1"),))
+    con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                " VALUES ('m2', 'blob', 'user', ?, 0)",
+                (b'[{"type":"text","text":"parts as a blob"}]',))
+    con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                " VALUES ('m3', 'fine', 'user', '[{\"type\":\"text\",\"text\":\"fine\"}]', 0)")
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
+              "--batch-size", "3", timeout=60)
+
+    rep = report(out)
+    assert rep["failures"] == [], rep["failures"]
+    assert res.returncode == 0, res.stderr
+    latin1 = (out / "2023-11-14 T latin1" / "conversation.md").read_text()
+    assert "caf\ufffd ok" in latin1 and "not valid JSON" not in latin1
+    blob = (out / "2023-11-14 T blob" / "conversation.md").read_text()
+    assert "parts as a blob" in blob and "b'" not in blob and "not valid JSON" not in blob
+    assert "fine" in (out / "2023-11-14 T fine" / "conversation.md").read_text()
+    assert any(w["conversation_id"] == "latin1" and "not valid UTF-8" in w["message"]
+               for w in rep["warnings"])

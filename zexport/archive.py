@@ -182,11 +182,15 @@ class BatchReader:
         if self.att is not None:
             self.att.close()
 
-    def read(self, items: Sequence[tuple[str, str]]) -> list[Conversation]:
+    def read(self, items: Sequence[tuple[str, str]],
+             tolerant: bool = False) -> list[Conversation]:
         """Load ``[(conversation_id, folder)]`` in one read transaction.
 
         Conversations missing from the archive (deleted since listing) are
-        left out; the caller reports them.
+        left out; the caller reports them. ``tolerant`` (the slow path, after
+        a read failed) reads the messages' text columns as bytes and decodes
+        them with replacement, so bytes that are not UTF-8 stored as TEXT
+        (apsw raises on them) cost a few characters, not the conversation.
         """
         ids = [cid for cid, _ in items]
         marks = ",".join("?" * len(ids))
@@ -212,11 +216,12 @@ class BatchReader:
                 conversations[cid] = conv
             messages: dict[str, Message] = {}
             for row in self.conn.execute(
-                "SELECT conversation_id, id, role, parts, created_at, updated_at, order_index,"
-                " parent_id, sibling_ids, sibling_index FROM messages"
-                f" WHERE conversation_id IN ({marks})",
+                (_TOLERANT_MESSAGE_SELECT if tolerant else _MESSAGE_SELECT)
+                + f" WHERE conversation_id IN ({marks})",
                 ids,
             ):
+                if tolerant:
+                    row = tuple(_text(v) if type(v) is bytes else v for v in row)
                 owner_conv = conversations.get(row[0])
                 if owner_conv is None:
                     continue
@@ -242,6 +247,17 @@ class BatchReader:
         return [conversations[cid] for cid in ids if cid in conversations]
 
 
+_MESSAGE_SELECT = (
+    "SELECT conversation_id, id, role, parts, created_at, updated_at, order_index,"
+    " parent_id, sibling_ids, sibling_index FROM messages"
+)
+_TOLERANT_MESSAGE_SELECT = (
+    "SELECT conversation_id, CAST(id AS BLOB), CAST(role AS BLOB), CAST(parts AS BLOB),"
+    " created_at, updated_at, order_index, CAST(parent_id AS BLOB),"
+    " CAST(sibling_ids AS BLOB), sibling_index FROM messages"
+)
+
+
 def _int(value: Any) -> int | None:
     """An integer column that dirty data may have left NULL, as text, or as a REAL."""
     if value is None or isinstance(value, int):
@@ -264,7 +280,8 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
     integer columns) takes the fewest steps; repairs are the slow path.
     """
     _, mid, role, raw, created, updated, order, parent, siblings_raw, sibling_index = row
-    raw_text = raw if type(raw) is str else ("" if raw is None else str(raw))
+    raw_text = raw if type(raw) is str else (
+        "" if raw is None else _text(raw) if type(raw) is bytes else str(raw))
     error: str | None = None
     try:
         parts = _loads(raw_text)
