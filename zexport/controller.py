@@ -65,7 +65,7 @@ from .manifest import (
     source_fingerprint,
     tz_identity,
 )
-from .output import ensure_dir, sweep_temporaries
+from .output import UnsafePathError, ensure_dir, sweep_temporaries
 from .plan import Plan
 from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
@@ -221,11 +221,19 @@ class Controller:
 
     # -- setup --------------------------------------------------------------
     def _prepare_output(self) -> None:
-        os.makedirs(self.out, exist_ok=True)
-        ensure_dir(self.state_dir)
-        # Lock before sweeping: another run's temporaries are files in flight.
-        self.lock.acquire(self.out)
-        self.report.spool_to(self.state_dir)
+        try:
+            os.makedirs(self.out, exist_ok=True)
+            ensure_dir(self.state_dir)
+            # Lock before sweeping: another run's temporaries are files in flight.
+            self.lock.acquire(self.out)
+            self.report.spool_to(self.state_dir)
+        except (OSError, UnsafePathError) as exc:  # read-only, no permission, not a folder
+            self.lock.release()
+            reason = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+            raise OutputError(
+                f"cannot write to the output folder {self.opts.out}: {reason}") from None
         swept = sweep_temporaries(self.out)
         if swept:
             self.report.notes.append(f"removed {swept} temporary files left by an earlier run")
