@@ -185,7 +185,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         _fail(exc)
         return
     report = controller.report
-    counts = report.to_dict()["counts"]
+    counts = report.counts()
     rate = counts["exported"] / report.seconds if report.seconds else 0.0
     say(
         f"{report.status}: {counts['exported']} exported, {counts['skipped']} skipped, "

@@ -198,6 +198,7 @@ class Controller:
         self.next_worker_id = 0
         self.replacements = 0
         self.cancelled: str | None = None
+        self.internal_error = False  # a controller loop failed (see _loop_ended)
         self.hard_stop = False
         self.stopping = False
         self.dirty = False  # a worker was SIGKILLed: temporaries may be left to sweep
@@ -522,6 +523,8 @@ class Controller:
 
     def _drain_results(self) -> None:
         """Take in results already delivered (after workers stopped), so none is lost."""
+        if self.internal_error:
+            return  # the results loop failed: recording more would fail the same way
         while True:
             try:
                 fut = cast("asyncio.Future[bytes]", self.results.recv(zmq.NOBLOCK))
@@ -606,6 +609,18 @@ class Controller:
                     self._requeue(batch, "batch never taken")
                     self.wake.set()
             await asyncio.sleep(self.opts.hb_interval / 2)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A controller loop (dispatch, results, monitor) must not die quietly: the run
+        would wait forever. Stop the run instead, and say why in the report."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.debug("controller loop failed", exc_info=exc)
+        self.report.run_errors.append(
+            f"the controller stopped the run: {type(exc).__name__}: {exc}")
+        self.internal_error = True
+        self.cancel("internal error")
 
     # -- cancel / shutdown ----------------------------------------------------
     def request_cancel(self, reason: str = "cancelled") -> tuple[str, bool]:
@@ -765,8 +780,11 @@ class Controller:
                 for _ in range(min(max(1, self.opts.workers), len(self.batches))
                                - len(self.live_workers())):
                     self._spawn()
-                tasks += [asyncio.ensure_future(c) for c in
-                          (self._dispatch(), self._results(), self._monitor())]
+                loops = [asyncio.ensure_future(c) for c in
+                         (self._dispatch(), self._results(), self._monitor())]
+                for loop_task in loops:
+                    loop_task.add_done_callback(self._loop_ended)
+                tasks += loops
                 await self.finished.wait()
                 if not self.cancelled:
                     self.phase = "finishing"
@@ -808,8 +826,15 @@ class Controller:
             self.progress.close()
         if self.cancelled or self.dirty:
             sweep_temporaries(self.out)
-        status = self.report.finish(self.total, self.done_conversations, self.cancelled)
-        self.report.write(os.path.join(self.state_dir, "report.json"))
+        status = self.report.finish(self.total, self.done_conversations,
+                                    None if self.internal_error else self.cancelled)
+        report_path = os.path.join(self.state_dir, "report.json")
+        try:
+            self.report.write(report_path)
+        except OSError as exc:  # a full disk: say so, not a traceback
+            sys.stderr.write(f"zexport: error: could not write the run report {report_path}:"
+                             f" {exc.strerror or exc}\n")
+            status = max(status, 1)
         return status
 
 
