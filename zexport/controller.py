@@ -60,6 +60,7 @@ from .locations import cache_dir
 from .lock import OutputLock
 from .manifest import (
     MANIFEST_NAME,
+    RENDER_AGAIN,
     Resume,
     options_fingerprint,
     source_fingerprint,
@@ -570,9 +571,14 @@ class Controller:
             self.report.outcome(cid, folder, res)
             self.done_conversations += 1
             title = str(res.get("title") or title)
-            # A conversation with a missing attachment is not finished: a re-run retries it.
-            if res.get("ok") and not res.get("attachments_failed") and self.resume is not None:
-                self.resume.done(cid, folder, batch.sources.get(cid))
+            # A conversation with a missing attachment is not finished: a re-run renders it
+            # (and retries the download) again. Its folder is still recorded, so that a
+            # title change moves it instead of leaving it behind.
+            if res.get("ok") and self.resume is not None:
+                source = batch.sources.get(cid)
+                if res.get("attachments_failed") and source is not None:
+                    source = RENDER_AGAIN
+                self.resume.done(cid, folder, source)
         if self.resume is not None:
             self.resume.flush()
         batch.items, batch.sources = [], {}  # done: only the small Batch stays in memory
