@@ -108,13 +108,16 @@ class ConversationHead:
 def list_conversations(conn: apsw.Connection, selection: Selection) -> Iterator[ConversationHead]:
     """Every selected conversation, oldest first (then by id): the export order."""
     where, args = selection.where()
+    # Dirty rows must not stop the listing: titles are read as bytes (a title that is
+    # a BLOB or not valid UTF-8 would otherwise raise), times may be text or REAL.
     sql = (
-        "SELECT id, title, created_at, updated_at, message_count, provider, current_node_id"
-        " FROM conversations"
-        f"{where} ORDER BY created_at IS NULL, created_at, id"
+        "SELECT id, CAST(title AS BLOB), created_at, updated_at, message_count, provider,"
+        f" current_node_id FROM conversations{where}"
+        " ORDER BY created_at IS NULL, created_at, id"
     )
-    for row in conn.execute(sql, args):
-        yield ConversationHead(*row)
+    for cid, title, created, updated, count, provider, current in conn.execute(sql, args):
+        yield ConversationHead(cid, _text(title), _int(created), _int(updated), _int(count),
+                               provider, current)
 
 
 def count_conversations(conn: apsw.Connection, selection: Selection) -> int:
@@ -128,6 +131,8 @@ _ATTACHMENT_COLUMNS = (
     "id, message_id, type, file_id, original_url, local_path, filename, mime_type, "
     "size, width, height, created_at"
 )
+_ATTACHMENT_TEXT_COLUMNS = ("id", "message_id", "type", "file_id", "original_url", "local_path",
+                            "filename", "mime_type")
 
 
 def build_attachment_index(conn: apsw.Connection, target: str) -> None:
@@ -145,12 +150,18 @@ def build_attachment_index(conn: apsw.Connection, target: str) -> None:
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
             " mime_type TEXT, size INT, width INT, height INT, created_at INT)"
         )
+        # Text columns are read as bytes and numbers checked: a BLOB, invalid UTF-8 or
+        # text in a number column must neither stop the listing nor kill a worker later.
         rows = conn.execute(
-            f"SELECT m.conversation_id, a.{_ATTACHMENT_COLUMNS.replace(', ', ', a.')}"
+            "SELECT m.conversation_id, " + ", ".join(
+                f"CAST(a.{c} AS BLOB)" for c in _ATTACHMENT_TEXT_COLUMNS)
+            + ", a.size, a.width, a.height, a.created_at"
             " FROM attachments a JOIN messages m ON m.id = a.message_id"
         )
+        clean = ((cid, *(None if v is None else _text(v) for v in row[:8]),
+                  *(_int(v) for v in row[8:])) for cid, *row in rows)
         with side:
-            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", clean)
         side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
     finally:
         side.close()
@@ -171,11 +182,15 @@ class BatchReader:
         if self.att is not None:
             self.att.close()
 
-    def read(self, items: Sequence[tuple[str, str]]) -> list[Conversation]:
+    def read(self, items: Sequence[tuple[str, str]],
+             tolerant: bool = False) -> list[Conversation]:
         """Load ``[(conversation_id, folder)]`` in one read transaction.
 
         Conversations missing from the archive (deleted since listing) are
-        left out; the caller reports them.
+        left out; the caller reports them. ``tolerant`` (the slow path, after
+        a read failed) reads the messages' text columns as bytes and decodes
+        them with replacement, so bytes that are not UTF-8 stored as TEXT
+        (apsw raises on them) cost a few characters, not the conversation.
         """
         ids = [cid for cid, _ in items]
         marks = ",".join("?" * len(ids))
@@ -183,13 +198,13 @@ class BatchReader:
         folders = dict(items)
         with self.conn:  # one snapshot for the batch
             for row in self.conn.execute(
-                "SELECT id, title, provider, created_at, updated_at, message_count,"
-                f" current_node_id FROM conversations WHERE id IN ({marks})",
+                "SELECT id, CAST(title AS BLOB), provider, created_at, updated_at,"
+                f" message_count, current_node_id FROM conversations WHERE id IN ({marks})",
                 ids,
             ):
                 cid, title, provider, created, updated, count, current = row
                 conv = Conversation(
-                    id=cid, title=title if isinstance(title, str) else "",
+                    id=cid, title=_text(title),
                     provider=str(provider or ""), created_at=_int(created),
                     updated_at=_int(updated), message_count=_int(count),
                     current_node_id=current, messages=[], folder=folders[cid],
@@ -201,11 +216,12 @@ class BatchReader:
                 conversations[cid] = conv
             messages: dict[str, Message] = {}
             for row in self.conn.execute(
-                "SELECT conversation_id, id, role, parts, created_at, updated_at, order_index,"
-                " parent_id, sibling_ids, sibling_index FROM messages"
-                f" WHERE conversation_id IN ({marks})",
+                (_TOLERANT_MESSAGE_SELECT if tolerant else _MESSAGE_SELECT)
+                + f" WHERE conversation_id IN ({marks})",
                 ids,
             ):
+                if tolerant:
+                    row = tuple(_text(v) if type(v) is bytes else v for v in row)
                 owner_conv = conversations.get(row[0])
                 if owner_conv is None:
                     continue
@@ -231,14 +247,30 @@ class BatchReader:
         return [conversations[cid] for cid in ids if cid in conversations]
 
 
+_MESSAGE_SELECT = (
+    "SELECT conversation_id, id, role, parts, created_at, updated_at, order_index,"
+    " parent_id, sibling_ids, sibling_index FROM messages"
+)
+_TOLERANT_MESSAGE_SELECT = (
+    "SELECT conversation_id, CAST(id AS BLOB), CAST(role AS BLOB), CAST(parts AS BLOB),"
+    " created_at, updated_at, order_index, CAST(parent_id AS BLOB),"
+    " CAST(sibling_ids AS BLOB), sibling_index FROM messages"
+)
+
+
 def _int(value: Any) -> int | None:
-    """An integer column that dirty data may have left NULL or as text."""
+    """An integer column that dirty data may have left NULL, as text, or as a REAL."""
     if value is None or isinstance(value, int):
         return value
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
         return None
+
+
+def _text(value: bytes | None) -> str:
+    """A text column read as bytes: invalid UTF-8 is replaced, never fatal."""
+    return value.decode("utf-8", "replace") if value else ""
 
 
 def _message(row: Sequence[Any], conv: Conversation) -> Message:
@@ -248,7 +280,8 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
     integer columns) takes the fewest steps; repairs are the slow path.
     """
     _, mid, role, raw, created, updated, order, parent, siblings_raw, sibling_index = row
-    raw_text = raw if type(raw) is str else ("" if raw is None else str(raw))
+    raw_text = raw if type(raw) is str else (
+        "" if raw is None else _text(raw) if type(raw) is bytes else str(raw))
     error: str | None = None
     try:
         parts = _loads(raw_text)

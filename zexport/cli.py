@@ -38,7 +38,10 @@ def _parse_time(value: str | None, name: str) -> int | None:
         return None
     try:
         if value.isdigit():
-            return int(value)
+            seconds = int(value)
+            if seconds >= 2**63:  # SQLite's integers are 64-bit
+                raise ValueError(value)
+            return seconds
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
@@ -70,7 +73,7 @@ def _parse_size(value: str) -> int:
     unit = text[len(number):]
     try:
         size = int(float(number) * _SIZE_UNITS[unit])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError):  # OverflowError: inf, 1e400
         raise click.BadParameter("use a size like 100MB, 512K or 1G",
                                  param_hint="--max-attachment-size") from None
     if size <= 0:
@@ -189,7 +192,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         _fail(exc)
         return
     report = controller.report
-    counts = report.to_dict()["counts"]
+    counts = report.counts()
     rate = counts["exported"] / report.seconds if report.seconds else 0.0
     say(
         f"{report.status}: {counts['exported']} exported, {counts['skipped']} skipped, "

@@ -60,12 +60,13 @@ from .locations import cache_dir
 from .lock import OutputLock
 from .manifest import (
     MANIFEST_NAME,
+    RENDER_AGAIN,
     Resume,
     options_fingerprint,
     source_fingerprint,
     tz_identity,
 )
-from .output import ensure_dir, sweep_temporaries
+from .output import UnsafePathError, ensure_dir, sweep_temporaries
 from .plan import Plan
 from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
@@ -198,6 +199,7 @@ class Controller:
         self.next_worker_id = 0
         self.replacements = 0
         self.cancelled: str | None = None
+        self.internal_error = False  # a controller loop failed (see _loop_ended)
         self.hard_stop = False
         self.stopping = False
         self.dirty = False  # a worker was SIGKILLed: temporaries may be left to sweep
@@ -221,11 +223,19 @@ class Controller:
 
     # -- setup --------------------------------------------------------------
     def _prepare_output(self) -> None:
-        os.makedirs(self.out, exist_ok=True)
-        ensure_dir(self.state_dir)
-        # Lock before sweeping: another run's temporaries are files in flight.
-        self.lock.acquire(self.out)
-        self.report.spool_to(self.state_dir)
+        try:
+            os.makedirs(self.out, exist_ok=True)
+            ensure_dir(self.state_dir)
+            # Lock before sweeping: another run's temporaries are files in flight.
+            self.lock.acquire(self.out)
+            self.report.spool_to(self.state_dir)
+        except (OSError, UnsafePathError) as exc:  # read-only, no permission, not a folder
+            self.lock.release()
+            reason = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+            raise OutputError(
+                f"cannot write to the output folder {self.opts.out}: {reason}") from None
         swept = sweep_temporaries(self.out)
         if swept:
             self.report.notes.append(f"removed {swept} temporary files left by an earlier run")
@@ -514,6 +524,8 @@ class Controller:
 
     def _drain_results(self) -> None:
         """Take in results already delivered (after workers stopped), so none is lost."""
+        if self.internal_error:
+            return  # the results loop failed: recording more would fail the same way
         while True:
             try:
                 fut = cast("asyncio.Future[bytes]", self.results.recv(zmq.NOBLOCK))
@@ -559,9 +571,14 @@ class Controller:
             self.report.outcome(cid, folder, res)
             self.done_conversations += 1
             title = str(res.get("title") or title)
-            # A conversation with a missing attachment is not finished: a re-run retries it.
-            if res.get("ok") and not res.get("attachments_failed") and self.resume is not None:
-                self.resume.done(cid, folder, batch.sources.get(cid))
+            # A conversation with a missing attachment is not finished: a re-run renders it
+            # (and retries the download) again. Its folder is still recorded, so that a
+            # title change moves it instead of leaving it behind.
+            if res.get("ok") and self.resume is not None:
+                source = batch.sources.get(cid)
+                if res.get("attachments_failed") and source is not None:
+                    source = RENDER_AGAIN
+                self.resume.done(cid, folder, source)
         if self.resume is not None:
             self.resume.flush()
         batch.items, batch.sources = [], {}  # done: only the small Batch stays in memory
@@ -598,6 +615,18 @@ class Controller:
                     self._requeue(batch, "batch never taken")
                     self.wake.set()
             await asyncio.sleep(self.opts.hb_interval / 2)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A controller loop (dispatch, results, monitor) must not die quietly: the run
+        would wait forever. Stop the run instead, and say why in the report."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.debug("controller loop failed", exc_info=exc)
+        self.report.run_errors.append(
+            f"the controller stopped the run: {type(exc).__name__}: {exc}")
+        self.internal_error = True
+        self.cancel("internal error")
 
     # -- cancel / shutdown ----------------------------------------------------
     def request_cancel(self, reason: str = "cancelled") -> tuple[str, bool]:
@@ -757,8 +786,11 @@ class Controller:
                 for _ in range(min(max(1, self.opts.workers), len(self.batches))
                                - len(self.live_workers())):
                     self._spawn()
-                tasks += [asyncio.ensure_future(c) for c in
-                          (self._dispatch(), self._results(), self._monitor())]
+                loops = [asyncio.ensure_future(c) for c in
+                         (self._dispatch(), self._results(), self._monitor())]
+                for loop_task in loops:
+                    loop_task.add_done_callback(self._loop_ended)
+                tasks += loops
                 await self.finished.wait()
                 if not self.cancelled:
                     self.phase = "finishing"
@@ -800,8 +832,15 @@ class Controller:
             self.progress.close()
         if self.cancelled or self.dirty:
             sweep_temporaries(self.out)
-        status = self.report.finish(self.total, self.done_conversations, self.cancelled)
-        self.report.write(os.path.join(self.state_dir, "report.json"))
+        status = self.report.finish(self.total, self.done_conversations,
+                                    None if self.internal_error else self.cancelled)
+        report_path = os.path.join(self.state_dir, "report.json")
+        try:
+            self.report.write(report_path)
+        except OSError as exc:  # a full disk: say so, not a traceback
+            sys.stderr.write(f"zexport: error: could not write the run report {report_path}:"
+                             f" {exc.strerror or exc}\n")
+            status = max(status, 1)
         return status
 
 

@@ -20,8 +20,9 @@ worker) when its source fingerprint, options fingerprint and renderer are
 unchanged and its output is still there. When its title changed, its old
 folder is renamed to the new name (never left behind as a duplicate) and it
 is rendered again in place. ``--force`` renders everything. A conversation
-exported with an attachment missing is not recorded, so the next run tries
-it (and its download) again.
+exported with an attachment missing is recorded with :data:`RENDER_AGAIN` as
+its source, so the next run renders it (and retries its download) again, and
+still moves its folder if its title changed.
 
 The source fingerprint is cheap on purpose: it hashes what the
 ``conversations`` row says (title, provider, created_at, updated_at,
@@ -53,6 +54,9 @@ log = logging.getLogger("zexport.manifest")
 MANIFEST_NAME = "manifest.db"
 SCHEMA_VERSION = "1"
 MOVE_PREFIX = ".zexport-move-"
+# The source fingerprint recorded for a conversation exported with an attachment missing:
+# it equals no real fingerprint, so the next run renders it again, but knows its folder.
+RENDER_AGAIN = "render-again"
 
 
 def _digest(value: Any) -> str:

@@ -12,6 +12,7 @@ the controller's memory does not grow with them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -116,6 +117,11 @@ class RunReport:
             doc[name] = list(spool.items())
         return doc
 
+    def counts(self) -> dict[str, int]:
+        """The counts (without reading the spooled lists back)."""
+        counts: dict[str, int] = self._head()["counts"]
+        return counts
+
     def _head(self) -> dict[str, Any]:
         return {
             "version": 1,
@@ -145,19 +151,21 @@ class RunReport:
     def write(self, path: str) -> None:
         """Write the report atomically, streaming the spooled lists into it."""
         head = orjson.dumps(self._head(), option=orjson.OPT_INDENT_2)
-        with atomic_file(path) as fh:
-            fh.write(head[:-1].rstrip())  # without the closing brace
-            for name, spool in self._spools.items():
-                fh.write(f',\n  "{name}": ['.encode())
-                first = True
-                for line in spool.lines():
-                    fh.write(b"\n    " if first else b",\n    ")
-                    fh.write(line)
-                    first = False
-                fh.write(b"\n  ]" if not first else b"]")
-            fh.write(b"\n}\n")
-        for spool in self._spools.values():
-            spool.discard()
+        try:
+            with atomic_file(path) as fh:
+                fh.write(head[:-1].rstrip())  # without the closing brace
+                for name, spool in self._spools.items():
+                    fh.write(f',\n  "{name}": ['.encode())
+                    first = True
+                    for line in spool.lines():
+                        fh.write(b"\n    " if first else b",\n    ")
+                        fh.write(line)
+                        first = False
+                    fh.write(b"\n  ]" if not first else b"]")
+                fh.write(b"\n}\n")
+        finally:  # written or not (a full disk), the spool files go
+            for spool in self._spools.values():
+                spool.discard()
 
 
 class _Spool:
@@ -196,7 +204,8 @@ class _Spool:
 
     def discard(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # unflushed lines on a full disk
+                self._fh.close()
             self._fh = None
         if self.path is not None:
             try:

@@ -62,7 +62,14 @@ def read_batch(reader: BatchReader, items: list[tuple[str, str]],
         conversations = []
         for item in items:
             try:
-                conversations += reader.read([item])
+                try:
+                    conversations += reader.read([item])
+                except UnicodeDecodeError as bad:  # bytes that are not UTF-8, stored as TEXT
+                    repaired = reader.read([item], tolerant=True)
+                    for conv in repaired:
+                        conv.warnings.append(f"text that is not valid UTF-8 ({bad.reason})"
+                                             " kept with replacement characters")
+                    conversations += repaired
             except Exception as exc:
                 failures.append(Outcome(id=item[0], ok=False,
                                         error=f"read failed: {type(exc).__name__}: {exc}"))

@@ -1,0 +1,128 @@
+"""Dirty rows that real archives can hold must neither stop a run nor lose a conversation.
+
+SQLite stores what it is given: text in an INTEGER column, a BLOB (or bytes
+that are not UTF-8, as TEXT) in a TEXT column, a REAL infinity. Each test
+builds such an archive with apsw and runs zexport on it as a real process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from zexport.schema import DDL
+
+
+def make_archive(path: Path) -> apsw.Connection:
+    con = apsw.Connection(str(path))
+    con.execute(DDL)
+    return con
+
+
+def add(con: apsw.Connection, cid: str, title: Any, created: Any = 1700000000,
+        updated: Any = 1700000100) -> None:
+    con.execute("INSERT INTO conversations (id, title, provider, created_at, updated_at)"
+                " VALUES (?, ?, 'chatgpt', ?, ?)", (cid, title, created, updated))
+    con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                " VALUES (?, ?, 'user', ?, 0)",
+                (f"m-{cid}", cid, json.dumps([{"type": "text", "text": f"hello {cid}"}])))
+
+
+def report(out: Path) -> dict[str, Any]:
+    return json.loads((out / ".zexport" / "report.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_dirty_conversation_rows_are_listed_and_exported(cli: Any, tmp_path: Path) -> None:
+    db = tmp_path / "dirty.db"
+    con = make_archive(db)
+    add(con, "text-time", "Text in created_at", created="not a time", updated="2024-01-01")
+    add(con, "real-time", "REAL created_at", created=1700000000.7)
+    add(con, "inf-time", "Infinite created_at", created=float("inf"))
+    add(con, "blob-title", b"\xff\xfeBlob title\x80")
+    add(con, "bad-utf8", "placeholder")
+    con.execute("UPDATE conversations SET title = CAST(x'ff41' AS TEXT) WHERE id = 'bad-utf8'")
+    add(con, "fine", "Fine")
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "2", "--tz", "UTC",
+              timeout=60)
+
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 0, res.stderr
+    rep = report(out)
+    assert rep["counts"]["exported"] == 6 and rep["failures"] == []
+    files = sorted(p.parent.name for p in out.glob("*/conversation.md"))
+    assert "2023-11-14 REAL created_at" in files
+    assert "2023-11-14 \ufffd\ufffdBlob title\ufffd" in files
+    assert "2023-11-14 \ufffdA" in files
+    assert "Infinite created_at" in files  # no usable created_at: no date prefix
+    assert "Text in created_at" in files
+    blob = (out / "2023-11-14 \ufffd\ufffdBlob title\ufffd" / "conversation.md").read_text()
+    assert 'title: "\ufffd\ufffdBlob title\ufffd"' in blob
+
+
+def test_dirty_attachment_rows_do_not_kill_workers(cli: Any, tmp_path: Path) -> None:
+    db = tmp_path / "dirty.db"
+    con = make_archive(db)
+    add(con, "att", "Attachments")
+    add(con, "other", "Other")
+    picture = tmp_path / "pic.png"
+    picture.write_bytes(b"\x89PNG fake")
+    con.execute(
+        "INSERT INTO attachments (id, message_id, type, local_path, filename, mime_type, size)"
+        " VALUES ('a1', 'm-att', 'image', ?, ?, ?, 'big')",
+        (str(picture).encode(), b"\xffpic.png", b"image/png"))
+    con.execute(
+        "INSERT INTO attachments (id, message_id, type, local_path, filename, width)"
+        " VALUES ('a2', 'm-att', 'file', CAST(x'2f746d702fff' AS TEXT), 'x.bin', 1e999)")
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
+              "--progress", "none", timeout=60)
+
+    assert "Traceback" not in res.stderr, res.stderr
+    rep = report(out)
+    assert rep["worker_deaths"] == [] and rep["failures"] == []
+    assert rep["counts"]["exported"] == 2
+    folder = out / "2023-11-14 Attachments"
+    assert (folder / "attachments" / "\ufffdpic.png").read_bytes() == b"\x89PNG fake"
+    assert res.returncode == 1  # a2's file is not on disk: reported, not fatal
+    assert [f["attachment_id"] for f in rep["attachment_failures"]] == ["a2"]
+
+
+def test_messages_with_non_utf8_text_or_blob_parts_are_kept(cli: Any, tmp_path: Path) -> None:
+    db = tmp_path / "dirty.db"
+    con = make_archive(db)
+    for cid in ("latin1", "blob", "fine"):
+        con.execute("INSERT INTO conversations (id, title, provider, created_at)"
+                    " VALUES (?, ?, 'claude', 1700000000)", (cid, f"T {cid}"))
+    # Latin-1 bytes stored as TEXT (apsw cannot decode them), and valid JSON stored as a BLOB.
+    con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                " VALUES ('m1', 'latin1', 'user', CAST(? AS TEXT), 0)",
+                ('[{"type":"text","text":"caf\xe9 ok"}]'.encode("latin-1"),))
+    con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                " VALUES ('m2', 'blob', 'user', ?, 0)",
+                (b'[{"type":"text","text":"parts as a blob"}]',))
+    con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                " VALUES ('m3', 'fine', 'user', '[{\"type\":\"text\",\"text\":\"fine\"}]', 0)")
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
+              "--batch-size", "3", timeout=60)
+
+    rep = report(out)
+    assert rep["failures"] == [], rep["failures"]
+    assert res.returncode == 0, res.stderr
+    latin1 = (out / "2023-11-14 T latin1" / "conversation.md").read_text()
+    assert "caf\ufffd ok" in latin1 and "not valid JSON" not in latin1
+    blob = (out / "2023-11-14 T blob" / "conversation.md").read_text()
+    assert "parts as a blob" in blob and "b'" not in blob and "not valid JSON" not in blob
+    assert "fine" in (out / "2023-11-14 T fine" / "conversation.md").read_text()
+    assert any(w["conversation_id"] == "latin1" and "not valid UTF-8" in w["message"]
+               for w in rep["warnings"])
