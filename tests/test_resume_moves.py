@@ -64,3 +64,23 @@ def test_title_changes_move_folders_of_conversations_with_missing_attachments(
     assert tree_digest(out) == tree_digest(fresh2)
     report = json.loads((out / ".zexport" / "report.json").read_text())
     assert report["counts"]["exported"] == 1 and report["counts"]["skipped"] == 1
+
+
+def test_force_still_moves_folders_whose_name_changed(cli: Any, tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    make(db, tmp_path / "files")
+    out = tmp_path / "out"
+    args = ["--db", str(db), "--out", str(out), "--progress", "none"]
+    assert cli("run", *args, "--tz", "UTC", timeout=60).returncode == 1
+
+    retitle(db, {"b": "Beta renamed"})
+    # A title change, and a zone where 2023-11-14 22:13 UTC is already the 15th.
+    res = cli("run", *args, "--tz", "Asia/Tokyo", "--force", timeout=60)
+    assert res.returncode == 1, res.stderr
+
+    fresh = tmp_path / "fresh"
+    assert cli("run", "--db", str(db), "--out", str(fresh), "--tz", "Asia/Tokyo",
+               timeout=60).returncode == 1
+    assert sorted(p.name for p in out.iterdir() if p.name != ".zexport") == [
+        "2023-11-15 Alpha", "2023-11-15 Beta renamed"]
+    assert tree_digest(out) == tree_digest(fresh)

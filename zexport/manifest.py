@@ -19,10 +19,11 @@ conversations need work. A conversation is *skipped* (never sent to a
 worker) when its source fingerprint, options fingerprint and renderer are
 unchanged and its output is still there. When its title changed, its old
 folder is renamed to the new name (never left behind as a duplicate) and it
-is rendered again in place. ``--force`` renders everything. A conversation
-exported with an attachment missing is recorded with :data:`RENDER_AGAIN` as
-its source, so the next run renders it (and retries its download) again, and
-still moves its folder if its title changed.
+is rendered again in place. ``--force`` renders everything (and still moves
+renamed folders). A conversation exported with an attachment missing is
+recorded with :data:`RENDER_AGAIN` as its source, so the next run renders it
+(and retries its download) again, and still moves its folder if its title
+changed.
 
 The source fingerprint is cheap on purpose: it hashes what the
 ``conversations`` row says (title, provider, created_at, updated_at,
@@ -247,10 +248,10 @@ class Resume:
         the positions to skip are held, the latter as a compact array.
         """
         moves: dict[str, tuple[str, str]] = {}
-        if not self.force:
-            for _seq, cid, folder, _src, old_folder, *_ in plan.with_manifest(self.manifest.path):
-                if old_folder is not None and old_folder != folder:
-                    moves[cid] = (old_folder, folder)
+        # Also under --force: rendering everything again must not leave old folders behind.
+        for _seq, cid, folder, _src, old_folder, *_ in plan.with_manifest(self.manifest.path):
+            if old_folder is not None and old_folder != folder:
+                moves[cid] = (old_folder, folder)
         moved: dict[str, str] = {}
         if moves:
             moved = move_folders(self.out, moves)
