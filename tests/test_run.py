@@ -361,3 +361,11 @@ def test_no_downloads_copies_what_is_on_disk_and_asks_for_nothing(
                for f in report["attachment_failures"])
     assert report["options"]["downloads"] is False
     assert not report["downloads"].get("requested")
+
+
+def test_empty_out_is_refused(cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    before = sorted(os.listdir(tmp_path))
+    res = cli("run", "--db", str(sample_db), "--out", "", "--progress", "none")
+    assert res.returncode == 2
+    assert "--out is empty" in res.stderr
+    assert sorted(os.listdir(tmp_path)) == before

@@ -55,7 +55,7 @@ from .attachments.auth import load_auth
 from .attachments.cache import AttachmentCache
 from .attachments.service import AttachmentService, DownloadOptions, Stats
 from .control import ControlServer
-from .errors import ArchiveError, OutputError, ProtocolError
+from .errors import ArchiveError, OutputError, ProtocolError, UsageError
 from .locations import cache_dir
 from .lock import OutputLock
 from .manifest import (
@@ -184,6 +184,8 @@ class Controller:
         self.exported_at = datetime.fromtimestamp(int(self.started), self.tz).isoformat()
         # Validate the archive before anything is created on disk.
         self.conn = open_archive(opts.db)
+        if not opts.out.strip():
+            raise UsageError("--out is empty (an unset variable?); give the output folder")
         self.out = os.path.abspath(opts.out)
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise OutputError(f"output path exists and is not a folder: {opts.out}")

@@ -117,9 +117,11 @@ class MarkdownFormat(Format):
         if sources:
             links = []
             for src in sources:
-                url = str(src.get("url", ""))
-                title = str(src.get("title") or url)
-                links.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)")
+                raw_url = src.get("url")
+                url = str(raw_url) if raw_url else ""
+                title = str(src.get("title") or url or "source without a URL")
+                links.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)" if url
+                             else f"- {_link_text(title)}")
             append("**Sources**\n\n" + "\n".join(links) + "\n")
         for att in msg.attachments:
             append(_attachment(att) + "\n")

@@ -1,0 +1,50 @@
+"""The markdown format on hand-made conversations: what each kind of part becomes."""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from zexport.formats.base import RenderContext
+from zexport.formats.markdown import MarkdownFormat
+from zexport.model import Attachment, Conversation, Message
+
+
+def render(parts: list[dict[str, object]], attachments: list[Attachment] | None = None) -> str:
+    msg = Message(id="m1", role="assistant", parts=parts, parts_raw="", parts_error=None,
+                  created_at=1_700_000_000, updated_at=None, order_index=0, parent_id=None,
+                  sibling_ids=None, sibling_index=None, attachments=attachments or [])
+    conv = Conversation(id="c1", title="T", provider="claude", created_at=None,
+                        updated_at=None, message_count=1, current_node_id="m1",
+                        messages=[msg], folder="T")
+    ctx = RenderContext(out_dir="/nowhere", folder="/nowhere/T", options={}, tz=timezone.utc,
+                        branches="active", exported_at="x")
+    return MarkdownFormat().render(conv, ctx)
+
+
+def test_sources_are_links_and_a_source_without_url_is_plain_text() -> None:
+    body = render([{"type": "text", "text": "Answer"},
+                   {"type": "source-url", "url": "https://e.example/a b", "title": "A [x]"},
+                   {"type": "source-url", "url": None, "title": "Offline book"}])
+    assert "- [A \\[x\\]](<https://e.example/a b>)" in body
+    assert "- Offline book" in body and "None" not in body
+    assert "## Assistant\n\n*2023-11-14T22:13:20+00:00*\n\nAnswer\n\n**Sources**" in body
+
+
+def test_unknown_parts_are_kept_in_a_fence_longer_than_their_content() -> None:
+    body = render([{"type": "reasoning", "text": "```python\nx\n```"}])
+    assert "*[reasoning part]*" in body
+    assert "````json" in body and '"text": "```python\\nx\\n```"' in body
+
+
+def test_attachments_embedded_linked_or_placeholder() -> None:
+    img = Attachment(id="a1", message_id="m1", type="image", file_id=None, original_url=None,
+                     local_path=None, filename="my pic.png", mime_type="image/png", size=None,
+                     width=None, height=None, created_at=None,
+                     exported_path="attachments/my pic.png")
+    gone = Attachment(id="a2", message_id="m1", type="file", file_id="f", original_url=None,
+                      local_path=None, filename="notes.pdf", mime_type=None, size=None,
+                      width=None, height=None, created_at=None,
+                      unavailable_reason="HTTP 404")
+    body = render([{"type": "text", "text": "see"}], [img, gone])
+    assert "![my pic.png](attachments/my%20pic.png)" in body
+    assert "> ⚠ Attachment unavailable: notes.pdf: HTTP 404" in body
