@@ -270,3 +270,76 @@ def test_planted_symlink_is_not_followed(cli: Any, sample_db: Path, tmp_path: Pa
     report = json.loads((out / ".zexport" / "report.json").read_text())
     assert [f["folder"] for f in report["failures"]] == [victim.name]
     assert "symlink" in report["failures"][0]["reason"]
+
+
+def test_no_db_uses_the_apps_archive_when_it_exists(cli: Any, isolated_env: dict[str, str],
+                                                    sample_db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    app_dir = Path(isolated_env["XDG_CONFIG_HOME"]) / "ownyourchat"
+    app_dir.mkdir(parents=True)
+    shutil.copy(sample_db, app_dir / "ownyourchat.db")
+    res = cli("run", "--out", str(tmp_path / "out"), "--progress", "none", "--no-attachments")
+    assert res.returncode in (0, 1), res.stderr
+    assert res.stdout.splitlines()[0] == (
+        f"Exporting the OwnYourChat archive at {app_dir / 'ownyourchat.db'}")
+
+
+def test_exports_while_the_app_writes_and_never_changes_the_archive(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    db = tmp_path / "live.db"
+    shutil.copy(sample_db, db)
+    writer = apsw.Connection(str(db))
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE conversations SET title = 'renamed mid-export' WHERE rowid = 1")
+    digest = hashlib.sha256(db.read_bytes()).hexdigest()
+    try:
+        out = tmp_path / "out"
+        res = cli("run", "--db", str(db), "--out", str(out), "--progress", "none",
+                  "--no-attachments", "--format", "json", timeout=60)
+        assert res.returncode == 0, res.stderr
+        titles = {json.loads(p.read_text())["title"] for p in outputs(out, "json")}
+        assert "renamed mid-export" not in titles  # an uncommitted write is not seen
+        assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    check = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check.close()
+
+
+def test_a_corrupt_page_fails_only_the_conversations_on_it(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    db = tmp_path / "corrupt.db"
+    shutil.copy(sample_db, db)
+    con = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    # A message in the middle of the file, and the page its text lives on.
+    mid, conv_id, parts = con.execute(
+        "SELECT id, conversation_id, parts FROM messages WHERE length(parts) BETWEEN 200 AND 900"
+        " ORDER BY rowid LIMIT 1 OFFSET 300").fetchone()
+    total = con.execute("SELECT count(*) FROM conversations").fetchone()[0]
+    con.close()
+    data = bytearray(db.read_bytes())
+    offset = data.find(parts.encode()[:120])
+    assert offset > 0
+    page = offset // page_size * page_size
+    data[page:page + 8] = b"\xff" * 8  # an invalid b-tree page header
+    db.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(db), "--out", str(out), "--progress", "none",
+              "--no-attachments", "--format", "json", "--workers", "2", timeout=60)
+    assert res.returncode == 1, res.stderr
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    failed = {f["conversation_id"] for f in report["failures"]}
+    assert conv_id in failed
+    assert all("read failed" in f["reason"] for f in report["failures"])
+    assert 1 <= len(failed) <= 5  # only those whose rows sit on the broken page
+    assert report["counts"]["exported"] == total - len(failed)

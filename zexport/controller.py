@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import apsw
 import zmq
 import zmq.asyncio
 
 from . import protocol
 from .archive import Selection, build_attachment_index, list_conversations, open_archive
-from .errors import OutputError, ProtocolError
+from .errors import ArchiveError, OutputError, ProtocolError
 from .naming import FolderNamer
 from .output import ensure_dir, sweep_temporaries
 from .plugins import load_registry
@@ -448,8 +449,14 @@ class Controller:
             for _ in range(max(1, self.opts.workers)):
                 self._spawn()
             self.progress.phase("counting", 0)
-            build_attachment_index(self.conn, os.path.join(self.run_dir, "attachments.db"))
-            self._plan()
+            try:
+                build_attachment_index(self.conn, os.path.join(self.run_dir, "attachments.db"))
+            except apsw.Error as exc:  # unreadable attachments must not stop the export
+                self.report.notes.append(f"attachments could not be read: {exc}")
+            try:
+                self._plan()
+            except apsw.Error as exc:
+                raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
             if self.total:
@@ -462,6 +469,14 @@ class Controller:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for w in self.workers.values():  # after an error: no worker outlives us
+                if w.proc.poll() is None:
+                    w.proc.kill()
+                    w.proc.wait()
+                if w.reader is not None:
+                    w.reader.cancel()
+                if not w.control.closed:
+                    w.control.close(linger=0)
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
             self.tasks.close(linger=0)

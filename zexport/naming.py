@@ -100,7 +100,10 @@ class FolderNamer:
         """The name a conversation gets when no other one shares it."""
         prefix = date_prefix(created_at, self._tz)
         title_part = _sanitized_title(title)
-        return sanitize_component(prefix + title_part) if prefix else title_part
+        if not prefix:
+            return title_part
+        # The prefix is safe and the title already sanitized: only the cap remains.
+        return truncate_utf8(prefix + title_part, MAX_NAME_BYTES).rstrip(". ")
 
     def assign(self) -> dict[str, str]:
         """Return ``{conversation_id: folder_name}`` for everything added."""

@@ -41,6 +41,26 @@ log = logging.getLogger("zexport.worker")
 PR_SET_PDEATHSIG = 1
 
 
+def read_batch(reader: BatchReader, items: list[tuple[str, str]],
+               failures: list[Outcome]) -> list[Conversation]:
+    """Read a batch; if that fails (a corrupt page), read its conversations one by one
+    so only the unreadable ones fail. Failures are appended to ``failures``."""
+    try:
+        conversations = reader.read(items)
+    except Exception:  # apsw raises many kinds; fall back to one at a time
+        conversations = []
+        for item in items:
+            try:
+                conversations += reader.read([item])
+            except Exception as exc:
+                failures.append(Outcome(id=item[0], ok=False,
+                                        error=f"read failed: {type(exc).__name__}: {exc}"))
+    found = {c.id for c in conversations} | {o.id for o in failures}
+    failures += [Outcome(id=cid, ok=False, error="conversation vanished from the archive")
+                 for cid, _ in items if cid not in found]
+    return conversations
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGTERM us when the controller dies (no orphans)."""
     if sys.platform.startswith("linux"):
@@ -190,15 +210,7 @@ class Worker:
         self.results.send(protocol.encode("took", w=self.index, batch=batch))
         items = [(str(i[0]), str(i[1])) for i in msg["items"]]
         outcomes: list[Outcome] = []
-        try:
-            conversations = reader.read(items)
-        except Exception as exc:  # a corrupt page must fail the batch, not the worker
-            err = f"read failed: {type(exc).__name__}: {exc}"
-            outcomes = [Outcome(id=cid, ok=False, error=err) for cid, _ in items]
-            conversations = []
-        found = {c.id for c in conversations}
-        outcomes += [Outcome(id=cid, ok=False, error="conversation vanished from the archive")
-                     for cid, _ in items if cid not in found and not outcomes]
+        conversations = read_batch(reader, items, outcomes)
         for conv in conversations:
             if self.cancelled:
                 return  # the batch stays unfinished; a resumed run redoes it

@@ -87,37 +87,42 @@ class MarkdownFormat(Format):
         return "\n".join(out).rstrip("\n") + "\n"
 
     def _message(self, out: list[str], msg: Message, label: str, ctx: RenderContext) -> None:
-        role = ROLE_NAMES.get(msg.role, msg.role.capitalize() or "Unknown")
-        out.append(f"## {role}{label}")
-        out.append("")
-        when = iso_time(msg.created_at, ctx.tz)
-        if when:
-            out += [f"*{when}*", ""]
+        # Runs once per message of the export: kept to plain appends.
+        append = out.append
+        role = ROLE_NAMES.get(msg.role) or msg.role.capitalize() or "Unknown"
+        append(f"## {role}{label}\n")
+        if msg.created_at is not None:
+            when = iso_time(msg.created_at, ctx.tz)
+            if when:
+                append(f"*{when}*\n")
         if msg.parts_error:
-            out += [f"> ⚠ The stored parts of this message are not valid JSON "
-                    f"({msg.parts_error}); the raw text follows.", ""]
+            append(f"> ⚠ The stored parts of this message are not valid JSON "
+                   f"({msg.parts_error}); the raw text follows.\n")
         sources: list[Part] = []
         for part in msg.parts:
             kind = part.get("type")
             if kind == "text":
-                text = str(part.get("text", ""))
-                if text.strip():
-                    out += [text.rstrip("\n"), ""]
+                text = part.get("text")
+                if text and type(text) is str:
+                    if not text.isspace():
+                        append(text.rstrip("\n") + "\n")
+                elif text:
+                    append(f"{text}\n")
             elif kind == "source-url":
                 sources.append(part)
             else:
                 body = orjson.dumps(part, option=orjson.OPT_INDENT_2).decode()
                 fence = _fence(body)
-                out += [f"*[{kind} part]*", "", f"{fence}json", body, fence, ""]
+                append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}\n")
         if sources:
-            out += ["**Sources**", ""]
+            links = []
             for src in sources:
                 url = str(src.get("url", ""))
                 title = str(src.get("title") or url)
-                out.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)")
-            out.append("")
+                links.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)")
+            append("**Sources**\n\n" + "\n".join(links) + "\n")
         for att in msg.attachments:
-            out += [_attachment(att), ""]
+            append(_attachment(att) + "\n")
 
 
 def _attachment(att: Attachment) -> str:
