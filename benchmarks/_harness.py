@@ -139,11 +139,24 @@ def fresh(path: Path, on_disk: bool = False) -> Path:
     return path
 
 
-def timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
-    """Wall seconds of one command, which must exit 0 or 1 (partial export)."""
+TIMEOUT = 1200.0  # seconds; no single run of the suite should come near it
+
+
+def timed(cmd: Sequence[str], env: dict[str, str] | None = None,
+          timeout: float = TIMEOUT) -> float:
+    """Wall seconds of one command, which must exit 0 or 1 (partial export).
+
+    A run that does not finish within ``timeout`` is killed and reported as
+    an error rather than stalling the whole suite (zexport's workers die with
+    their controller).
+    """
     start = time.perf_counter()
-    proc = subprocess.run(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          env=env, check=False)
+    try:
+        proc = subprocess.run(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=env, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... did not finish in {timeout:.0f} s "
+                           "(killed)") from exc
     elapsed = time.perf_counter() - start
     if proc.returncode not in OK_EXIT:
         raise RuntimeError(f"{' '.join(cmd[:6])} ... exited {proc.returncode}: "
@@ -223,6 +236,10 @@ def run_with_memory(cmd: Sequence[str], interval: float = 0.01) -> MemoryRun:
     peaks: dict[int, int] = {}
     roles: dict[int, str] = {proc.pid: "controller"}
     while proc.poll() is None:
+        if time.perf_counter() - start > TIMEOUT:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"did not finish in {TIMEOUT:.0f} s (killed)")
         try:
             children = parent.children(recursive=True)
         except psutil.Error:

@@ -37,8 +37,9 @@ def top(stats_files: list[Path], title: str, n: int) -> str:
     buf = io.StringIO()
     stats = pstats.Stats(*(str(f) for f in stats_files), stream=buf)
     stats.strip_dirs()
+    total = float(getattr(stats, "total_tt", 0.0))  # set by pstats, not in its stubs
     buf.write(f"===== {title}: {len(stats_files)} profile(s), "
-              f"{stats.total_tt:.2f} s of profiled time (sum over processes) =====\n")
+              f"{total:.2f} s of profiled time (sum over processes) =====\n")
     for key in ("tottime", "cumulative"):
         buf.write(f"\n----- sorted by {key} -----\n")
         stats.sort_stats(key).print_stats(n)

@@ -43,6 +43,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ class Suite:
         self.tmp = args.tmpfs_root / f"run-{os.getpid()}"
         self.disk = args.disk_root / f"run-{os.getpid()}"
         self.data: dict[str, Any] = {"throughput": [], "compare": [], "memory": [],
-                                     "startup": [], "extras": {}}
+                                     "startup": [], "extras": {}, "errors": []}
 
     def roots(self) -> list[tuple[str, Path]]:
         roots = [("tmpfs", self.tmp)]
@@ -168,6 +169,17 @@ class Suite:
             rows.setdefault(name, {}).setdefault(where, []).append(secs)
             log(f"  {name:42} {where:5}: {secs:7.2f} s")
 
+        self.data["compare_size"] = size
+        self.data["compare_ref"] = f"zexport run --workers {ref_workers}"
+        try:
+            self._compare(db, ref_workers, add)
+        finally:
+            self.data["compare"] = [
+                {"what": name, "where": where, "seconds": secs, "median": h.median(secs)}
+                for name, by_where in rows.items() for where, secs in by_where.items()]
+
+    def _compare(self, db: Path, ref_workers: int, add: Callable[[str, str, float], None]) -> None:
+        a = self.args
         py = sys.executable
         for _ in range(a.repeat):
             for where, root in self.roots():
@@ -189,17 +201,12 @@ class Suite:
                 h.timed([py, str(h.HERE / "raw_read.py"), str(db)]))
         if not a.skip_baseline:
             base = h.fresh(self.tmp / "baseline")
-            log(f"  app-algorithm baseline on {size} (slow) ...")
+            log(f"  app-algorithm baseline on {a.compare_size} (slow) ...")
             add("app-algorithm baseline (§9), 1 run", "tmpfs",
                 h.timed([py, str(h.HERE / "baseline_app.py"), str(db), str(base)]))
             h.fresh(base)
         for _, root in self.roots():
             h.fresh(root / "out")
-        self.data["compare"] = [
-            {"what": name, "where": where, "seconds": secs, "median": h.median(secs)}
-            for name, by_where in rows.items() for where, secs in by_where.items()]
-        self.data["compare_size"] = size
-        self.data["compare_ref"] = f"zexport run --workers {ref_workers}"
 
     # -- memory -------------------------------------------------------------
 
@@ -274,7 +281,11 @@ class Suite:
             for section in ("startup", "throughput", "compare", "memory", "extras"):
                 if section in self.args.only:
                     log(f"== {section} (load {h.load_average()})")
-                    getattr(self, section)()
+                    try:
+                        getattr(self, section)()
+                    except RuntimeError as exc:  # a failed or hung run: say so, go on
+                        log(f"  {section} FAILED: {exc}")
+                        self.data["errors"].append(f"{section}: {exc}")
         finally:
             for _, root in self.roots():
                 h.fresh(root)
@@ -348,6 +359,11 @@ def render(data: dict[str, Any], machine: dict[str, str], args: argparse.Namespa
          "run, timed to exit, not to writeback)") + ".  ")
     w(f"Archives: `zexport sample -n N --seed 0`, cached in `{args.tmpfs_root}`. Times are wall "
       "seconds including interpreter start-up; medians of the repeats listed in the JSON file.\n")
+    if data["errors"]:
+        w("## Errors (sections cut short; their tables are partial or missing)\n")
+        for err in data["errors"]:
+            w(f"- {err}")
+        w("")
     w("## Machine\n")
     w("| | |\n|---|---|")
     for k, v in machine.items():
