@@ -3,13 +3,16 @@
 Public API for plugin authors: :data:`hookimpl`, :class:`Format`,
 :class:`Option`, :class:`RenderContext`, :class:`RunContext` and the model
 classes :class:`Conversation`, :class:`Message`, :class:`Attachment`.
+
+The names are imported lazily (PEP 562): ``zexport status`` and
+``zexport cancel`` must answer in tens of milliseconds, and importing the
+format machinery would cost them more than the round trip itself.
 """
 
 from __future__ import annotations
 
-from .formats.base import Format, Option, RenderContext, RunContext
-from .hookspecs import hookimpl
-from .model import Attachment, Conversation, Message
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -24,3 +27,27 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+
+_LAZY = {
+    "Format": ".formats.base", "Option": ".formats.base", "RenderContext": ".formats.base",
+    "RunContext": ".formats.base", "hookimpl": ".hookspecs", "Attachment": ".model",
+    "Conversation": ".model", "Message": ".model",
+}
+
+if TYPE_CHECKING:
+    from .formats.base import Format, Option, RenderContext, RunContext
+    from .hookspecs import hookimpl
+    from .model import Attachment, Conversation, Message
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zexport' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -101,13 +101,16 @@ class ConversationHead:
     created_at: int | None
     updated_at: int | None
     message_count: int | None
+    provider: str | None = None
+    current_node_id: str | None = None
 
 
 def list_conversations(conn: apsw.Connection, selection: Selection) -> Iterator[ConversationHead]:
     """Every selected conversation, oldest first (then by id): the export order."""
     where, args = selection.where()
     sql = (
-        "SELECT id, title, created_at, updated_at, message_count FROM conversations"
+        "SELECT id, title, created_at, updated_at, message_count, provider, current_node_id"
+        " FROM conversations"
         f"{where} ORDER BY created_at IS NULL, created_at, id"
     )
     for row in conn.execute(sql, args):
@@ -135,7 +138,8 @@ def build_attachment_index(conn: apsw.Connection, target: str) -> None:
     """
     side = apsw.Connection(target)
     try:
-        side.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
+        side.execute("PRAGMA journal_mode=OFF").fetchall()
+        side.execute("PRAGMA synchronous=OFF").fetchall()
         side.execute(
             "CREATE TABLE att (conversation_id TEXT, id TEXT, message_id TEXT, type TEXT,"
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
@@ -261,7 +265,9 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
             parts = [{"type": "text", "text": raw_text}]
             conv.warnings.append(f"message {mid}: {error}; kept as raw text")
     siblings: list[str] | None = None
-    if siblings_raw:
+    if siblings_raw == f'["{mid}"]':  # the common case: no alternatives; no parse needed
+        siblings = [str(mid)]
+    elif siblings_raw:
         try:
             value = _loads(siblings_raw)
             if type(value) is list:

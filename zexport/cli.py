@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
-from .archive import Selection
+from . import __version__, cli_control
 from .errors import ZexportError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,6 +59,25 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
     return options
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2,
+               "G": 1024**3, "GB": 1024**3}
+
+
+def _parse_size(value: str) -> int:
+    """``100MB``, ``1.5G``, ``65536`` -> bytes (KB/MB/GB are powers of 1024)."""
+    text = value.strip().upper().replace(" ", "").replace("IB", "B")
+    number = text.rstrip("KMGB")
+    unit = text[len(number):]
+    try:
+        size = int(float(number) * _SIZE_UNITS[unit])
+    except (KeyError, ValueError):
+        raise click.BadParameter("use a size like 100MB, 512K or 1G",
+                                 param_hint="--max-attachment-size") from None
+    if size <= 0:
+        raise click.BadParameter("must be positive", param_hint="--max-attachment-size")
+    return size
+
+
 def _default_db() -> tuple[str, str]:
     from .locations import app_archive_path, builtin_sample
 
@@ -96,16 +114,43 @@ def _default_db() -> tuple[str, str]:
               default="copy", show_default=True,
               help="Copy attachments, or hard-link them (copy across file systems).")
 @click.option("--no-attachments", is_flag=True, help="Export no attachment files.")
+@click.option("--auth", "auth_file", type=click.Path(dir_okay=False), envvar="ZEXPORT_AUTH_FILE",
+              show_envvar=True, default=None,
+              help="TOML file of provider credentials for attachment downloads.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where downloaded attachments are cached (default: the user cache).")
+@click.option("--download-concurrency", type=click.IntRange(1, 256), default=16,
+              show_default=True, help="Attachment downloads at once.")
+@click.option("--download-per-host", type=click.IntRange(1, 256), default=None,
+              help="Downloads at once from one host (default: --download-concurrency).")
+@click.option("--max-attachment-size", default="100MB", show_default=True,
+              help="Largest attachment to download (decoded size).")
+@click.option("--download-timeout", type=click.FloatRange(0.1, 86400), default=120.0,
+              show_default=True, help="Total seconds allowed per attachment download.")
+@click.option("--no-downloads", is_flag=True,
+              help="Copy attachments that are on disk; download none (offline export).")
+@click.option("--update-archive", is_flag=True,
+              help="Record downloaded attachments' local_path in the archive (as the app does).")
 @click.option("--progress", type=click.Choice(["bar", "json", "none"]), default=None,
               help="Progress display (default: bar on a terminal, else none).")
+@click.option("--render-timeout", type=click.FloatRange(min=0), default=60.0,
+              show_default=True, metavar="SECONDS",
+              help="Fail a conversation whose format takes longer (0: no limit).")
+@click.option("--force", is_flag=True,
+              help="Render every conversation, even those a previous run left unchanged.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, hidden=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, out: str, format_name: str, format_options: tuple[str, ...],
         workers: int | None, providers: tuple[str, ...], since: str | None,
         until: str | None, ids: tuple[str, ...], branches: str, tz: str, attachments: str,
-        no_attachments: bool, progress: str | None, batch_size: int | None,
-        quiet: bool) -> None:
+        no_attachments: bool, auth_file: str | None, cache_dir: str | None,
+        download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
+        download_timeout: float, no_downloads: bool, update_archive: bool,
+        progress: str | None,
+        render_timeout: float, force: bool, batch_size: int | None, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
+    from .archive import Selection  # here, not at the top: `zexport status` starts faster
+    from .attachments.service import DownloadOptions
     from .controller import Controller, RunOptions
     from .progress import make_progress
 
@@ -128,9 +173,15 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                 providers=providers, since=_parse_time(since, "--since"),
                 until=_parse_time(until, "--until"), ids=ids),
             branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
-            batch_size=batch_size,
+            batch_size=batch_size, render_timeout=render_timeout, force=force,
+            downloads=DownloadOptions(
+                auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,
+                per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
+                deadline=download_timeout, update_archive=update_archive,
+                enabled=not no_downloads),
         )
         controller = Controller(opts, say=say)
+        _warn_broken_plugins()
         say(line)
         controller.progress = make_progress(progress)
         status = controller.run()
@@ -146,9 +197,17 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         f"{counts['attachments_exported']} attachments, {counts['attachments_failed']} "
         f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {controller.out}"
     )
-    if report.failures or report.attachment_failures:
+    if report.failures or report.attachments_failed:
         say(f"Failures are listed in {os.path.join(controller.out, '.zexport', 'report.json')}")
     sys.exit(status)
+
+
+def _warn_broken_plugins() -> None:
+    """One line per plugin that failed to load: the run goes on without it."""
+    from .plugins import load_registry
+
+    for info in load_registry().broken:
+        click.echo(f"zexport: warning: {info.label} not loaded: {info.error}", err=True)
 
 
 @cli.command()
@@ -171,19 +230,15 @@ def sample(path: str, conversations: int, seed: int) -> None:
 
 @cli.command()
 def formats() -> None:
-    """List installed formats and plugins, and any that failed to load."""
-    from .plugins import load_registry
+    """List installed formats (with package, version and options) and broken plugins."""
+    from .plugins import load_registry, render_listing
 
-    registry = load_registry()
-    for name in sorted(registry.formats):
-        fmt = registry.formats[name]
-        info = registry.format_plugin[name]
-        click.echo(f"{name:12} {fmt.description}  [{info.package} {info.version}]")
-        for key, opt in sorted(fmt.options.items()):
-            default = f" (default: {opt.default})" if opt.default is not None else ""
-            click.echo(f"{'':14}-o {key}=...  {opt.help}{default}")
-    for info in registry.broken:
-        click.echo(f"BROKEN plugin {info.name!r} [{info.package} {info.version}]: {info.error}")
+    for line in render_listing(load_registry()):
+        click.echo(line)
+
+
+cli.add_command(cli_control.status)
+cli.add_command(cli_control.cancel)
 
 
 def main() -> None:

@@ -11,22 +11,30 @@ block one another:
   queued again; a late or duplicate ``done`` is ignored.
 - **results** (PULL, bound): ``took`` and ``done`` from every worker.
 - **w<N>** (one PAIR per worker, bound before the worker starts): ``hello``
-  then ``config``, heartbeats both ways, ``cancel``, attachment ``fetch``.
+  then ``config``, heartbeats both ways, ``cancel``, attachment ``fetch``
+  (answered by :class:`~zexport.attachments.service.AttachmentService`,
+  each in its own task, so a slow download never stalls the channel).
+- **control** (ROUTER, bound; :mod:`zexport.control`): ``status`` and
+  ``cancel_request`` from ``zexport status``/``zexport cancel`` and GUIs.
 
-Folder names are decided here, once, before any work is sent (§4).
+Folder names are decided here, once, before any work is sent (§4), and so is
+what a re-run may skip (:mod:`zexport.manifest`): skipped conversations are
+never sent to a worker. Cancel (``zexport cancel``, Ctrl-C, SIGTERM) goes
+through one path, :meth:`Controller.request_cancel`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -35,20 +43,57 @@ import apsw
 import zmq
 import zmq.asyncio
 
-from . import protocol
-from .archive import Selection, build_attachment_index, list_conversations, open_archive
+from . import __version__, protocol
+from .archive import (
+    ConversationHead,
+    Selection,
+    build_attachment_index,
+    list_conversations,
+    open_archive,
+)
+from .attachments.auth import load_auth
+from .attachments.cache import AttachmentCache
+from .attachments.service import AttachmentService, DownloadOptions, Stats
+from .control import ControlServer
 from .errors import ArchiveError, OutputError, ProtocolError
-from .naming import FolderNamer
+from .locations import cache_dir
+from .lock import OutputLock
+from .manifest import (
+    MANIFEST_NAME,
+    Resume,
+    options_fingerprint,
+    source_fingerprint,
+    tz_identity,
+)
 from .output import ensure_dir, sweep_temporaries
+from .plan import Plan
 from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
 from .report import RunReport
-from .runtime import endpoint, new_run_dir, remove_run_dir
+from .runfiles import PlanWriter, shard_path
+from .runsteps import FormatSteps
+from .runtime import (
+    endpoint,
+    list_runs,
+    new_run_dir,
+    register_run,
+    remove_run_dir,
+    unregister_run,
+)
 from .timezones import resolve_tz
 
 log = logging.getLogger("zexport.controller")
 
 STATE_DIR = ".zexport"
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (test and tuning knobs)."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 @dataclass
@@ -65,8 +110,12 @@ class RunOptions:
     tz: str = "local"
     attachments: str = "copy"
     batch_size: int | None = None
-    hb_interval: float = 0.5
-    hb_timeout: float = 10.0
+    # ZEXPORT_HB_INTERVAL / ZEXPORT_HB_TIMEOUT: tests shorten them to provoke faults fast.
+    hb_interval: float = field(default_factory=lambda: _env_seconds("ZEXPORT_HB_INTERVAL", 0.5))
+    hb_timeout: float = field(default_factory=lambda: _env_seconds("ZEXPORT_HB_TIMEOUT", 10.0))
+    force: bool = False
+    render_timeout: float = 60.0  # per conversation, in the worker; 0 = none
+    downloads: DownloadOptions = field(default_factory=DownloadOptions)
 
     def public(self) -> dict[str, Any]:
         """The options as recorded in the report (no secrets live here)."""
@@ -76,7 +125,8 @@ class RunOptions:
             "format_options": self.format_options, "workers": self.workers,
             "providers": list(sel.providers), "since": sel.since, "until": sel.until,
             "ids": list(sel.ids), "branches": self.branches, "tz": self.tz,
-            "attachments": self.attachments,
+            "attachments": self.attachments, "render_timeout": self.render_timeout,
+            **self.downloads.public(),
         }
 
 
@@ -90,6 +140,11 @@ class Batch:
     worker: int | None = None
     sent_at: float = 0.0
     attempts: int = 0
+    start: int = 0  # export-order position of items[0]: record shards are merged by it
+    accepted: bool = False  # done by a worker (not failed or split): its shard counts
+    stop: int = 0  # items are plan positions [start, stop), read when first dispatched
+    loaded: bool = True  # False until items (and sources) are read from the plan
+    sources: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +158,7 @@ class WorkerHandle:
     alive: bool = True
     greeted: bool = False
     reader: asyncio.Task[None] | None = None
+    conversations: int = 0
 
 
 class Controller:
@@ -115,6 +171,12 @@ class Controller:
         self.say = say or (lambda text: None)
         registry = load_registry()
         self.fmt = registry.get_format(opts.format)
+        self.plugin = registry.format_plugin[self.fmt.name].label
+        self.providers = registry.providers
+        # Credentials are read here, in the controller, and stay here (never in _config).
+        self.credentials = load_auth(opts.downloads.auth_file)
+        self.attachments: AttachmentService | None = None
+        self.fetch_tasks: set[asyncio.Task[None]] = set()
         self.format_options = self.fmt.parse_options(opts.format_options)
         self.tz = resolve_tz(opts.tz)
         self.started = time.time()
@@ -138,6 +200,7 @@ class Controller:
         self.cancelled: str | None = None
         self.hard_stop = False
         self.stopping = False
+        self.dirty = False  # a worker was SIGKILLed: temporaries may be left to sweep
         self.done_batches = 0
         self.done_conversations = 0
         self.total = 0
@@ -145,31 +208,81 @@ class Controller:
         self.finished = asyncio.Event()
         self.run_id = ""
         self.run_dir = ""
+        self.phase = "starting"
+        self.export_started = 0.0
+        self.state_dir = os.path.join(self.out, STATE_DIR)
+        self.lock = OutputLock(self.state_dir)
+        self.resume: Resume | None = None
+        self.control: ControlServer | None = None
+        # Cancel hooks: callables run once when cancel starts, and tasks it cancels
+        # (the attachment downloader registers its in-flight downloads here).
+        self.on_cancel: list[Callable[[], None]] = []
+        self.cancel_scope: set[asyncio.Future[Any]] = set()
 
     # -- setup --------------------------------------------------------------
     def _prepare_output(self) -> None:
         os.makedirs(self.out, exist_ok=True)
-        ensure_dir(os.path.join(self.out, STATE_DIR))
+        ensure_dir(self.state_dir)
+        # Lock before sweeping: another run's temporaries are files in flight.
+        self.lock.acquire(self.out)
+        self.report.spool_to(self.state_dir)
         swept = sweep_temporaries(self.out)
         if swept:
             self.report.notes.append(f"removed {swept} temporary files left by an earlier run")
 
+    def _options_fingerprint(self) -> str:
+        return options_fingerprint({
+            "format": self.fmt.name, "format_version": self.fmt.version,
+            "format_options": self.format_options, "branches": self.opts.branches,
+            "tz": [self.opts.tz, tz_identity(self.tz)], "attachments": self.opts.attachments,
+        })
+
     def _plan(self) -> None:
-        """List, name and batch every selected conversation."""
-        namer = FolderNamer(self.tz)
-        order: list[str] = []
-        for head in list_conversations(self.conn, self.opts.selection):
-            namer.add(head.id, head.title, head.created_at)
-            order.append(head.id)
-        folders = namer.assign()
-        self.total = len(order)
+        """List and name every selected conversation, write the plan for start/finish,
+        decide what a re-run may skip, and cut the rest into batches.
+
+        Everything per conversation lives in the on-disk :class:`Plan`; what
+        stays in memory is one small :class:`Batch` per batch.
+        """
+        plan = self.plan = Plan(os.path.join(self.run_dir, "plan.db"))
+        self.total = plan.add(list_conversations(self.conn, self.opts.selection), self.tz,
+                              fingerprint=_source_fingerprint)
+        plan.assign_folders()
+        writer = PlanWriter(self.steps.plan_path)
+        try:
+            for cid, title, provider, created, updated, count, folder, _ in plan.rows():
+                writer.add(cid, title, provider, created, updated, count, folder)
+        finally:
+            writer.close()
+        # A format that gathers records for one whole-export file needs every
+        # conversation rendered each run: skipping would leave holes in it.
+        force = self.opts.force or not self.fmt.files_per_conversation
+        self.resume = Resume(
+            self.state_dir, self.out, self.fmt.extension, self._options_fingerprint(),
+            f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force)
+        self.report.notes.extend(self.resume.manifest.notes)
+        self.resume.select(plan)
+        todo = plan.todo
+        self.report.skipped = self.total - todo
+        self.done_conversations = self.report.skipped
+        if self.resume.moved:
+            self.report.notes.append(
+                f"moved {self.resume.moved} folders of conversations whose title changed")
         workers = max(1, self.opts.workers)
-        size = self.opts.batch_size or max(1, min(64, self.total // (workers * 8) or 1))
-        for start in range(0, self.total, size):
-            ids = order[start:start + size]
-            batch = Batch(len(self.batches), [(cid, folders[cid]) for cid in ids])
+        size = self.opts.batch_size or max(1, min(64, todo // (workers * 8) or 1))
+        for start in range(0, todo, size):
+            batch = Batch(len(self.batches), [], start=start, stop=min(todo, start + size),
+                          loaded=False)
             self.batches.append(batch)
             self.queue.append(batch)
+
+    def _load(self, batch: Batch) -> None:
+        """Read a batch's conversations from the plan when it is first needed."""
+        if not batch.loaded:
+            rows = self.plan.items(batch.start, batch.stop)
+            batch.items = [(cid, folder) for cid, folder, _ in rows]
+            batch.sources = {cid: source for cid, _, source in rows}
+            batch.loaded = True
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -178,8 +291,10 @@ class Controller:
             "tz": self.opts.tz, "branches": self.opts.branches,
             "exported_at": self.exported_at, "attachments": self.opts.attachments,
             "attachment_index": os.path.join(self.run_dir, "attachments.db"),
-            "downloads": False,
+            "downloads": self.opts.attachments != "off" and self.opts.downloads.enabled,
+            "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
+            "controller_pid": os.getpid(),
         }
 
     # -- workers ------------------------------------------------------------
@@ -191,7 +306,7 @@ class Controller:
         control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         control.bind(endpoint(self.run_dir, f"w{wid}"))
         log_path = os.path.join(self.out, STATE_DIR, f"worker-{wid}.log")
-        with open(log_path, "ab") as log_file:
+        with open(log_path, "ab") as log_file, _sigint_ignored_in_children():
             proc = subprocess.Popen(
                 [sys.executable, "-m", "zexport.worker", self.run_dir, str(wid)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
@@ -231,13 +346,85 @@ class Controller:
                 self.wake.set()
             elif kind == "fetch":
                 await self.handle_fetch(w, msg)
+            elif kind == "timed_out":
+                self._timed_out(w, msg)
             elif kind == "bye":
                 w.greeted = False
 
     async def handle_fetch(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
-        """Answer a worker's attachment request (downloads are not enabled in this build)."""
-        await w.control.send(protocol.encode(
-            "fetched", req=msg["req"], path=None, error="downloads are not available"))
+        """Start answering a worker's attachment request; return at once."""
+        task = asyncio.ensure_future(self._answer_fetch(w, msg))
+        self.fetch_tasks.add(task)
+        task.add_done_callback(self.fetch_tasks.discard)
+
+    async def _answer_fetch(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
+        """Download (or find in the cache) one attachment and send ``fetched``."""
+        att = msg["attachment"]
+        provider = att.get("provider")
+        if self.attachments is None or self.cancelled or not isinstance(provider, str):
+            fields: dict[str, Any] = {"path": None, "error": "downloads are not available"}
+        else:
+            fields = (await self.attachments.fetch(provider, att)).wire()
+        if w.alive and not w.control.closed:
+            await w.control.send(protocol.encode("fetched", req=msg["req"], **fields))
+
+    def _download_progress(self, stats: Stats) -> None:
+        done = stats.downloaded + stats.cached + stats.failed
+        self.progress.update("downloading", done, stats.requested, "", {
+            "done": stats.downloaded + stats.cached, "failed": stats.failed,
+            "bytes": stats.bytes, "cached": stats.cached})
+
+    def _start_attachments(self) -> None:
+        """The download service, inside the running loop (httpx shares it with zmq)."""
+        if self.opts.attachments == "off" or not self.opts.downloads.enabled:
+            return
+        dl = self.opts.downloads
+        cache = AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))
+        self.attachments = AttachmentService(
+            self.providers, self.credentials, cache, dl.limits(),
+            archive=os.path.abspath(self.opts.db) if dl.update_archive else None,
+            on_change=self._download_progress)
+
+    def _timed_out(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
+        """A plugin hung on one conversation: fail it, redo the rest of its batch elsewhere.
+
+        The batch goes back to the queue without that conversation and
+        without counting an attempt (the batch is not to blame), and the
+        worker is killed and replaced: a plugin stuck once may have left
+        its process in any state.
+        """
+        if not 0 <= msg["batch"] < len(self.batches):
+            return
+        batch = self.batches[msg["batch"]]
+        cid = msg["conversation_id"]
+        if batch.state != "taken" or batch.worker != w.id:
+            return
+        for i, (item_id, folder) in enumerate(batch.items):
+            if item_id == cid:
+                del batch.items[i]
+                if i == 0:
+                    batch.start += 1
+                else:  # keep every batch a contiguous run of the export order
+                    tail = Batch(len(self.batches), batch.items[i:], start=batch.start + i,
+                                 sources=batch.sources)
+                    del batch.items[i:]
+                    self.batches.append(tail)
+                    self.queue.appendleft(tail)
+                self.report.failure(cid, folder, (
+                    f"format {self.fmt.name!r} of {self.plugin} timed out after "
+                    f"{self.opts.render_timeout:g}s on this conversation "
+                    "(--render-timeout); its worker was replaced"))
+                self.done_conversations += 1
+                break
+        batch.worker = None
+        if batch.items:
+            batch.state = "queued"
+            self.queue.appendleft(batch)
+        else:
+            batch.state = "done"
+            self.done_batches += 1
+            self._check_finished()
+        self._declare_dead(w, f"timed out rendering conversation {cid}")
 
     def _declare_dead(self, w: WorkerHandle, why: str) -> None:
         """Stop trusting a worker: kill it, requeue its work, maybe replace it."""
@@ -246,16 +433,18 @@ class Controller:
         w.alive = False
         if w.proc.poll() is None:
             w.proc.kill()
+        self.dirty = True
         if w.reader is not None:
             w.reader.cancel()
         w.control.close(linger=0)
-        if self.cancelled:
-            return
+        if self.cancelled or self.finished.is_set():
+            return  # leaving workers are not deaths (the monitor runs until the very end)
         self.report.worker_deaths.append({"worker": w.id, "reason": why})
-        now = time.monotonic()
         for batch in self.batches:
-            lost = (batch.state == "taken" and batch.worker == w.id) or (
-                batch.state == "sent" and now - batch.sent_at > 0.5)
+            # A "sent" batch may sit in the dead worker's pipe, or in a live one's; PUSH
+            # does not say which. Requeue it: at worst a live worker renders it twice
+            # (same bytes, atomically; only the first "done" counts).
+            lost = (batch.state == "taken" and batch.worker == w.id) or batch.state == "sent"
             if lost:
                 self._requeue(batch, f"worker {w.id} {why}")
         remaining = self.done_batches < len(self.batches)
@@ -275,8 +464,9 @@ class Controller:
         if batch.attempts >= 2 and len(batch.items) > 1:
             batch.state = "done"  # replaced by single-conversation batches
             self.done_batches += 1
-            for item in batch.items:
-                single = Batch(len(self.batches), [item], attempts=1)
+            for i, item in enumerate(batch.items):
+                single = Batch(len(self.batches), [item], attempts=1, start=batch.start + i,
+                               sources=batch.sources)
                 self.batches.append(single)
                 self.queue.append(single)
         elif batch.attempts >= 3:
@@ -286,6 +476,7 @@ class Controller:
             self.queue.appendleft(batch)
 
     def _fail_batch(self, batch: Batch, reason: str) -> None:
+        self._load(batch)
         batch.state = "done"
         self.done_batches += 1
         for cid, folder in batch.items:
@@ -304,6 +495,7 @@ class Controller:
                 batch = self.queue.popleft()
                 if batch.state != "queued":
                     continue
+                self._load(batch)
                 frame = protocol.encode(
                     "batch", batch=batch.id, items=[list(i) for i in batch.items])
                 await self.tasks.send(frame)
@@ -318,26 +510,41 @@ class Controller:
     async def _results(self) -> None:
         """Read ``took``/``done`` frames from every worker."""
         while True:
-            frame = await self.results.recv()
+            self._handle_result(await self.results.recv())
+
+    def _drain_results(self) -> None:
+        """Take in results already delivered (after workers stopped), so none is lost."""
+        while True:
             try:
-                msg = protocol.decode(frame)
-            except ProtocolError as exc:
-                log.warning("dropped bad result frame: %s", exc)
-                continue
-            w = self.workers.get(msg["w"])
-            if w is None or not w.alive or not 0 <= msg["batch"] < len(self.batches):
-                continue  # a dead (or unknown) worker's word no longer counts
-            w.last_heard = time.monotonic()
-            batch = self.batches[msg["batch"]]
-            if batch.state == "done":
-                continue
-            if msg["t"] == "took":
-                batch.state, batch.worker = "taken", w.id
-            elif msg["t"] == "done":
-                batch.state = "done"
-                self.done_batches += 1
-                self._record(batch, msg["results"])
-                self.wake.set()
+                fut = cast("asyncio.Future[bytes]", self.results.recv(zmq.NOBLOCK))
+                self._handle_result(fut.result())
+            except (zmq.ZMQError, asyncio.InvalidStateError):
+                return
+
+    def _handle_result(self, frame: bytes) -> None:
+        try:
+            msg = protocol.decode(frame)
+        except ProtocolError as exc:
+            log.warning("dropped bad result frame: %s", exc)
+            return
+        if msg["t"] not in ("took", "done"):
+            log.warning("dropped a %r frame on the results socket", msg["t"])
+            return
+        w = self.workers.get(msg["w"])
+        if w is None or not w.alive or not 0 <= msg["batch"] < len(self.batches):
+            return  # a dead (or unknown) worker's word no longer counts
+        w.last_heard = time.monotonic()
+        batch = self.batches[msg["batch"]]
+        if batch.state == "done" or (batch.worker not in (None, w.id)):
+            return  # late or duplicate answer about a batch handed to another worker
+        if msg["t"] == "took":
+            batch.state, batch.worker = "taken", w.id
+        elif msg["t"] == "done":
+            batch.state, batch.accepted = "done", True
+            self.done_batches += 1
+            w.conversations += len(msg["results"])
+            self._record(batch, msg["results"])
+            self.wake.set()
 
     def _record(self, batch: Batch, results: list[Any]) -> None:
         folders = dict(batch.items)
@@ -346,10 +553,18 @@ class Controller:
             if not isinstance(res, dict):
                 continue
             cid = str(res.get("id"))
-            folder = folders.get(cid, "")
+            if cid not in folders:
+                continue
+            folder = folders[cid]
             self.report.outcome(cid, folder, res)
             self.done_conversations += 1
             title = str(res.get("title") or title)
+            # A conversation with a missing attachment is not finished: a re-run retries it.
+            if res.get("ok") and not res.get("attachments_failed") and self.resume is not None:
+                self.resume.done(cid, folder, batch.sources.get(cid))
+        if self.resume is not None:
+            self.resume.flush()
+        batch.items, batch.sources = [], {}  # done: only the small Batch stays in memory
         elapsed = max(time.time() - self.started, 1e-6)
         self.progress.update("exporting", self.done_conversations, self.total, title, {
             "failed": len(self.report.failures), "rate": self.done_conversations / elapsed})
@@ -371,56 +586,103 @@ class Controller:
                     self._declare_dead(w, f"silent for {now - w.last_heard:.1f}s")
                 else:
                     _send_nowait(w.control, protocol.encode("hb"))
-            for batch in self.batches:  # sent into a pipe nobody reads any more
-                if batch.state == "sent" and now - batch.sent_at > self.opts.hb_timeout:
+            # A batch sent into a pipe nobody reads any more (a worker that died before
+            # libzmq noticed) is lost. It can only be waiting in a live worker's pipe while
+            # that worker is busy; when no worker is busy it is surely lost after a moment.
+            busy = {b.worker for b in self.batches if b.state == "taken"}
+            nobody_busy = not any(w.id in busy for w in self.live_workers())
+            lost_after = max(1.0, 4 * self.opts.hb_interval) if nobody_busy else (
+                self.opts.hb_timeout)
+            for batch in self.batches:
+                if batch.state == "sent" and now - batch.sent_at > lost_after:
                     self._requeue(batch, "batch never taken")
                     self.wake.set()
             await asyncio.sleep(self.opts.hb_interval / 2)
 
     # -- cancel / shutdown ----------------------------------------------------
+    def request_cancel(self, reason: str = "cancelled") -> tuple[str, bool]:
+        """The one way in for cancel (control endpoint, Ctrl-C, SIGTERM).
+
+        Returns ``(state, already)``: a repeated cancel is answered with the
+        state of the one under way instead of being an error.
+        """
+        if self.cancelled:
+            return "cancelling", True
+        if self.finished.is_set():
+            return "finishing", True  # every conversation is done; nothing left to stop
+        self.cancel(reason)
+        return "cancelling", False
+
     def cancel(self, reason: str = "cancelled") -> None:
-        """Stop dispatching and tell every worker to stop at the next conversation."""
+        """Stop dispatching, tell every worker to stop, abort what is in flight."""
         if self.cancelled:
             return
         self.cancelled = reason
+        self.phase = "cancelling"
         for w in self.live_workers():
             _send_nowait(w.control, protocol.encode("cancel", reason=reason))
+        for task in list(self.fetch_tasks):  # abort downloads in flight
+            task.cancel()
+        for hook in list(self.on_cancel):
+            try:
+                hook()
+            except Exception:  # one failing hook must not stop the others
+                log.exception("cancel hook failed")
+        for fut in list(self.cancel_scope):
+            fut.cancel()
         self.finished.set()
 
     def _on_sigint(self) -> None:
-        if self.cancelled:
-            self.hard_stop = True
-            for w in self.live_workers():
-                if w.proc.poll() is None:
-                    w.proc.kill()
+        if self.cancelled or self.finished.is_set():
+            if not self.hard_stop:
+                self.hard_stop = True
+                self.say("Stopping hard...")
+                for w in self.workers.values():
+                    if w.proc.poll() is None:
+                        w.proc.terminate()
             return
         self.say("Cancelling (Ctrl-C again to stop hard)...")
-        self.cancel("interrupted")
+        self.request_cancel("interrupted")
 
-    async def _stop_workers(self, grace: float) -> None:
-        """Ask workers to leave, then terminate, then kill."""
-        self.stopping = True
-        for w in self.live_workers():
-            _send_nowait(w.control, protocol.encode("cancel", reason="finished"))
-        deadline = time.monotonic() + grace
+    async def _wait_workers(self, seconds: float, yield_to_hard_stop: bool = False) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and any(
                 w.proc.poll() is None for w in self.workers.values()):
-            await asyncio.sleep(0.02)
+            if yield_to_hard_stop and self.hard_stop:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _stop_workers(self, grace: float) -> None:
+        """Ask workers to leave; then SIGTERM, which aborts even a long conversation
+        cleanly (the worker removes its temporary file); then SIGKILL."""
+        self.stopping = True
+        reason = self.cancelled or "finished"
+        for w in self.live_workers():
+            _send_nowait(w.control, protocol.encode("cancel", reason=reason))
+        await self._wait_workers(grace, yield_to_hard_stop=True)
         for w in self.workers.values():
             if w.proc.poll() is None:
                 w.proc.terminate()
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and any(
-                w.proc.poll() is None for w in self.workers.values()):
-            await asyncio.sleep(0.02)
+        await self._wait_workers(0.5 if self.hard_stop else 1.0)
         for w in self.workers.values():
             if w.proc.poll() is None:
                 w.proc.kill()
+                self.dirty = True
             w.proc.wait()
             if w.reader is not None:
                 w.reader.cancel()
             if not w.control.closed:
                 w.control.close(linger=0)
+
+    async def _finish_step(self) -> None:
+        """Call the format's finish with the run's outcome; a failure fails the run partly."""
+        failures = {f["conversation_id"]: f["reason"] for f in self.report.failures}
+        accepted = sorted((b for b in self.batches if b.accepted), key=lambda b: b.start)
+        shards = [shard_path(self.out, self.fmt.name, b.id) for b in accepted]
+        error = await self.steps.finish(self.total, failures, shards, lambda: bool(
+            self.cancelled))
+        if error:
+            self.report.run_errors.append(error)
 
     # -- main -------------------------------------------------------------------
     def run(self) -> int:
@@ -428,8 +690,29 @@ class Controller:
         return asyncio.run(self._main())
 
     async def _main(self) -> int:
-        self._prepare_output()
+        self._prepare_output()  # takes the output lock, or refuses
+        try:
+            return await self._run_locked()
+        finally:
+            if self.run_id:
+                unregister_run(self.run_id)  # last: `zexport cancel` waits for this
+            self.lock.release()
+
+    def _registration(self) -> dict[str, Any]:
+        assert self.control is not None
+        return {
+            "protocol": protocol.VERSION, "pid": os.getpid(), "control": self.control.endpoint,
+            "out": self.out, "db": os.path.abspath(self.opts.db), "format": self.fmt.name,
+            "workers": self.opts.workers, "started_at": self.started,
+            "zexport": __version__,
+        }
+
+    async def _run_locked(self) -> int:
         self.run_id, self.run_dir = new_run_dir()
+        self.steps = FormatSteps(
+            self.fmt, self.format_options, self.plugin, self.out, self.tz, self.opts.branches,
+            self.exported_at, os.path.join(self.run_dir, "plan.jsonl"))
+        self.lock.note(self.run_id)
         self.ctx = zmq.asyncio.Context()
         self.tasks = self.ctx.socket(zmq.PUSH)
         self.tasks.setsockopt(zmq.SNDHWM, 1)
@@ -440,14 +723,19 @@ class Controller:
         self.results.setsockopt(zmq.LINGER, 0)
         self.results.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         self.results.bind(endpoint(self.run_dir, "results"))
+        self.control = ControlServer(self.ctx, self.run_dir, self)
+        list_runs()  # sweeps registrations left by controllers that were killed
+        register_run(self.run_id, self._registration())
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self.control.serve())]
         try:
-            # Workers start first: their interpreters boot while we plan.
-            for _ in range(max(1, self.opts.workers)):
-                self._spawn()
+            self.phase = "counting"
+            if self.opts.force or not os.path.exists(os.path.join(self.state_dir, MANIFEST_NAME)):
+                # Everything will be rendered: worker interpreters boot while we plan.
+                for _ in range(max(1, self.opts.workers)):
+                    self._spawn()
             self.progress.phase("counting", 0)
             try:
                 build_attachment_index(self.conn, os.path.join(self.run_dir, "attachments.db"))
@@ -459,16 +747,36 @@ class Controller:
                 raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
-            if self.total:
+            self.steps.start(self.total)
+            await asyncio.sleep(0)  # let control requests that arrived meanwhile in
+            if self.batches and not self.cancelled:
+                self._start_attachments()
+                self.phase = "exporting"
+                self.export_started = time.time()
                 self.progress.phase("exporting", self.total)
-                tasks = [asyncio.ensure_future(c) for c in
-                         (self._dispatch(), self._results(), self._monitor())]
+                for _ in range(min(max(1, self.opts.workers), len(self.batches))
+                               - len(self.live_workers())):
+                    self._spawn()
+                tasks += [asyncio.ensure_future(c) for c in
+                          (self._dispatch(), self._results(), self._monitor())]
                 await self.finished.wait()
-            await self._stop_workers(grace=0.5 if self.cancelled else 2.0)
+                if not self.cancelled:
+                    self.phase = "finishing"
+            await self._stop_workers(grace=0.25 if self.cancelled else 2.0)
+            self._drain_results()
+            if not self.cancelled:
+                await self._finish_step()
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for t in list(self.fetch_tasks):
+                t.cancel()
+            await asyncio.gather(*self.fetch_tasks, return_exceptions=True)
+            if self.attachments is not None:
+                await self.attachments.close()
+                self.report.downloads = self.attachments.stats.to_dict()
+                self.report.notes.extend(self.attachments.stats.archive_errors)
             for w in self.workers.values():  # after an error: no worker outlives us
                 if w.proc.poll() is None:
                     w.proc.kill()
@@ -481,14 +789,44 @@ class Controller:
             loop.remove_signal_handler(signal.SIGTERM)
             self.tasks.close(linger=0)
             self.results.close(linger=0)
+            self.control.close()
             self.ctx.term()
+            if self.resume is not None:
+                self.resume.close()
+            plan: Plan | None = getattr(self, "plan", None)
+            if plan is not None:
+                plan.close()
             remove_run_dir(self.run_dir)
             self.progress.close()
-        if self.cancelled:
+        if self.cancelled or self.dirty:
             sweep_temporaries(self.out)
         status = self.report.finish(self.total, self.done_conversations, self.cancelled)
-        self.report.write(os.path.join(self.out, STATE_DIR, "report.json"))
+        self.report.write(os.path.join(self.state_dir, "report.json"))
         return status
+
+
+@contextlib.contextmanager
+def _sigint_ignored_in_children() -> Iterator[None]:
+    """Spawn workers with SIGINT already ignored.
+
+    Ctrl-C reaches the whole process group, and a worker still importing
+    modules would die of KeyboardInterrupt before it could ignore SIGINT
+    itself. An ignored disposition survives exec (and Python keeps it), so
+    the worker is immune from its first instruction. SIGINT is blocked in the
+    meantime, so a Ctrl-C meant for the controller stays pending, not lost.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _source_fingerprint(head: ConversationHead) -> str:
+    return source_fingerprint(head.title, head.provider, head.created_at, head.updated_at,
+                              head.message_count, head.current_node_id)
 
 
 def _worker_env() -> dict[str, str]:

@@ -7,7 +7,8 @@
     ├── ArchiveError             --db missing, not SQLite, or not an OwnYourChat archive (exit 2)
     ├── OutputError              --out unusable, or held by another running export (exit 2)
     ├── PluginError              a plugin failed to load or does not match the hook spec
-    └── ProtocolError            a frame on a socket is malformed, oversized or of another version
+    ├── ProtocolError            a frame on a socket is malformed, oversized or of another version
+    └── ControlError             status/cancel: no run, or its controller did not answer (exit 1)
 
 Library code raises these; only ``cli.py`` maps them to exit statuses.
 """
@@ -39,3 +40,9 @@ class PluginError(ZexportError):
 
 class ProtocolError(ZexportError):
     """A frame could not be decoded: garbage, truncated, oversized or a foreign version."""
+
+
+class ControlError(ZexportError):
+    """``zexport status``/``cancel`` could not reach a run (none running, or no answer)."""
+
+    exit_code = 1

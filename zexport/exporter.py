@@ -7,17 +7,20 @@ bad conversation: the outcome says what went wrong, and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-from .formats.base import Format, RenderContext
+from .formats.base import Format, RefusedWrite, RenderContext
 from .model import Attachment, Conversation
 from .naming import sanitize_component, unique_names
 from .output import UnsafePathError, atomic_copy, atomic_link, atomic_write, ensure_dir, inside
+from .runfiles import shard_path, write_shard
 
 ATTACHMENTS_DIR = "attachments"
 
@@ -58,39 +61,89 @@ class ExportSettings:
     branches: str
     exported_at: str
     attachments: str = "copy"  # copy | link | off
+    plugin: str = ""  # who provides the format, for error messages: 'plugin "x" (pkg 1.0)'
+
+
+# Wraps plugin code: the worker's render timeout and heartbeats (see watchdog.py).
+Guard = Callable[[], AbstractContextManager[None]]
 
 
 class ConversationExporter:
-    """Exports conversations one at a time with fixed settings."""
+    """Exports conversations one at a time with fixed settings.
 
-    def __init__(self, settings: ExportSettings, fetch: Fetcher | None = None) -> None:
+    Records a format emits (``ctx.emit``, or the return value of a format
+    without per-conversation files) are kept for the current batch and
+    written as one shard by :meth:`flush_records` when the batch ends.
+    """
+
+    def __init__(self, settings: ExportSettings, fetch: Fetcher | None = None,
+                 guard: Guard | None = None) -> None:
         self.s = settings
         self.fetch = fetch
+        self.guard: Guard = guard or contextlib.nullcontext
+        self.current: Conversation | None = None
+        self.current_batch = 0
+        self.records: list[tuple[str, bytes]] = []
+
+    def _who(self) -> str:
+        fmt = f"format {self.s.fmt.name!r}"
+        return f"{fmt} of {self.s.plugin}" if self.s.plugin else fmt
 
     def export(self, conv: Conversation, batch: int = 0) -> Outcome:
         """Export ``conv``; never raises for a problem with the conversation itself."""
         outcome = Outcome(id=conv.id, ok=False, title=conv.title, warnings=conv.warnings)
+        fmt = self.s.fmt
+        ctx: RenderContext | None = None
         try:
             folder = inside(self.s.out_dir, conv.folder)
-            ensure_dir(folder)
-            if self.s.attachments != "off":
-                self._attachments(conv, folder, outcome)
+            if fmt.files_per_conversation:
+                ensure_dir(folder)
+                if self.s.attachments != "off":
+                    self._attachments(conv, folder, outcome)
             ctx = RenderContext(
                 out_dir=self.s.out_dir, folder=folder, options=self.s.options, tz=self.s.tz,
                 branches=self.s.branches, exported_at=self.s.exported_at, batch=batch,
+                format_name=fmt.name,
             )
-            body = self.s.fmt.render(conv, ctx)
+            self.current, self.current_batch = conv, batch
+            with self.guard():
+                body = fmt.render(conv, ctx)
+            self.current = None
+            if ctx.refused:  # refused even if the plugin caught the error and went on
+                raise RefusedWrite(ctx.refused[0])
             if body is not None:
                 data = body.encode("utf-8") if isinstance(body, str) else body
-                atomic_write(os.path.join(folder, f"conversation.{self.s.fmt.extension}"), data)
+                if fmt.files_per_conversation:
+                    atomic_write(os.path.join(folder, f"conversation.{fmt.extension}"), data)
+                else:
+                    ctx.records.append(data)
+            self.records.extend((conv.id, r) for r in ctx.records)
             outcome.ok = True
+        except RefusedWrite as exc:
+            outcome.error = f"{self._who()} tried to write outside its folder: {exc}"
         except UnsafePathError as exc:
             outcome.error = f"unsafe output path: {exc}"
         except OSError as exc:
             outcome.error = f"write failed: {exc.strerror or exc} ({exc.filename or ''})"
         except Exception as exc:  # a format plugin may raise anything
-            outcome.error = f"format {self.s.fmt.name!r} failed: {type(exc).__name__}: {exc}"
+            outcome.error = f"{self._who()} failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.current = None
         return outcome
+
+    def flush_records(self, batch: int, order: list[str]) -> str | None:
+        """Write the batch's records as its shard (if any), in the batch's conversation
+        ``order`` whatever order they were rendered in; return an error text on failure."""
+        records, self.records = self.records, []
+        if not records:
+            return None
+        position = {cid: i for i, cid in enumerate(order)}
+        records.sort(key=lambda r: position.get(r[0], len(position)))  # stable within one
+        try:
+            write_shard(shard_path(self.s.out_dir, self.s.fmt.name, batch), records)
+        except OSError as exc:
+            return f"writing the batch's records failed: {exc.strerror or exc}"
+        return None
 
     def _attachments(self, conv: Conversation, folder: str, outcome: Outcome) -> None:
         """Copy (or link) each attachment into ``attachments/``; mark the missing ones."""
@@ -137,7 +190,8 @@ class ConversationExporter:
 
 def _attachment_name(att: Attachment) -> str:
     """A safe file name for an attachment, with an extension from its type if it has none."""
-    name = sanitize_component(os.path.basename((att.filename or "").replace("\\", "/")), 200)
+    raw = att.filename or att.download_name or ""
+    name = sanitize_component(os.path.basename(raw.replace("\\", "/")), 200)
     if not name:
         name = sanitize_component(att.id, 200) or "attachment"
     if "." not in name[1:] and att.mime_type:

@@ -3,24 +3,35 @@
 A plugin is a module (usually a package installed with an entry point in the
 ``zexport`` group) that implements one or more of these hooks with
 ``@zexport.hookimpl``. Built-in formats register through the very same hooks.
-Hooks are *registration* hooks: they return objects; zexport then calls
-those objects' methods where and when it needs them (formats in the workers,
-``start``/``finish`` in the controller).
+
+Hooks are *registration* hooks: they take no arguments and return objects;
+zexport then calls those objects' methods where and when it needs them
+(``Format.render`` in the workers, ``Format.start``/``Format.finish`` in the
+controller). Keeping hooks argument-free is deliberate: the contract a
+plugin must match is the :class:`~zexport.Format` class, which is typed and
+can grow optional methods without breaking old plugins, whereas a pluggy
+hook whose arguments change breaks every implementation.
+
+Every hook here is listed, with its signature, in ``docs/plugins.md``; a
+test fails when one is missing there.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import pluggy
 
 if TYPE_CHECKING:
+    from .attachments.providers import AttachmentProvider
     from .formats.base import Format
 
-PROJECT = "zexport"
+PROJECT: Final = "zexport"
 
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+# pluggy's markers are typed (overloads returning the decorated function's
+# own type), so ``mypy --strict`` checks implementations as written.
+hookspec: Final = pluggy.HookspecMarker(PROJECT)
+hookimpl: Final = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
@@ -28,5 +39,22 @@ def zexport_formats() -> list[Format]:  # type: ignore[empty-body]
     """Return the output formats this plugin provides.
 
     Each item is an instance of a :class:`zexport.Format` subclass with a
-    unique ``name`` (what ``--format`` selects). Called once per process.
+    unique ``name`` (what ``--format`` selects: lowercase letters, digits,
+    ``-``, ``_``). Called once per process (the controller and each worker),
+    so keep it cheap: do heavy set-up in ``Format.start`` or lazily in
+    ``render``. Results of all plugins are collected (not ``firstresult``);
+    a name already taken by an earlier plugin makes the later plugin fail
+    to load, with that reason.
+    """
+
+
+@hookspec
+def zexport_attachment_providers() -> list[AttachmentProvider]:  # type: ignore[empty-body]
+    """Return the attachment providers this plugin provides.
+
+    Each item is an instance of a :class:`zexport.attachments.providers.AttachmentProvider`
+    subclass whose ``name`` equals the archive's ``conversations.provider``
+    value it serves (built-ins: ``chatgpt``, ``claude``, ``perplexity``).
+    Called in the controller only: providers are the one place that talks
+    to the network, and credentials never leave the controller.
     """

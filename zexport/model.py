@@ -20,7 +20,9 @@ class Attachment:
 
     ``exported_path`` is the path relative to the conversation folder (always
     under ``attachments/``) once the file was copied; ``unavailable_reason``
-    says why there is no file when there is none.
+    says why there is no file when there is none. ``download_name`` is the
+    name the provider gave a downloaded file, used when the row has no
+    ``filename`` (the row itself is never changed).
     """
 
     id: str
@@ -37,6 +39,7 @@ class Attachment:
     created_at: int | None
     exported_path: str | None = None
     unavailable_reason: str | None = None
+    download_name: str | None = None
 
     @property
     def is_image(self) -> bool:

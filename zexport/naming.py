@@ -14,6 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
+from typing import Protocol
 
 MAX_NAME_BYTES = 255
 FALLBACK_TITLE = "Untitled"
@@ -80,12 +81,23 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-class FolderNamer:
-    """Assigns each conversation a unique folder name.
+def base_name(title: str, created_at: int | None, tz: tzinfo) -> str:
+    """The folder name a conversation gets when no other one shares it."""
+    prefix = date_prefix(created_at, tz)
+    title_part = _sanitized_title(title)
+    if not prefix:
+        return title_part
+    # The prefix is safe and the title already sanitized: only the cap remains.
+    return truncate_utf8(prefix + title_part, MAX_NAME_BYTES).rstrip(". ")
 
-    Feed conversations with :meth:`add` in a deterministic order, then read
-    :meth:`assign`. Within a group of equal names the earliest conversation
-    (by created_at, then id) keeps the plain name; the others get `` (id8)``.
+
+class FolderNamer:
+    """Assigns folder names to a small set of conversations, in memory.
+
+    A convenience over :class:`zexport.plan.Plan` (which the controller uses
+    on disk): feed conversations with :meth:`add`, then read :meth:`assign`.
+    Within a group of equal names the earliest conversation (by created_at,
+    then id) keeps the plain name; the others get `` (id8)``.
     """
 
     def __init__(self, tz: tzinfo) -> None:
@@ -98,27 +110,21 @@ class FolderNamer:
 
     def base_name(self, title: str, created_at: int | None) -> str:
         """The name a conversation gets when no other one shares it."""
-        prefix = date_prefix(created_at, self._tz)
-        title_part = _sanitized_title(title)
-        if not prefix:
-            return title_part
-        # The prefix is safe and the title already sanitized: only the cap remains.
-        return truncate_utf8(prefix + title_part, MAX_NAME_BYTES).rstrip(". ")
+        return base_name(title, created_at, self._tz)
 
     def assign(self) -> dict[str, str]:
         """Return ``{conversation_id: folder_name}`` for everything added."""
-        groups: dict[str, list[tuple[str, str, int | None]]] = {}
-        for cid, title, created in self._entries:
-            base = self.base_name(title, created)
-            groups.setdefault(name_key(base), []).append((cid, base, created))
-        used: set[str] = set(groups)
-        result: dict[str, str] = {}
-        for members in groups.values():
-            members.sort(key=lambda e: (e[2] is None, e[2] or 0, e[0]))
-            result[members[0][0]] = members[0][1]
-            for cid, base, _ in members[1:]:
-                result[cid] = _suffixed(base, cid, used)
-        return result
+        from .archive import ConversationHead
+        from .plan import Plan
+
+        plan = Plan(":memory:")
+        try:
+            plan.add((ConversationHead(cid, title, created, None, None)
+                      for cid, title, created in self._entries), self._tz)
+            plan.assign_folders()
+            return plan.folders()
+        finally:
+            plan.close()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -127,8 +133,16 @@ def _sanitized_title(title: str) -> str:
     return sanitize_component(title) or FALLBACK_TITLE
 
 
-def _suffixed(base: str, conversation_id: str, used: set[str]) -> str:
-    """``base (id8)``, lengthening the id part until the name is free."""
+class NameSet(Protocol):
+    """The folder-name keys already in use."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def add(self, key: str) -> None: ...
+
+
+def suffixed_name(base: str, conversation_id: str, used: NameSet) -> str:
+    """``base (id8)``, lengthening the id part until the name is free; records it in ``used``."""
     token = sanitize_component(conversation_id, 64) or "x"
     for length in (8, 12, 16, len(token)):
         suffix = f" ({token[:length]})"

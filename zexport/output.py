@@ -11,10 +11,13 @@ Paths are built only from single, sanitized components and checked with
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
 import stat
+from collections.abc import Iterator
+from typing import BinaryIO
 
 TEMP_PREFIX = ".zexport-tmp-"
 _counter = itertools.count()
@@ -73,6 +76,24 @@ def atomic_write(target: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(target: str) -> Iterator[BinaryIO]:
+    """A file object whose contents appear at ``target`` only if the block succeeds.
+
+    For outputs too big to hold in memory (a whole-export JSONL): the same
+    temp-then-rename guarantee as :func:`atomic_write`, written in pieces.
+    """
+    tmp = _temp_name(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
         os.replace(tmp, target)
     except BaseException:
         _unlink_quietly(tmp)

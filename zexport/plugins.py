@@ -3,29 +3,42 @@
 Sources, in order: the built-in modules (:data:`BUILTIN_PLUGINS`), modules named
 in the ``ZEXPORT_PLUGINS`` environment variable (comma-separated import paths,
 handy while developing a plugin), then every entry point in the ``zexport``
-group. Each is imported, registered and asked for its formats separately;
+group. Each is imported, registered and asked for its formats and attachment
+providers separately;
 a failure is recorded as a :class:`PluginInfo` with the reason and the
 plugin is left out. ``ZEXPORT_STRICT_PLUGINS=1`` turns failures into errors.
+
+"Does not match the spec" covers: a ``@hookimpl`` whose arguments the spec
+does not have (pluggy's ``PluginValidationError``), a ``@hookimpl`` for a
+hook that does not exist (``check_pending``), an *unmarked* function named
+like a hook that does not exist (a typo such as ``zexport_format`` would
+otherwise be ignored in silence), and a hook returning something other than
+named :class:`Format` objects.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from .attachments.providers import AttachmentProvider
 from .errors import PluginError, UsageError
 from .formats.base import Format
 
-BUILTIN_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format")
+BUILTIN_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format",
+                   "zexport.attachments.providers")
 ENTRY_POINT_GROUP = "zexport"
+FORMAT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
 @dataclass
@@ -36,7 +49,14 @@ class PluginInfo:
     package: str
     version: str
     formats: list[str] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How reports name it: ``plugin "html" (zexport-html 0.1.0)``."""
+        source = f"{self.package} {self.version}".strip()
+        return f'plugin "{self.name}" ({source})' if source else f'plugin "{self.name}"'
 
 
 @dataclass
@@ -46,6 +66,7 @@ class Registry:
     formats: dict[str, Format] = field(default_factory=dict)
     format_plugin: dict[str, PluginInfo] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
+    providers: dict[str, AttachmentProvider] = field(default_factory=dict)
 
     @property
     def broken(self) -> list[PluginInfo]:
@@ -72,15 +93,33 @@ def _strict() -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """The exception as one line (pluggy's validation errors span several)."""
+    text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def hook_names() -> list[str]:
+    """Every hook of the contract, from the spec module itself."""
+    return sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
+
+
+def _check_unknown_hooks(module: object) -> None:
+    """Refuse a function named like a hook that does not exist (a typo is not silent)."""
+    known = hook_names()
+    for attr in dir(module):
+        if attr.startswith(f"{hookspecs.PROJECT}_") and attr not in known and callable(
+                getattr(module, attr, None)):
+            close = difflib.get_close_matches(attr, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise PluginError(f"unknown hook {attr}{hint} (hooks: {', '.join(known)})")
 
 
 def _add_module(
-    registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, module: ModuleType
+    registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, module: object
 ) -> None:
     """Register one plugin module and collect its formats, recording any failure."""
     try:
+        _check_unknown_hooks(module)
         pm.register(module, name=info.name)
         pm.check_pending()
         impls = [i for i in pm.hook.zexport_formats.get_hookimpls() if i.plugin is module]
@@ -90,9 +129,13 @@ def _add_module(
             for fmt in result:
                 if not isinstance(fmt, Format) or not fmt.name:
                     raise PluginError(f"zexport_formats returned {fmt!r}, not a named Format")
+                if not FORMAT_NAME.fullmatch(fmt.name):
+                    raise PluginError(
+                        f"format name {fmt.name!r} is not lowercase letters, digits, - and _")
                 if fmt.name in registry.formats or fmt.name in {f.name for f in found}:
                     raise PluginError(f"format name {fmt.name!r} is already taken")
                 found.append(fmt)
+        providers = _providers(registry, pm, module)
     except Exception as exc:  # a plugin may raise anything; it must not take others down
         if pm.is_registered(module):
             pm.unregister(module)
@@ -105,12 +148,39 @@ def _add_module(
         registry.formats[fmt.name] = fmt
         registry.format_plugin[fmt.name] = info
         info.formats.append(fmt.name)
+    for provider in providers:
+        registry.providers[provider.name] = provider
+        info.providers.append(provider.name)
     registry.plugins.append(info)
 
 
-def _import(registry: Registry, info: PluginInfo, module_path: str) -> ModuleType | None:
+def _providers(registry: Registry, pm: pluggy.PluginManager,
+               module: object) -> list[AttachmentProvider]:
+    """The attachment providers ``module`` registers (PluginError if malformed)."""
+    impls = [i for i in pm.hook.zexport_attachment_providers.get_hookimpls()
+             if i.plugin is module]
+    found: list[AttachmentProvider] = []
+    for impl in impls:
+        result: Any = impl.function()
+        for provider in result:
+            if not isinstance(provider, AttachmentProvider) or not provider.name:
+                raise PluginError(f"zexport_attachment_providers returned {provider!r}, "
+                                  "not a named AttachmentProvider")
+            if provider.name in registry.providers or provider.name in {
+                    p.name for p in found}:
+                raise PluginError(f"provider name {provider.name!r} is already taken")
+            found.append(provider)
+    return found
+
+
+def _import(registry: Registry, info: PluginInfo, source: str | EntryPoint) -> object | None:
+    """Import a module path (built-ins, ZEXPORT_PLUGINS) or load an entry point."""
     try:
-        return importlib.import_module(module_path)
+        if isinstance(source, str):
+            module: ModuleType = importlib.import_module(source)
+            return module
+        loaded: object = source.load()
+        return loaded
     except Exception as exc:  # ImportError, SyntaxError, anything its top level raises
         info.error = _describe(exc)
         registry.plugins.append(info)
@@ -126,23 +196,46 @@ def load_registry() -> Registry:
 
     registry = Registry()
     pm = _plugin_manager()
-    sources: list[tuple[PluginInfo, str]] = [
+    sources: list[tuple[PluginInfo, str | EntryPoint]] = [
         (PluginInfo(path.rsplit(".", 1)[-1], "zexport", __version__), path)
         for path in BUILTIN_PLUGINS
     ]
     extra = os.environ.get("ZEXPORT_PLUGINS", "")
     sources += [
-        (PluginInfo(path, "(ZEXPORT_PLUGINS)", ""), path)
+        (PluginInfo(path, "ZEXPORT_PLUGINS", ""), path)
         for path in (p.strip() for p in extra.split(",")) if path
     ]
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = ep.dist
         sources.append((
-            PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else ""),
-            ep.value.split(":")[0],
-        ))
-    for info, path in sources:
-        module = _import(registry, info, path)
+            PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else ""), ep))
+    for info, source in sources:
+        module = _import(registry, info, source)
         if module is not None:
             _add_module(registry, pm, info, module)
     return registry
+
+
+def render_listing(registry: Registry) -> list[str]:
+    """The text of ``zexport formats``: formats, providers, then broken plugins, one per line."""
+    lines = ["Formats:"]
+    for name in sorted(registry.formats):
+        fmt = registry.formats[name]
+        info = registry.format_plugin[name]
+        source = f"{info.package} {info.version}".strip()
+        lines.append(f"  {name:12} {fmt.description}  [{source}]")
+        for key, opt in sorted(fmt.options.items()):
+            default = f" (default: {opt.default})" if opt.default is not None else ""
+            choices = f" [{'|'.join(opt.choices)}]" if opt.choices else ""
+            lines.append(f"  {'':12}   -o {key}=...{choices}  {opt.help}{default}")
+    # Attachment providers (BRIEF §5) are listed here, from PluginInfo.providers,
+    # once their hook exists.
+    providers = [(p, info) for info in registry.plugins for p in info.providers]
+    if providers:
+        lines.append("Providers:")
+        lines += [f"  {p:12} [{info.package} {info.version}]" for p, info in sorted(
+            providers, key=lambda x: x[0])]
+    if registry.broken:
+        lines.append("Broken plugins (not loaded):")
+        lines += [f"  {info.label}: {info.error}" for info in registry.broken]
+    return lines

@@ -33,6 +33,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "bye": {"w": int, "reason": str},
     "fetch": {"req": int, "conversation_id": str, "attachment": dict},
     "fetched": {"req": int},
+    "timed_out": {"w": int, "batch": int, "conversation_id": str, "seconds": (int, float)},
     # control endpoint (ROUTER, `zexport status` / `zexport cancel` and GUIs)
     "status": {},
     "status_reply": {"status": dict},

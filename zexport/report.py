@@ -3,17 +3,24 @@
 Written atomically at the end of every run, cancelled ones included, so a
 script (or a person) can see exactly which conversations and attachments
 did not make it, and which were exported with repairs (warnings).
+
+The two lists that grow with the archive (attachment failures and warnings:
+a 100k archive has tens of thousands) are spooled to files while the run
+goes, one JSON object a line, and streamed into the report at the end, so
+the controller's memory does not grow with them.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
-from .output import atomic_write
+from .output import atomic_file
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -31,15 +38,29 @@ class RunReport:
     exported: int = 0
     skipped: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
-    attachment_failures: list[dict[str, Any]] = field(default_factory=list)
     attachments_exported: int = 0
-    warnings: list[dict[str, Any]] = field(default_factory=list)
+    attachments_failed: int = 0
+    warnings_count: int = 0
     warnings_dropped: int = 0
+    spool_dir: str | None = None  # where the growing lists go; in memory when None
     worker_deaths: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    run_errors: list[str] = field(default_factory=list)  # not tied to one conversation
+    downloads: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     selected: int = 0
     finished: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._spools: dict[str, _Spool] = {
+            name: _Spool(os.path.join(self.spool_dir, f".report-{name}.jsonl")
+                         if self.spool_dir else None)
+            for name in ("attachment_failures", "warnings")}
+
+    def spool_to(self, folder: str) -> None:
+        """Spool the growing lists into ``folder`` from now on (call before any outcome)."""
+        self.spool_dir = folder
+        self.__post_init__()
 
     def failure(self, conversation_id: str, folder: str, reason: str) -> None:
         """Record a conversation that was not exported."""
@@ -58,12 +79,15 @@ class RunReport:
         self.attachments_exported += int(res.get("attachments_ok") or 0)
         for item in res.get("attachments_failed") or []:
             if isinstance(item, (list, tuple)) and len(item) == 2:
-                self.attachment_failures.append({
+                self.attachments_failed += 1
+                self._spools["attachment_failures"].add({
                     "conversation_id": conversation_id, "folder": folder,
                     "attachment_id": str(item[0]), "reason": str(item[1])})
         for text in res.get("warnings") or []:
-            if len(self.warnings) < MAX_WARNINGS:
-                self.warnings.append({"conversation_id": conversation_id, "message": str(text)})
+            if self.warnings_count < MAX_WARNINGS:
+                self.warnings_count += 1
+                self._spools["warnings"].add(
+                    {"conversation_id": conversation_id, "message": str(text)})
             else:
                 self.warnings_dropped += 1
 
@@ -74,7 +98,7 @@ class RunReport:
         if cancelled and cancelled != "finished" and done < selected:
             self.status = "cancelled"
             return EXIT_CANCELLED
-        if self.failures or self.attachment_failures:
+        if self.failures or self.attachments_failed or self.run_errors:
             self.status = "partial"
             return EXIT_PARTIAL
         self.status = "ok"
@@ -86,7 +110,13 @@ class RunReport:
         return max(0.0, (self.finished or time.time()) - self.started)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document."""
+        """The JSON document (the spooled lists read back: for tests and small runs)."""
+        doc = self._head()
+        for name, spool in self._spools.items():
+            doc[name] = list(spool.items())
+        return doc
+
+    def _head(self) -> dict[str, Any]:
         return {
             "version": 1,
             "status": self.status,
@@ -102,16 +132,74 @@ class RunReport:
                 "not_reached": max(
                     0, self.selected - self.exported - self.skipped - len(self.failures)),
                 "attachments_exported": self.attachments_exported,
-                "attachments_failed": len(self.attachment_failures),
-                "warnings": len(self.warnings) + self.warnings_dropped,
+                "attachments_failed": self.attachments_failed,
+                "warnings": self.warnings_count + self.warnings_dropped,
             },
             "failures": self.failures,
-            "attachment_failures": self.attachment_failures,
-            "warnings": self.warnings,
+            "run_errors": self.run_errors,
             "worker_deaths": self.worker_deaths,
+            "downloads": self.downloads,
             "notes": self.notes,
         }
 
     def write(self, path: str) -> None:
-        """Write the report atomically."""
-        atomic_write(path, orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        """Write the report atomically, streaming the spooled lists into it."""
+        head = orjson.dumps(self._head(), option=orjson.OPT_INDENT_2)
+        with atomic_file(path) as fh:
+            fh.write(head[:-1].rstrip())  # without the closing brace
+            for name, spool in self._spools.items():
+                fh.write(f',\n  "{name}": ['.encode())
+                first = True
+                for line in spool.lines():
+                    fh.write(b"\n    " if first else b",\n    ")
+                    fh.write(line)
+                    first = False
+                fh.write(b"\n  ]" if not first else b"]")
+            fh.write(b"\n}\n")
+        for spool in self._spools.values():
+            spool.discard()
+
+
+class _Spool:
+    """An append-only list of JSON objects, in a file (or in memory without one)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._memory: list[bytes] = []
+        self._fh: IO[bytes] | None = None
+
+    def add(self, item: dict[str, Any]) -> None:
+        data = orjson.dumps(item)
+        if self.path is None:
+            self._memory.append(data)
+            return
+        if self._fh is None:
+            self._fh = open(self.path, "wb")  # closed in lines() / discard()
+        self._fh.write(data + b"\n")
+
+    def lines(self) -> Iterator[bytes]:
+        if self.path is None:
+            yield from self._memory
+            return
+        if self._fh is not None:
+            self._fh.flush()
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, "rb") as fh:
+            for line in fh:
+                yield line.rstrip(b"\n")
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        for line in self.lines():
+            item: dict[str, Any] = orjson.loads(line)
+            yield item
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass

@@ -8,10 +8,19 @@ fresh interpreter: no inherited ZeroMQ context, no fork hazards). It
   announces each with ``took`` and answers with ``done`` on the results PUSH;
 - sends a heartbeat every interval, and exits by itself when the controller
   falls silent past the deadline (and, on Linux, when its parent dies);
-- stops at the next conversation boundary on ``cancel``.
+- stops at the next conversation boundary on ``cancel``; SIGTERM (the
+  controller's escalation when a worker is inside a long conversation, and
+  the parent-death signal) aborts even mid-conversation: the atomic writer
+  removes its temporary file, the worker says ``bye`` and exits.
+- asks the controller for missing attachments a batch at a time and keeps
+  rendering while they download (:mod:`zexport.attachments.pipeline`).
 
 It ignores SIGINT: Ctrl-C reaches the whole process group, and only the
 controller decides what a Ctrl-C means.
+
+``ZEXPORT_TEST_DELAY_PER_CONVERSATION`` (seconds, test-only) makes each
+conversation take that much longer, inside the conversation, so tests can
+catch a run in the middle and cancel a "long" conversation.
 """
 
 from __future__ import annotations
@@ -29,12 +38,14 @@ import zmq
 
 from . import protocol
 from .archive import BatchReader
+from .attachments.pipeline import FetchPipeline
 from .errors import ProtocolError
 from .exporter import ConversationExporter, ExportSettings, Outcome
-from .model import Attachment, Conversation
+from .model import Conversation
 from .plugins import load_registry
 from .runtime import endpoint
 from .timezones import resolve_tz
+from .watchdog import RenderWatchdog
 
 log = logging.getLogger("zexport.worker")
 
@@ -59,6 +70,26 @@ def read_batch(reader: BatchReader, items: list[tuple[str, str]],
     failures += [Outcome(id=cid, ok=False, error="conversation vanished from the archive")
                  for cid, _ in items if cid not in found]
     return conversations
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived: stop now, even inside a conversation.
+
+    A BaseException, so that a format plugin's ``except Exception`` cannot
+    swallow it, while ``atomic_write``'s cleanup (``except BaseException``)
+    still removes the temporary file.
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
+def _test_delay() -> float:
+    try:
+        return max(0.0, float(os.environ.get("ZEXPORT_TEST_DELAY_PER_CONVERSATION", "0")))
+    except ValueError:
+        return 0.0
 
 
 def _die_with_parent() -> None:
@@ -93,8 +124,10 @@ class Worker:
         self.last_sent = 0.0
         self.hb_interval = 0.5
         self.hb_timeout = 5.0
-        self.next_req = 0
-        self.pending_fetch: dict[int, dict[str, Any]] = {}
+        self.pipeline: FetchPipeline | None = None
+        self.parent = os.getppid()
+        self.interrupted = False
+        self.delay = _test_delay()
 
     # -- control channel -------------------------------------------------
     def send_control(self, msg_type: str, **fields: Any) -> None:
@@ -112,6 +145,8 @@ class Worker:
         self.last_heard = time.monotonic()
         if msg["t"] == "cancel":
             self.cancelled = True
+        elif msg["t"] == "fetched" and self.pipeline is not None:
+            self.pipeline.deliver(msg)
         return msg
 
     def pump_control(self) -> None:
@@ -125,25 +160,16 @@ class Worker:
             log.error("worker %d: controller silent for %.1fs; exiting", self.index,
                       now - self.last_heard)
             self.cancelled = True
+        if os.getppid() != self.parent:  # orphaned (no PDEATHSIG off Linux)
+            log.error("worker %d: controller is gone; exiting", self.index)
+            self.cancelled = True
 
-    def fetch(self, conv: Conversation, att: Attachment) -> tuple[str | None, str | None]:
-        """Ask the controller to download an attachment and wait for its answer."""
-        self.next_req += 1
-        req = self.next_req
-        self.send_control("fetch", req=req, conversation_id=conv.id, attachment={
-            "id": att.id, "provider": conv.provider, "file_id": att.file_id,
-            "original_url": att.original_url, "filename": att.filename,
-            "mime_type": att.mime_type, "message_id": att.message_id,
-        })
-        while not self.cancelled:
-            if self.control.poll(int(self.hb_interval * 1000)):
-                msg = self.handle_control(self.control.recv())
-                if msg and msg["t"] == "fetched" and msg["req"] == req:
-                    path = msg.get("path")
-                    return (path, None) if isinstance(path, str) else (
-                        None, str(msg.get("error") or "download failed"))
-            self.pump_control()
-        return None, "cancelled"
+    def wait_control(self) -> bool:
+        """Block briefly for control frames (``fetched`` answers); False once cancelled."""
+        if self.control.poll(int(self.hb_interval * 1000)):
+            self.handle_control(self.control.recv())
+        self.pump_control()
+        return not self.cancelled
 
     # -- main loop -------------------------------------------------------
     def run(self) -> int:
@@ -152,7 +178,7 @@ class Worker:
         config = None
         deadline = time.monotonic() + 30
         while config is None:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or os.getppid() != self.parent:
                 log.error("worker %d: no config from controller", self.index)
                 return 1
             if self.control.poll(200):
@@ -175,9 +201,17 @@ class Worker:
             options=fmt.parse_options(config.get("format_options", {})),
             tz=resolve_tz(config["tz"]), branches=config["branches"],
             exported_at=config["exported_at"], attachments=config.get("attachments", "copy"),
+            plugin=registry.format_plugin[fmt.name].label,
         )
+        if config.get("downloads"):
+            self.pipeline = FetchPipeline(self.send_control, settings.archive_dir)
         exporter = ConversationExporter(
-            settings, fetch=self.fetch if config.get("downloads") else None)
+            settings, fetch=self.pipeline.result if self.pipeline else None)
+        watchdog = RenderWatchdog(
+            float(config.get("render_timeout", 0)), self.hb_interval,
+            beat=lambda: self.send_control("hb"),
+            expire=lambda seconds: self.timed_out(exporter, seconds))
+        exporter.guard = watchdog.guard
         reader = BatchReader(config["db"], config.get("attachment_index"))
         self.tasks.connect(endpoint(self.run_dir, "tasks"))
         self.results.connect(endpoint(self.run_dir, "results"))
@@ -192,9 +226,17 @@ class Worker:
                 if self.tasks in events and not self.cancelled:
                     self.work(self.tasks.recv(), reader, exporter)
                 self.pump_control()
+        except Interrupted:
+            self.cancelled = self.interrupted = True
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # now finish leaving in peace
             reader.close()
-        self.send_control("bye", w=self.index, reason="cancelled" if self.cancelled else "done")
+        try:
+            self.control.send(protocol.encode(
+                "bye", w=self.index, reason="interrupted" if self.interrupted else "cancelled"),
+                zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
         return 0
 
     def work(self, frame: bytes, reader: BatchReader, exporter: ConversationExporter) -> None:
@@ -211,18 +253,48 @@ class Worker:
         items = [(str(i[0]), str(i[1])) for i in msg["items"]]
         outcomes: list[Outcome] = []
         conversations = read_batch(reader, items, outcomes)
-        for conv in conversations:
+        order = (self.pipeline.schedule(conversations, self.wait_control)
+                 if self.pipeline else iter(conversations))
+        done: dict[str, Outcome] = {}
+        for conv in order:  # ready conversations first; the rest as their files arrive
             if self.cancelled:
                 return  # the batch stays unfinished; a resumed run redoes it
-            outcomes.append(exporter.export(conv, batch))
+            if self.delay:
+                time.sleep(self.delay)  # test-only: a "long" conversation (SIGTERM ends it)
+            done[conv.id] = exporter.export(conv, batch)
+            if self.pipeline:
+                self.pipeline.forget(conv)
             self.pump_control()
+        if len(done) < len(conversations):
+            return  # cancelled while files were still downloading: the batch stays open
+        outcomes += [done[c.id] for c in conversations if c.id in done]  # batch order
+        error = exporter.flush_records(batch, [cid for cid, _ in items])
+        if error:
+            for outcome in outcomes:
+                if outcome.ok:
+                    outcome.ok, outcome.error = False, error
         self.results.send(protocol.encode(
             "done", w=self.index, batch=batch, results=[o.to_wire() for o in outcomes]))
 
+    def timed_out(self, exporter: ConversationExporter, seconds: float) -> None:
+        """A plugin overran the render timeout: say which conversation, then wait to be killed.
+
+        Called from the watchdog's signal handler. The controller fails the
+        conversation and replaces this worker; if it never answers, exit on
+        our own after a while so the heartbeat deadline takes over.
+        """
+        conv = exporter.current
+        batch = exporter.current_batch
+        if conv is not None:
+            self.send_control("timed_out", w=self.index, batch=batch,
+                              conversation_id=conv.id, seconds=round(seconds, 3))
+        time.sleep(max(5.0, 2 * self.hb_timeout))
+        os._exit(3)
+
     def close(self) -> None:
-        """Close every socket, then the context (LINGER is set on each)."""
+        """Close every socket, then the context (LINGER is set on each; 0 if interrupted)."""
         for sock in (self.tasks, self.results, self.control):
-            sock.close()
+            sock.close(linger=0 if self.interrupted else None)
         self.ctx.term()
 
 
@@ -230,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m zexport.worker RUN_DIR INDEX``."""
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     worker = Worker(args[0], int(args[1]))
@@ -244,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 profiler.dump_stats(os.path.join(profile_dir, f"worker-{args[1]}.prof"))
         return worker.run()
+    except Interrupted:  # SIGTERM before the work loop (during the handshake)
+        worker.interrupted = True
+        return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         worker.close()
 
 

@@ -9,15 +9,17 @@ conversation, for formats that write a whole-export file or an index.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from ..errors import UsageError
 from ..model import Conversation
-from ..output import atomic_write, ensure_dir, inside
+from ..output import UnsafePathError, atomic_file, atomic_write, ensure_dir, inside
+from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
 
 
 def _parse_bool(text: str) -> bool:
@@ -48,12 +50,19 @@ class Option:
         return Option(help=help, default=default, parse=_parse_bool)
 
 
+class RefusedWrite(UnsafePathError):
+    """A plugin asked to write outside the folder it may write in."""
+
+
 @dataclass
 class RenderContext:
     """What :meth:`Format.render` is given besides the conversation.
 
-    ``folder`` is the absolute path of the conversation's folder (it exists);
-    write extra files with :meth:`write`, which refuses anything outside it.
+    ``folder`` is the absolute path of the conversation's folder (it exists
+    when the format has ``files_per_conversation``); write extra files with
+    :meth:`write`, which refuses anything outside it. A refused write fails
+    the conversation even if the plugin catches the error, so a plugin
+    cannot half-succeed by swallowing it.
     """
 
     out_dir: str
@@ -63,15 +72,33 @@ class RenderContext:
     branches: str
     exported_at: str
     batch: int = 0
+    format_name: str = ""
+    records: list[bytes] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
     def write(self, relative: str, data: bytes | str) -> str:
         """Atomically write a file inside the conversation folder; return its path."""
-        target = inside(self.folder, relative)
+        try:
+            target = inside(self.folder, relative)
+        except UnsafePathError as exc:
+            self.refused.append(str(exc))
+            raise RefusedWrite(f"{exc} (a format writes only inside its conversation's "
+                               "folder)") from None
         parent = os.path.dirname(target)
         if parent != self.folder:
             os.makedirs(parent, exist_ok=True)
         atomic_write(target, data.encode() if isinstance(data, str) else data)
         return target
+
+    def emit(self, data: bytes | str) -> None:
+        """Hand zexport one record for this conversation, for the finish step.
+
+        Records are stored by the worker (one shard file per batch, written
+        atomically) and come back in :meth:`RunContext.records` in export
+        order, whatever the number of workers: this is how a format writes
+        one file for the whole export without workers racing on it.
+        """
+        self.records.append(data.encode() if isinstance(data, str) else data)
 
     def time(self, ts: int | None) -> str | None:
         """A Unix time as ISO 8601 with its offset in the run's zone (None stays None)."""
@@ -80,24 +107,54 @@ class RenderContext:
 
 @dataclass
 class RunContext:
-    """What :meth:`Format.start` and :meth:`Format.finish` are given (in the controller)."""
+    """What :meth:`Format.start` and :meth:`Format.finish` are given (in the controller).
+
+    :meth:`conversations` and :meth:`records` read small on-disk lists one
+    item at a time, so an index of 100k conversations costs the controller
+    no more memory than one of ten.
+    """
 
     out_dir: str
     options: Mapping[str, Any]
     tz: tzinfo
     branches: str
     exported_at: str
-    folders: dict[str, str] = field(default_factory=dict)
+    format_name: str = ""
+    total: int = 0
+    plan_path: str = ""
+    failures: Mapping[str, str] = field(default_factory=dict)
+    shard_paths: Sequence[str] = ()
+
+    def conversations(self) -> Iterator[ConversationEntry]:
+        """Every selected conversation in export order (failed ones have ``error`` set)."""
+        return iter_plan(self.plan_path, self.failures)
+
+    def records(self) -> Iterator[Record]:
+        """Every record emitted by :meth:`RenderContext.emit` (or returned by a format
+        without per-conversation files), in export order; empty during ``start``."""
+        return iter_records(self.shard_paths)
 
     def write(self, relative: str, data: bytes | str) -> str:
         """Atomically write a file inside the output folder; return its path."""
+        with self.open(relative) as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        return inside(self.out_dir, relative)
+
+    @contextlib.contextmanager
+    def open(self, relative: str) -> Iterator[BinaryIO]:
+        """A binary file inside the output folder, written atomically on success.
+
+        For big outputs (a JSONL of every conversation): write in pieces; the
+        file appears under its name only when the ``with`` block ends without
+        an exception, and not at all otherwise.
+        """
         target = inside(self.out_dir, relative)
         parent = os.path.dirname(target)
         if parent != self.out_dir:
             os.makedirs(parent, exist_ok=True)
             ensure_dir(parent)
-        atomic_write(target, data.encode() if isinstance(data, str) else data)
-        return target
+        with atomic_file(target) as fh:
+            yield fh
 
 
 class Format:
@@ -107,6 +164,17 @@ class Format:
     ``extension`` (of ``conversation.<extension>``), ``version`` (bump it when
     output changes so incremental runs re-render), ``description`` and
     ``options``.
+
+    ``files_per_conversation`` is False for a format that writes only
+    whole-export files (JSONL): zexport then creates no conversation folders
+    and copies no attachments, and what :meth:`render` returns is stored as
+    the conversation's record for :meth:`finish` instead of being written to
+    ``conversation.<extension>``.
+
+    One instance lives in each process: the controller's runs ``start`` and
+    ``finish``, each worker's runs ``render``. They share nothing but files,
+    so keep no state between ``render`` calls that ``finish`` needs: emit a
+    record instead.
     """
 
     name: ClassVar[str] = ""
@@ -114,21 +182,32 @@ class Format:
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
+    files_per_conversation: ClassVar[bool] = True
 
     def render(self, conversation: Conversation, ctx: RenderContext) -> bytes | str | None:
-        """Render one conversation.
+        """Render one conversation (in a worker process, under a timeout).
 
         Return the body of ``conversation.<extension>`` (zexport writes it
         atomically), or None when the format wrote its files itself through
-        ``ctx.write`` or writes nothing per conversation.
+        ``ctx.write`` or writes nothing per conversation. Raising fails this
+        conversation only; the run report names the format and the error.
         """
         raise NotImplementedError
 
     def start(self, run: RunContext) -> None:
-        """Called once in the controller before any conversation is rendered."""
+        """Called once in the controller after planning, before any conversation is rendered.
+
+        ``run.conversations()`` already lists the selection. Raising stops
+        the run before any work is done.
+        """
 
     def finish(self, run: RunContext) -> None:
-        """Called once in the controller after every conversation was rendered."""
+        """Called once in the controller after every conversation was handled.
+
+        Not called when the run is cancelled. Write the index or the
+        whole-export file here with ``run.write``/``run.open``; raising marks
+        the run as partly failed.
+        """
 
     def parse_options(self, raw: Mapping[str, str]) -> dict[str, Any]:
         """Validate ``-o key=value`` pairs; unknown keys and bad values raise UsageError."""

@@ -1,0 +1,292 @@
+"""zexport-html: readable HTML pages per conversation and a searchable index.
+
+A zexport format plugin (entry point ``html`` in the ``zexport`` group). It
+is written only against zexport's public API (``zexport.Format``,
+``zexport.hookimpl`` and the model), as any third-party format would be.
+
+Pages are self-contained: CSS (and on the index, JS) is inline, nothing is
+fetched, so an export opens from ``file://`` offline. Each page sets a
+Content Security Policy allowing exactly its own inline style and script
+(by SHA-256 hash), local images, and nothing else: even if some text
+escaped the escaping, it could not run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import datetime, tzinfo
+from importlib.resources import files
+from urllib.parse import quote, urlsplit
+
+from zexport import (
+    Attachment,
+    Conversation,
+    Format,
+    Message,
+    Option,
+    RenderContext,
+    RunContext,
+    hookimpl,
+)
+
+from . import markup
+from .markup import escape
+
+__version__ = "0.1.0"
+
+ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+CSS = files(__package__).joinpath("style.css").read_text("utf-8")
+INDEX_JS = files(__package__).joinpath("index.js").read_text("utf-8")
+
+
+def _sha(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _csp(script: str | None) -> str:
+    scripts = _sha(script) if script else "'none'"
+    return (f"default-src 'none'; style-src {_sha(CSS)}; script-src {scripts}; "
+            "img-src 'self' file: data:; media-src 'self' file:; base-uri 'none'; "
+            "form-action 'none'")
+
+
+def _head(title: str, theme: str, script: str | None = None) -> str:
+    cls = f' class="{theme}"' if theme in ("light", "dark") else ""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"{cls}>\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(_csp(script))}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n"
+    )
+
+
+def _when(ts: int | None, tz: tzinfo, full: bool = True) -> tuple[str, str]:
+    """(machine ISO time, human text) for a Unix time, or ("", "")."""
+    if ts is None:
+        return "", ""
+    try:
+        dt = datetime.fromtimestamp(ts, tz)
+    except (OverflowError, OSError, ValueError):
+        return "", ""
+    return dt.isoformat(), dt.strftime("%Y-%m-%d %H:%M" if full else "%Y-%m-%d")
+
+
+def _safe_url(url: str) -> bool:
+    try:
+        return urlsplit(url).scheme in ("http", "https")
+    except ValueError:
+        return False
+
+
+class HtmlFormat(Format):
+    """One HTML page per conversation, plus ``index.html`` in the finish step."""
+
+    name = "html"
+    extension = "html"
+    version = "1"
+    description = "Readable HTML pages, offline, with a searchable index.html"
+    options = {
+        "theme": Option("colour scheme", default="auto", choices=("auto", "light", "dark")),
+        "index": Option.flag("write index.html listing every conversation", default=True),
+    }
+
+    # -- one conversation ---------------------------------------------------------
+    def render(self, conversation: Conversation, ctx: RenderContext) -> str:
+        """The conversation's page: the active branch, alternatives folded away."""
+        conv = conversation
+        title = conv.title.strip() or "Untitled"
+        created = _when(conv.created_at, ctx.tz)
+        updated = _when(conv.updated_at, ctx.tz)
+        meta = [escape(conv.provider)]
+        if created[0]:
+            meta.append(f'created <time datetime="{created[0]}">{created[1]}</time>')
+        if updated[0] and updated != created:
+            meta.append(f'updated <time datetime="{updated[0]}">{updated[1]}</time>')
+        n = len(conv.messages)
+        meta.append(f"{n} message{'' if n == 1 else 's'}")
+        out = [
+            _head(title, str(ctx.options.get("theme", "auto"))),
+            '<body>\n<div class="page">\n<header>\n',
+            '<p class="crumbs"><a href="../index.html">All conversations</a></p>\n',
+            f"<h1>{escape(title)}</h1>\n",
+            f'<p class="meta">{" · ".join(meta)}</p>\n</header>\n<main>\n',
+        ]
+        out += _Thread(conv, ctx).render()
+        out.append("</main>\n</div>\n</body>\n</html>\n")
+        return "".join(out)
+
+    # -- the index ------------------------------------------------------------------
+    def finish(self, run: RunContext) -> None:
+        """Write ``index.html``: every exported conversation, searchable, in export order."""
+        if not run.options.get("index", True):
+            return
+        theme = str(run.options.get("theme", "auto"))
+        failed = 0
+        with run.open("index.html") as fh:
+            fh.write(_head("Conversations", theme, INDEX_JS).encode())
+            fh.write(
+                b'<body>\n<div class="page">\n<header><h1>Conversations</h1></header>\n'
+                b'<div class="controls">\n'
+                b'<label class="grow">Search titles<input id="q" type="search" '
+                b'placeholder="Search titles" autocomplete="off" autofocus></label>\n'
+                b'<label>Provider<select id="provider"><option value="">All</option>'
+                b"</select></label>\n"
+                b'<label>From<input id="from" type="date"></label>\n'
+                b'<label>To<input id="to" type="date"></label>\n'
+                b'<label>Order<select id="order"><option value="oldest">Oldest first</option>'
+                b'<option value="newest">Newest first</option>'
+                b'<option value="title">Title</option></select></label>\n'
+                b'</div>\n<noscript><p class="note">The list needs JavaScript; every '
+                b"conversation is also a folder beside this file.</p></noscript>\n"
+                b'<p id="count"></p>\n<ol id="list"></ol>\n'
+                b'<button id="more" type="button" hidden>Show more</button>\n'
+            )
+            fh.write(b'<script id="data" type="application/json">[')
+            first = True
+            for entry in run.conversations():
+                if not entry.exported:
+                    failed += 1
+                    continue
+                date = _when(entry.created_at if entry.created_at is not None
+                             else entry.updated_at, run.tz, full=False)[1]
+                href = quote(entry.folder) + "/conversation.html"
+                row = [entry.title.strip() or "Untitled", entry.provider, date,
+                       entry.message_count or 0, href]
+                fh.write((b"" if first else b",\n") + _json_for_script(row))
+                first = False
+            fh.write(b"]</script>\n")
+            if failed:
+                fh.write(f'<p class="note">{failed} conversation{"" if failed == 1 else "s"} '
+                         "could not be exported; see .zexport/report.json.</p>\n".encode())
+            fh.write(f"<script>{INDEX_JS}</script>\n</div>\n</body>\n</html>\n".encode())
+
+
+def _json_for_script(value: object) -> bytes:
+    """JSON safe inside a <script> element: no '<', '>', '&' or line separators raw."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for char, code in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                       ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, code)
+    return text.encode("utf-8")
+
+
+class _Thread:
+    """Lays out a conversation: the active branch, each alternative folded in <details>."""
+
+    def __init__(self, conv: Conversation, ctx: RenderContext) -> None:
+        self.conv = conv
+        self.ctx = ctx
+        self.index = conv.by_id()
+        self.children: dict[str | None, list[Message]] = {}
+        for m in conv.messages:
+            parent = m.parent_id if m.parent_id in self.index else None
+            self.children.setdefault(parent, []).append(m)
+        for group in self.children.values():
+            group.sort(key=lambda m: (m.sibling_index or 0, m.order_index))
+        self.shown: set[str] = set()
+
+    def render(self) -> list[str]:
+        conv = self.conv
+        out: list[str] = []
+        path = conv.active_branch()
+        flat = all(m.parent_id is None for m in conv.messages)
+        open_attr = " open" if self.ctx.branches == "all" else ""
+        for msg in path:
+            out.append(self._message(msg))
+            if flat:
+                continue
+            parent = msg.parent_id if msg.parent_id in self.index else None
+            others = [m for m in self.children.get(parent, []) if m.id != msg.id
+                      and m.id not in self.shown]
+            if not others:
+                continue
+            siblings = self.children.get(parent, [])
+            count = len(siblings)
+            noun = "version" if len(others) == 1 else "versions"
+            out.append(f'<details class="alts"{open_attr}><summary>{len(others)} other '
+                       f"{noun} from here (branches not shown above)</summary>\n")
+            for other in others:
+                number = siblings.index(other) + 1
+                out.append(f'<p class="alt-label">Branch {number} of {count}</p>\n')
+                out += [self._message(m) for m in self._subtree(other)]
+            out.append("</details>\n")
+        rest = [m for m in conv.messages if m.id not in self.shown]
+        if rest:
+            out.append(f'<details class="alts"{open_attr}><summary>{len(rest)} message'
+                       f"{'' if len(rest) == 1 else 's'} outside the conversation tree"
+                       "</summary>\n")
+            out += [self._message(m) for m in rest]
+            out.append("</details>\n")
+        return out
+
+    def _subtree(self, root: Message) -> Iterator[Message]:
+        stack = [root]
+        while stack:
+            msg = stack.pop()
+            if msg.id in self.shown:
+                continue
+            yield msg
+            stack.extend(reversed(self.children.get(msg.id, [])))
+
+    def _message(self, msg: Message) -> str:
+        self.shown.add(msg.id)
+        role = ROLE_NAMES.get(msg.role, msg.role.capitalize() or "Unknown")
+        cls = msg.role if msg.role in ROLE_NAMES else "other"
+        iso, text = _when(msg.created_at, self.ctx.tz)
+        when = f' <time datetime="{iso}">{text}</time>' if iso else ""
+        out = [f'<article class="msg {cls}" id="m-{escape(msg.id)}">\n'
+               f'<div class="role">{escape(role)}{when}</div>\n<div class="body">\n']
+        if msg.parts_error:
+            out.append(f'<p class="missing">The stored parts of this message are not valid '
+                       f"JSON ({escape(msg.parts_error)}); the raw text follows.</p>\n")
+        sources = []
+        for part in msg.parts:
+            kind = part.get("type")
+            if kind == "text":
+                out.append(markup.render(str(part.get("text", ""))) + "\n")
+            elif kind == "source-url":
+                sources.append(part)
+            else:
+                body = json.dumps(part, ensure_ascii=False, indent=2, sort_keys=True)
+                out.append(f'<details class="part"><summary>{escape(str(kind))} part</summary>'
+                           f'<pre class="part"><code>{escape(body)}</code></pre></details>\n')
+        out += [_attachment(a) for a in msg.attachments]
+        if sources:
+            out.append('<div class="sources"><h4>Sources</h4><ol>')
+            for src in sources:
+                url = str(src.get("url", ""))
+                label = escape(str(src.get("title") or url))
+                if _safe_url(url):
+                    host = escape(urlsplit(url).hostname or "")
+                    out.append(f'<li><a href="{escape(url)}" rel="noopener noreferrer">{label}'
+                               f'</a> <span class="domain">{host}</span></li>')
+                else:
+                    out.append(f"<li>{label} <span class=\"domain\">{escape(url)}</span></li>")
+            out.append("</ol></div>\n")
+        out.append("</div>\n</article>\n")
+        return "".join(out)
+
+
+def _attachment(att: Attachment) -> str:
+    name = escape(att.filename or att.id)
+    if att.exported_path:
+        href = escape(quote(att.exported_path))
+        if att.is_image:
+            size = ""
+            if att.width and att.height and att.width > 0 and att.height > 0:
+                size = f' width="{int(att.width)}" height="{int(att.height)}"'
+            return (f'<figure><a href="{href}"><img src="{href}" alt="{name}"{size} '
+                    f'loading="lazy"></a><figcaption>{name}</figcaption></figure>\n')
+        return f'<p class="file">📎 <a href="{href}">{name}</a></p>\n'
+    reason = escape(att.unavailable_reason or "not available")
+    return f'<p class="missing">⚠ Attachment unavailable: {name} ({reason})</p>\n'
+
+
+@hookimpl
+def zexport_formats() -> list[Format]:
+    """Register the html format."""
+    return [HtmlFormat()]

@@ -1,0 +1,43 @@
+"""The manifest's pieces on their own: fingerprints and folder moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zexport.manifest import Manifest, move_folders, tz_identity
+from zexport.timezones import resolve_tz
+
+
+def test_tz_identity_is_stable_across_runs() -> None:
+    for name in ("local", "UTC", "Europe/Paris"):
+        assert tz_identity(resolve_tz(name)) == tz_identity(resolve_tz(name))
+    assert tz_identity(resolve_tz("Europe/Paris")) == "Europe/Paris"
+
+
+def test_moves_handle_chains_cycles_and_occupied_targets(tmp_path: Path) -> None:
+    for name in ("a", "b", "c", "keep", "x"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text(name)
+    moved = move_folders(str(tmp_path), {
+        "1": ("a", "b"), "2": ("b", "a"),  # a swap (cycle)
+        "3": ("c", "d"),                   # free target
+        "4": ("x", "keep"),                # target held by a folder that is not moving
+        "5": ("gone", "y"),                # old folder missing
+    })
+    assert moved == {"1": "b", "2": "a", "3": "d"}
+    assert (tmp_path / "b" / "f").read_text() == "a"
+    assert (tmp_path / "a" / "f").read_text() == "b"
+    assert (tmp_path / "d" / "f").read_text() == "c"
+    assert (tmp_path / "x" / "f").read_text() == "x"
+    assert (tmp_path / "keep" / "f").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "d", "keep", "x"]
+
+
+def test_a_corrupt_manifest_is_replaced_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    m = Manifest(str(path))
+    m.record([("id", "folder", "s", "o", "r")])
+    assert m.load()["id"].folder == "folder"
+    assert m.notes and "unreadable" in m.notes[0]
+    m.close()

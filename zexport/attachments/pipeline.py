@@ -1,0 +1,137 @@
+"""The worker's side of downloads: ask for a batch's files up front, never idle.
+
+A worker used to render conversation after conversation, blocking on each
+missing attachment. Instead, for each batch it:
+
+1. sends one ``fetch`` per missing attachment of *every* conversation in the
+   batch, before rendering anything (the controller downloads them
+   concurrently);
+2. renders the conversations that wait on nothing first, in batch order;
+3. renders each remaining conversation as soon as its last answer arrives,
+   reading answers between conversations and blocking only when every
+   remaining conversation is waiting.
+
+Output does not depend on this order: each conversation's files depend only
+on its own rows and on the answers for its own attachments, and outcomes are
+reported in batch order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..model import Attachment, Conversation
+
+# send("fetch", **fields): sends one frame on the worker's control channel.
+Send = Callable[..., None]
+
+
+def local_file(att: Attachment, archive_dir: str) -> str | None:
+    """The attachment's file on this machine, if its stored path names one."""
+    if not att.local_path:
+        return None
+    path = att.local_path
+    if not os.path.isabs(path):
+        path = os.path.join(archive_dir, path)
+    return path if os.path.isfile(path) else None
+
+
+class FetchPipeline:
+    """Tracks a worker's outstanding ``fetch`` requests and their answers."""
+
+    def __init__(self, send: Send, archive_dir: str) -> None:
+        self.send = send
+        self.archive_dir = archive_dir
+        self.next_req = 0
+        self.pending: dict[int, tuple[str, Attachment]] = {}
+        self.waiting: dict[str, int] = {}
+        self.answers: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+
+    def request(self, conv: Conversation) -> int:
+        """Send a ``fetch`` for each missing attachment of ``conv``; return how many."""
+        count = 0
+        for msg in conv.messages:
+            for att in msg.attachments:
+                if local_file(att, self.archive_dir) is not None:
+                    continue
+                self.next_req += 1
+                self.pending[self.next_req] = (conv.id, att)
+                self.send("fetch", req=self.next_req, conversation_id=conv.id,
+                          attachment=_wire(att, conv.provider))
+                count += 1
+        if count:
+            self.waiting[conv.id] = self.waiting.get(conv.id, 0) + count
+        return count
+
+    def deliver(self, msg: dict[str, Any]) -> None:
+        """Take a ``fetched`` answer (unknown or repeated ``req`` numbers are ignored)."""
+        entry = self.pending.pop(msg["req"], None)
+        if entry is None:
+            return
+        conv_id, att = entry
+        path = msg.get("path")
+        if isinstance(path, str) and path:
+            name = msg.get("name")
+            if isinstance(name, str) and name and not att.filename:
+                att.download_name = name  # provider metadata names an unnamed row
+            self.answers[(conv_id, att.id)] = (path, None)
+        else:
+            error = msg.get("error")
+            self.answers[(conv_id, att.id)] = (
+                None, error if isinstance(error, str) and error else "download failed")
+        left = self.waiting.get(conv_id, 0) - 1
+        if left > 0:
+            self.waiting[conv_id] = left
+        else:
+            self.waiting.pop(conv_id, None)
+
+    def ready(self, conv: Conversation) -> bool:
+        """True when no answer for ``conv`` is outstanding."""
+        return conv.id not in self.waiting
+
+    def result(self, conv: Conversation, att: Attachment) -> tuple[str | None, str | None]:
+        """The exporter's fetcher: the answer already received for ``att``."""
+        return self.answers.pop((conv.id, att.id), (None, "file vanished before export"))
+
+    def forget(self, conv: Conversation) -> None:
+        """Drop what is left for ``conv`` (answers it did not use, cancelled waits)."""
+        self.waiting.pop(conv.id, None)
+        for key in [k for k in self.answers if k[0] == conv.id]:
+            del self.answers[key]
+        for req in [r for r, (cid, _) in self.pending.items() if cid == conv.id]:
+            del self.pending[req]
+
+    def schedule(self, conversations: list[Conversation],
+                 wait: Callable[[], bool]) -> Iterator[Conversation]:
+        """Request everything, then yield conversations as they become ready.
+
+        ``wait()`` blocks briefly reading the control channel (which calls
+        :meth:`deliver`) and returns False to give up (cancel): the
+        conversations still waiting are then not yielded.
+        """
+        for conv in conversations:
+            self.request(conv)
+        left = list(conversations)
+        while left:
+            ready = [c for c in left if self.ready(c)]
+            if not ready:
+                if not wait():
+                    for conv in left:
+                        self.forget(conv)
+                    return
+                continue
+            conv = ready[0]
+            left.remove(conv)
+            yield conv
+
+
+def _wire(att: Attachment, provider: str) -> dict[str, Any]:
+    """The ``attachment`` map of a ``fetch`` frame: archive fields only, no secrets."""
+    return {
+        "id": att.id, "provider": provider, "file_id": att.file_id,
+        "original_url": att.original_url, "filename": att.filename,
+        "mime_type": att.mime_type, "message_id": att.message_id,
+        "local_path": att.local_path,
+    }

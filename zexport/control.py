@@ -1,0 +1,173 @@
+"""The control endpoint: how ``zexport status``, ``zexport cancel`` and GUIs reach a run.
+
+Each controller binds one ZeroMQ **ROUTER** socket at ``ipc://<run folder>/control``
+(the run folder is inside the 0700 per-user runtime folder, so only the same
+user can connect). ROUTER, not PAIR: clients come and go, several at once, and
+PAIR takes one peer and never another. Requests and replies are single msgpack
+frames (see :mod:`zexport.protocol` and docs/protocol.md); a ROUTER prefixes
+each request with the client's routing frames, and the reply goes back with
+the same prefix, so DEALER and REQ clients both work.
+
+Commands are a small registry (:data:`COMMANDS`): a request type, and a
+function ``(controller, request) -> reply``. A bad frame is answered with an
+``error`` reply (when the client can be told) and logged; it never reaches a
+command and never stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import zmq
+import zmq.asyncio
+
+from . import protocol
+from .errors import ProtocolError
+from .runtime import endpoint
+
+if TYPE_CHECKING:
+    from .controller import Controller
+
+log = logging.getLogger("zexport.control")
+
+CONTROL_NAME = "control"
+# Requests are a few dozen bytes; anything bigger is an attack or a bug. libzmq drops
+# the connection of a peer that sends more, before the bytes reach us.
+MAX_REQUEST_BYTES = 64 * 1024
+REQUEST_TYPES = ("status", "cancel_request")
+
+
+def status_of(c: Controller) -> dict[str, Any]:
+    """The ``status`` payload: where the run is (see docs/protocol.md, ``status_reply``)."""
+    now = time.time()
+    mono = time.monotonic()
+    report = c.report
+    failed = len(report.failures)
+    rendered = report.exported + failed
+    todo = max(0, c.total - report.skipped)
+    elapsed_export = max(1e-6, now - (c.export_started or now))
+    rate = report.exported / elapsed_export if c.export_started else 0.0
+    remaining = max(0, c.total - c.done_conversations)
+    eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining else None)
+    taken: dict[int, int] = {}
+    for batch in c.batches:
+        if batch.state == "taken" and batch.worker is not None:
+            taken[batch.worker] = batch.id
+    workers = []
+    for w in c.workers.values():
+        if not w.alive:
+            state = "dead"
+        elif w.proc.poll() is not None:
+            state = "exited"
+        elif not w.greeted:
+            state = "starting" if not c.cancelled else "stopping"
+        elif c.cancelled:
+            state = "stopping"
+        else:
+            state = "busy" if w.id in taken else "idle"
+        workers.append({
+            "id": w.id, "pid": w.proc.pid, "state": state, "batch": taken.get(w.id),
+            "conversations": w.conversations, "last_heard": round(mono - w.last_heard, 3),
+        })
+    return {
+        "run_id": c.run_id, "pid": os.getpid(), "out": c.out, "db": os.path.abspath(c.opts.db),
+        "format": c.fmt.name, "phase": c.phase, "cancelled": c.cancelled,
+        "started_at": c.started, "elapsed": round(now - c.started, 3),
+        "conversations": {
+            "total": c.total, "done": c.done_conversations, "to_render": todo,
+            "rendered": rendered, "exported": report.exported, "skipped": report.skipped,
+            "failed": failed, "remaining": remaining,
+        },
+        "attachments": {
+            "exported": report.attachments_exported,
+            "failed": report.attachments_failed,
+        },
+        "rate": round(rate, 2), "eta": None if eta is None else round(eta, 2),
+        "workers": workers, "worker_deaths": len(report.worker_deaths),
+    }
+
+
+def cancel_command(c: Controller, msg: dict[str, Any]) -> dict[str, Any]:
+    """``cancel_request``: start cancelling, or say that it is already under way."""
+    reason = msg.get("reason")
+    state, already = c.request_cancel(reason if isinstance(reason, str) and reason
+                                      else "cancelled")
+    return {"t": "cancel_reply", "state": state, "already": already, "run_id": c.run_id}
+
+
+def status_command(c: Controller, msg: dict[str, Any]) -> dict[str, Any]:
+    """``status``: a snapshot of the run."""
+    return {"t": "status_reply", "status": status_of(c)}
+
+
+COMMANDS: dict[str, Callable[[Controller, dict[str, Any]], dict[str, Any]]] = {
+    "status": status_command,
+    "cancel_request": cancel_command,
+}
+
+
+class ControlServer:
+    """The ROUTER socket and its serving loop (a task on the controller's loop)."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, run_dir: str, controller: Controller) -> None:
+        self.controller = controller
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        self.endpoint = endpoint(run_dir, CONTROL_NAME)
+        self.sock.bind(self.endpoint)
+        self.rejected = 0
+
+    async def serve(self) -> None:
+        """Answer requests until cancelled."""
+        while True:
+            try:
+                frames = await self.sock.recv_multipart()
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError as exc:
+                log.warning("control socket: %s", exc)
+                await asyncio.sleep(0.01)
+                continue
+            self.handle(frames)
+
+    def handle(self, frames: list[bytes]) -> None:
+        """Answer one request (never raises: a client cannot take the controller down)."""
+        if len(frames) < 2:
+            return  # a ROUTER always adds the identity; nothing to answer
+        envelope, payload = frames[:-1], frames[-1]
+        req_id: Any = None
+        try:
+            msg = protocol.decode(payload)
+            req_id = msg.get("id")
+            if not isinstance(req_id, (int, str)) or isinstance(req_id, bool):
+                req_id = None
+            kind = msg["t"]
+            if kind not in COMMANDS:
+                raise ProtocolError(f"{kind!r} is not a control request "
+                                    f"(send one of: {', '.join(REQUEST_TYPES)})")
+            reply = COMMANDS[kind](self.controller, msg)
+        except ProtocolError as exc:
+            self.rejected += 1
+            log.warning("control: rejected a request: %s", exc)
+            reply = {"t": "error", "code": "bad_request", "message": str(exc)}
+        except Exception as exc:  # a bug in a command must not end the run
+            log.exception("control: command failed")
+            reply = {"t": "error", "code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        kind_out = reply.pop("t")
+        try:
+            fut = self.sock.send_multipart(
+                [*envelope, protocol.encode(kind_out, id=req_id, **reply)], flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            return  # the client went away; nothing to do
+        if isinstance(fut, asyncio.Future):
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def close(self) -> None:
+        """Close the socket now (LINGER 0)."""
+        self.sock.close(linger=0)

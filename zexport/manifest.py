@@ -1,0 +1,284 @@
+"""Resume and incremental export: the controller's record of what is done.
+
+``<out>/.zexport/manifest.db`` is an SQLite file that only the controller
+writes (workers never touch it, so there is exactly one writer). One row per
+exported conversation::
+
+    id -> folder, source fingerprint, options fingerprint, renderer version
+
+Why SQLite: a rewrite-the-whole-file JSON manifest costs O(n) per commit and
+a 100k-conversation archive would pay it hundreds of times per run; SQLite
+in WAL mode with ``synchronous=NORMAL`` commits a batch of rows without an
+fsync, reads the whole table in ~100 ms at 100k rows, and survives a kill
+at any point (a torn commit is rolled back, and a row is only written after
+the worker reported the file renamed into place, so the manifest can lag the
+tree but never run ahead of it).
+
+Before dispatch the controller asks :meth:`Resume.select` which
+conversations need work. A conversation is *skipped* (never sent to a
+worker) when its source fingerprint, options fingerprint and renderer are
+unchanged and its output is still there. When its title changed, its old
+folder is renamed to the new name (never left behind as a duplicate) and it
+is rendered again in place. ``--force`` renders everything. A conversation
+exported with an attachment missing is not recorded, so the next run tries
+it (and its download) again.
+
+The source fingerprint is cheap on purpose: it hashes what the
+``conversations`` row says (title, provider, created_at, updated_at,
+message_count, current_node_id), without reading messages. An edit inside a
+message that changes none of these is not seen; ``--force`` covers it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timezone, tzinfo
+from typing import TYPE_CHECKING, Any
+
+import apsw
+import orjson
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+log = logging.getLogger("zexport.manifest")
+
+MANIFEST_NAME = "manifest.db"
+SCHEMA_VERSION = "1"
+MOVE_PREFIX = ".zexport-move-"
+
+
+def _digest(value: Any) -> str:
+    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def source_fingerprint(title: str | None, provider: str | None, created_at: int | None,
+                       updated_at: int | None, message_count: int | None,
+                       current_node_id: str | None) -> str:
+    """A digest of a conversation's row: changes when the app re-syncs or edits it."""
+    return _digest([title, provider, created_at, updated_at, message_count, current_node_id])
+
+
+def tz_identity(tz: tzinfo) -> str:
+    """A stable name for a time zone: its IANA key, or what defines "local" here.
+
+    ``str()`` of a local-zone object is its memory address, different every
+    run; that would make every re-run render everything again.
+    """
+    key = getattr(tz, "key", None)
+    if isinstance(key, str):
+        return key
+    if tz is timezone.utc:
+        return "UTC"
+    return repr((os.environ.get("TZ"), time.tzname, time.timezone, time.altzone,
+                 os.path.realpath("/etc/localtime")))
+
+
+def options_fingerprint(options: dict[str, Any]) -> str:
+    """A digest of every option that changes a conversation's output bytes."""
+    return _digest(options)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the manifest knows of one exported conversation."""
+
+    folder: str
+    source: str
+    options: str
+    renderer: str
+
+
+class Manifest:
+    """The SQLite manifest file; opened and written by the controller only."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.notes: list[str] = []
+        try:
+            self.conn = self._open()
+        except apsw.Error as exc:  # corrupt or foreign file: start afresh, say so
+            self.notes.append(f"manifest unreadable ({exc}); starting a new one")
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(path + suffix)
+                except FileNotFoundError:
+                    pass
+            self.conn = self._open()
+
+    def _open(self) -> apsw.Connection:
+        conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE
+                               | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOFOLLOW)
+        conn.setbusytimeout(2000)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            with conn:
+                conn.execute("DROP TABLE IF EXISTS done")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                             (SCHEMA_VERSION,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS done (id TEXT PRIMARY KEY, folder TEXT NOT NULL,"
+            " source TEXT NOT NULL, options TEXT NOT NULL, renderer TEXT NOT NULL)")
+        return conn
+
+    def load(self) -> dict[str, Entry]:
+        """Every row, keyed by conversation id."""
+        return {row[0]: Entry(*row[1:]) for row in self.conn.execute(
+            "SELECT id, folder, source, options, renderer FROM done")}
+
+    def record(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Add or replace rows ``(id, folder, source, options, renderer)`` in one commit."""
+        if rows:
+            with self.conn:
+                self.conn.executemany("INSERT OR REPLACE INTO done VALUES (?,?,?,?,?)", rows)
+
+    def set_folders(self, moved: Iterable[tuple[str, str]]) -> None:
+        """Record ``(id, new folder)`` after folders were renamed."""
+        with self.conn:
+            self.conn.executemany("UPDATE done SET folder=? WHERE id=?",
+                                  [(folder, cid) for cid, folder in moved])
+
+    def close(self) -> None:
+        """Checkpoint and close (the WAL side files go away)."""
+        self.conn.close()
+
+
+def _is_real_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def move_folders(out: str, moves: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Rename ``{id: (old, new)}`` folders under ``out``; return ``{id: new}`` that moved.
+
+    Renames whose target is free go first; chains and cycles (A takes B's
+    old name while B takes A's) go through a temporary name. A target held
+    by a folder that is not moving is left alone: that conversation is
+    rendered afresh under its new name and its old folder stays (it is not
+    ours to delete).
+    """
+    moved: dict[str, str] = {}
+    pending = {cid: pair for cid, pair in moves.items()
+               if _is_real_dir(os.path.join(out, pair[0]))}
+
+    def free_pass() -> None:
+        progress = True
+        while progress:
+            progress = False
+            for cid, (old, new) in list(pending.items()):
+                if os.path.lexists(os.path.join(out, new)):
+                    continue
+                try:
+                    os.rename(os.path.join(out, old), os.path.join(out, new))
+                except OSError as exc:
+                    log.warning("could not move %s to %s: %s", old, new, exc)
+                    del pending[cid]
+                    continue
+                moved[cid] = new
+                del pending[cid]
+                progress = True
+
+    free_pass()
+    olds = {old for old, _ in pending.values()}
+    for cid, (old, new) in list(pending.items()):
+        if new in olds:  # blocked only by another moving folder: a chain or a cycle
+            tmp = MOVE_PREFIX + hashlib.blake2b(cid.encode(), digest_size=8).hexdigest()
+            try:
+                os.rename(os.path.join(out, old), os.path.join(out, tmp))
+            except OSError:
+                continue
+            pending[cid] = (tmp, new)
+    free_pass()
+    for cid, (old, _new) in pending.items():  # could not move: put temporaries back
+        if old.startswith(MOVE_PREFIX):
+            original = moves[cid][0]
+            target = original if not os.path.lexists(os.path.join(out, original)) else None
+            if target:
+                os.rename(os.path.join(out, old), os.path.join(out, target))
+    return moved
+
+
+class Resume:
+    """Decides, before dispatch, what a run must render, and records what it rendered."""
+
+    def __init__(self, state_dir: str, out: str, extension: str, options_fp: str,
+                 renderer: str, force: bool) -> None:
+        self.manifest = Manifest(os.path.join(state_dir, MANIFEST_NAME))
+        self.out = out
+        self.extension = extension
+        self.options_fp = options_fp
+        self.renderer = renderer
+        self.force = force
+        self.moved = 0
+        self.pending: list[tuple[str, str, str, str, str]] = []
+
+    def _output_present(self, folder: str) -> bool:
+        target = os.path.join(self.out, folder)
+        if self.extension:
+            target = os.path.join(target, f"conversation.{self.extension}")
+            try:
+                return stat.S_ISREG(os.lstat(target).st_mode)
+            except OSError:
+                return False
+        return _is_real_dir(target)
+
+    def select(self, plan: Plan) -> None:
+        """Mark in ``plan`` what needs no rendering, after moving renamed folders.
+
+        Streams the plan beside the manifest (an SQL join), so memory does
+        not grow with the archive: only the moves (titles that changed) and
+        the positions to skip are held, the latter as a compact array.
+        """
+        moves: dict[str, tuple[str, str]] = {}
+        if not self.force:
+            for _seq, cid, folder, _src, old_folder, *_ in plan.with_manifest(self.manifest.path):
+                if old_folder is not None and old_folder != folder:
+                    moves[cid] = (old_folder, folder)
+        moved: dict[str, str] = {}
+        if moves:
+            moved = move_folders(self.out, moves)
+            self.moved = len(moved)
+            self.manifest.set_folders(moved.items())
+        skip = array("q")
+        if not self.force:
+            for seq, cid, folder, source, old_folder, old_source, old_options, old_renderer in (
+                    plan.with_manifest(self.manifest.path)):
+                if old_folder is None:
+                    continue
+                if (moved.get(cid, old_folder) == folder and old_source == source
+                        and old_options == self.options_fp and old_renderer == self.renderer
+                        and self._output_present(folder)):
+                    skip.append(seq)
+        plan.skip(skip)
+        plan.freeze_todo()
+
+    def done(self, cid: str, folder: str, source: str | None) -> None:
+        """Note a conversation whose file is in place; kept until :meth:`flush`."""
+        if source is not None:
+            self.pending.append((cid, folder, source, self.options_fp, self.renderer))
+
+    def flush(self) -> None:
+        """Commit what :meth:`done` noted (once per finished batch)."""
+        rows, self.pending = self.pending, []
+        try:
+            self.manifest.record(rows)
+        except apsw.Error as exc:  # the export is fine; the next run just redoes these
+            log.warning("could not update the manifest: %s", exc)
+
+    def close(self) -> None:
+        """Flush and close the manifest."""
+        self.flush()
+        self.manifest.close()

@@ -1,0 +1,160 @@
+"""The export plan, on disk: every selected conversation, its folder, and whether to render it.
+
+Why on disk: the controller must see every conversation to name them (two
+"New chat" conversations must not get the same folder) and to decide what a
+re-run may skip, but it must not hold 100k conversations in memory to do so
+(BRIEF §8: controller memory flat in archive size). The plan is an SQLite
+file in the run's private folder; SQLite does the grouping and the joins
+with a bounded page cache, and Python streams rows through it.
+
+Naming (BRIEF §4): every conversation gets its base name (date + sanitized
+title, see :mod:`zexport.naming`); within a group of equal names (case- and
+normalisation-insensitive) the earliest conversation, by created_at then id,
+keeps the plain name and the others get `` (id8)``. The result depends only
+on the selected conversations, never on worker count or scheduling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import tzinfo
+
+import apsw
+
+from .archive import ConversationHead
+from .naming import base_name, name_key, suffixed_name
+
+_CHUNK = 2000
+
+
+class _TakenNames:
+    """The set of folder keys in use, kept in the plan file (see naming.suffixed_name)."""
+
+    def __init__(self, conn: apsw.Connection) -> None:
+        self.conn = conn
+
+    def __contains__(self, key: object) -> bool:
+        return self.conn.execute("SELECT 1 FROM taken WHERE key = ?", (key,)).fetchone() is not None
+
+    def add(self, key: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO taken VALUES (?)", (key,))
+
+
+class Plan:
+    """One run's plan. ``path`` may be ``":memory:"`` (small plans, tests)."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = apsw.Connection(path)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4000",
+                       "temp_store=FILE"):
+            self.conn.execute(f"PRAGMA {pragma}").fetchall()
+        self.conn.execute(
+            "CREATE TABLE plan (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT,"
+            " provider TEXT, created INT, updated INT, count INT, source TEXT,"
+            " base TEXT NOT NULL, key TEXT NOT NULL, folder TEXT, todo INT NOT NULL DEFAULT 1);"
+            "CREATE TABLE taken (key TEXT PRIMARY KEY) WITHOUT ROWID;"
+        )
+        self.total = 0
+        self.todo = 0
+
+    def close(self) -> None:
+        """Close the file (the run folder, and the plan with it, is removed later)."""
+        self.conn.close()
+
+    def add(self, heads: Iterable[ConversationHead], tz: tzinfo,
+            fingerprint: object = None) -> int:
+        """Record ``heads`` in export order with their base names; return how many.
+
+        ``fingerprint``, when given, is called with each head and its result
+        stored as the conversation's source fingerprint (for resume).
+        """
+        def rows() -> Iterator[tuple[object, ...]]:
+            for h in heads:
+                base = base_name(h.title or "", h.created_at, tz)
+                source = fingerprint(h) if callable(fingerprint) else None
+                yield (h.id, h.title, h.provider, h.created_at, h.updated_at,
+                       h.message_count, source, base, name_key(base))
+
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO plan (id, title, provider, created, updated, count, source, base,"
+                " key) VALUES (?,?,?,?,?,?,?,?,?)", rows())
+        self.total = _count(self.conn, "SELECT count(*) FROM plan")
+        self.todo = self.total
+        return int(self.total)
+
+    def assign_folders(self) -> None:
+        """Give every conversation its folder (unique; see the module docstring)."""
+        conn = self.conn
+        with conn:
+            conn.execute("CREATE INDEX plan_key ON plan(key)")
+            conn.execute("INSERT INTO taken SELECT DISTINCT key FROM plan")
+            conn.execute("UPDATE plan SET folder = base")
+            conn.execute("CREATE TEMP TABLE renames (seq INTEGER PRIMARY KEY, folder TEXT)")
+            taken = _TakenNames(conn)
+            previous_key: str | None = None
+            # Only groups that share a name; the earliest member keeps it. Rows are
+            # streamed, and each new name goes to another table while plan is read.
+            for seq, cid, base, key in conn.execute(
+                    "SELECT seq, id, base, key FROM plan WHERE key IN"
+                    " (SELECT key FROM plan GROUP BY key HAVING count(*) > 1)"
+                    " ORDER BY key, created IS NULL, created, id"):
+                if key != previous_key:
+                    previous_key = key
+                    continue
+                conn.execute("INSERT INTO renames VALUES (?, ?)",
+                             (seq, suffixed_name(base, cid, taken)))
+            conn.execute(
+                "UPDATE plan SET folder = (SELECT folder FROM renames r WHERE r.seq = plan.seq)"
+                " WHERE seq IN (SELECT seq FROM renames)")
+            conn.execute("DROP TABLE renames")
+
+    def folders(self) -> dict[str, str]:
+        """``{id: folder}`` for everything (small plans and tests only)."""
+        return {cid: folder for cid, folder in self.conn.execute(
+            "SELECT id, folder FROM plan ORDER BY seq")}
+
+    def rows(self) -> Iterator[tuple[str, str | None, str | None, int | None, int | None,
+                                     int | None, str, str | None]]:
+        """``(id, title, provider, created, updated, count, folder, source)`` in export order."""
+        yield from self.conn.execute(
+            "SELECT id, title, provider, created, updated, count, folder, source FROM plan"
+            " ORDER BY seq")
+
+    def skip(self, seqs: Iterable[int]) -> None:
+        """Mark conversations (by position) as not needing rendering."""
+        with self.conn:
+            self.conn.executemany("UPDATE plan SET todo = 0 WHERE seq = ?",
+                                  ((s,) for s in seqs))
+
+    def freeze_todo(self) -> int:
+        """Number the conversations to render 1..n (their position among the rendered)."""
+        with self.conn:
+            self.conn.execute("CREATE TABLE todo (pos INTEGER PRIMARY KEY, seq INT NOT NULL)")
+            self.conn.execute(
+                "INSERT INTO todo (seq) SELECT seq FROM plan WHERE todo = 1 ORDER BY seq")
+        self.todo = _count(self.conn, "SELECT count(*) FROM todo")
+        return self.todo
+
+    def items(self, start: int, stop: int) -> list[tuple[str, str, str | None]]:
+        """``(id, folder, source)`` of the rendered conversations at positions [start, stop)."""
+        return [(cid, folder, source) for cid, folder, source in self.conn.execute(
+            "SELECT p.id, p.folder, p.source FROM todo t JOIN plan p ON p.seq = t.seq"
+            " WHERE t.pos > ? AND t.pos <= ? ORDER BY t.pos", (start, stop))]
+
+    def with_manifest(self, manifest_path: str) -> Iterator[
+            tuple[int, str, str, str | None, str | None, str | None, str | None, str | None]]:
+        """Each conversation beside what the manifest knows of it:
+        ``(seq, id, folder, source, old_folder, old_source, old_options, old_renderer)``."""
+        self.conn.execute("ATTACH DATABASE ? AS man", (manifest_path,))
+        try:
+            yield from self.conn.execute(
+                "SELECT p.seq, p.id, p.folder, p.source, d.folder, d.source, d.options,"
+                " d.renderer FROM plan p LEFT JOIN man.done d ON d.id = p.id ORDER BY p.seq")
+        finally:
+            self.conn.execute("DETACH DATABASE man")
+
+
+def _count(conn: apsw.Connection, sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
