@@ -50,9 +50,13 @@ from typing import Any
 import _harness as h
 
 RESULTS = h.HERE / "results"
-EXTRA_BENCHES = {
-    "Attachments: throughput vs download concurrency": "bench_attachments.py",
-    "Control plane: status round trip and cancel-to-exit": "bench_control.py",
+SECTIONS = ("startup", "throughput", "compare", "memory", "extras")  # in the order they run
+# title -> (script, its arguments under --quick); full runs use each script's defaults.
+EXTRA_BENCHES: dict[str, tuple[str, list[str]]] = {
+    "Attachments: throughput vs download concurrency":
+        ("bench_attachments.py", ["-n", "200", "--levels", "1", "16", "--run-levels", "16"]),
+    "Control plane: status round trip and cancel-to-exit":
+        ("bench_control.py", ["-n", "3000", "--raw", "100", "--cli", "10", "--cancels", "2"]),
 }
 
 
@@ -87,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-disk", action="store_true", help="tmpfs only")
     p.add_argument("--skip-baseline", action="store_true",
                    help="leave out the app-algorithm baseline (minutes on 10,000)")
-    p.add_argument("--only", default="throughput,compare,memory,startup,extras",
+    p.add_argument("--only", default=",".join(SECTIONS),
                    help="comma-separated sections to run")
     p.add_argument("--tmpfs-root", type=Path, default=h.TMPFS_ROOT)
     p.add_argument("--disk-root", type=Path, default=h.DISK_ROOT)
@@ -254,13 +258,13 @@ class Suite:
     # -- other engineers' benchmarks ----------------------------------------
 
     def extras(self) -> None:
-        for title, script in EXTRA_BENCHES.items():
+        for title, (script, quick_args) in EXTRA_BENCHES.items():
             path = h.HERE / script
             if not path.exists():
                 self.data["extras"][title] = {"script": script, "present": False}
                 log(f"  {script}: not present (hook left in run.py)")
                 continue
-            cmd = [sys.executable, str(path)] + (["--quick"] if self.args.quick else [])
+            cmd = [sys.executable, str(path)] + (quick_args if self.args.quick else [])
             log(f"  running {script} ...")
             start = time.perf_counter()
             try:
@@ -270,7 +274,8 @@ class Suite:
             except subprocess.TimeoutExpired:
                 output, code = "timed out after 1800 s", -1
             self.data["extras"][title] = {
-                "script": script, "present": True, "exit": code, "output": output,
+                "script": script, "args": cmd[2:], "present": True, "exit": code,
+                "output": output,
                 "seconds": time.perf_counter() - start}
 
     def run(self) -> None:
@@ -280,7 +285,7 @@ class Suite:
         for _, root in self.roots():
             root.mkdir(parents=True, exist_ok=True)
         try:
-            for section in ("startup", "throughput", "compare", "memory", "extras"):
+            for section in SECTIONS:
                 if section in self.args.only:
                     log(f"== {section} (load {h.load_average()})")
                     try:
@@ -440,7 +445,8 @@ def render(data: dict[str, Any], machine: dict[str, str], args: argparse.Namespa
             w(f"*Hook:* `benchmarks/{r['script']}` did not exist when this ran; `run.py` "
               "runs it and includes its output here once it does.\n")
         else:
-            w(f"`python benchmarks/{r['script']}` exited {r['exit']} after "
+            w(f"`python benchmarks/{r['script']} {' '.join(r.get('args', []))}`".replace(" `", "`")
+              + f" exited {r['exit']} after "
               f"{r['seconds']:.1f} s:\n\n```\n{r['output'].rstrip()}\n```\n")
     if png_name:
         w(f"![charts]({png_name})\n")
@@ -502,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         machine, data, cmd = h.machine(), suite.data, sys.argv[1:]
         stem = f"{dt.date.today().isoformat()}-{socket.gethostname()}" + (
             "-quick" if args.quick else "")
+        if args.only != set(SECTIONS):  # a partial run never overwrites a full one
+            stem += "-" + "-".join(s for s in SECTIONS if s in args.only)
         (args.results / f"{stem}.json").write_text(json.dumps(
             {"machine": machine, "args": cmd, **data}, indent=1, default=str) + "\n")
     png = args.results / f"{stem}.png"
