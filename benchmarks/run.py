@@ -455,6 +455,8 @@ def render(data: dict[str, Any], machine: dict[str, str], args: argparse.Namespa
 
 def chart(data: dict[str, Any], path: Path) -> bool:
     """Throughput against workers, and the side-by-side bars, in one PNG."""
+    if not data["throughput"] and not data["compare"]:
+        return False  # nothing to draw (e.g. --only memory)
     try:
         import matplotlib
 
