@@ -81,6 +81,15 @@ def _parse_size(value: str) -> int:
     return size
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (benchmarks/: one worker per CPU is the sweet spot;
+    more workers than CPUs only add contention)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _default_db() -> tuple[str, str]:
     from .locations import app_archive_path, builtin_sample
 
@@ -102,7 +111,7 @@ def _default_db() -> tuple[str, str]:
 @click.option("-o", "format_options", multiple=True, metavar="KEY=VALUE",
               help="A format option (repeatable).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
-              help="Worker processes (default: CPU count).")
+              help="Worker processes (default: the CPUs this process may use).")
 @click.option("--provider", "providers", multiple=True,
               type=click.Choice(["chatgpt", "claude", "perplexity"]),
               help="Only this provider (repeatable).")
@@ -171,7 +180,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
             line = f"Exporting {db}"
         opts = RunOptions(
             db=db, out=out, format=format_name, format_options=_parse_options(format_options),
-            workers=workers or os.cpu_count() or 1,
+            workers=workers or _usable_cpus(),
             selection=Selection(
                 providers=providers, since=_parse_time(since, "--since"),
                 until=_parse_time(until, "--until"), ids=ids),
