@@ -162,7 +162,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         render_timeout: float, force: bool, batch_size: int | None, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
     from .archive import Selection  # here, not at the top: `zexport status` starts faster
-    from .attachments.service import DownloadOptions
+    from .attachments.options import DownloadOptions
     from .controller import Controller, RunOptions
     from .progress import make_progress
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import apsw
 import zmq
@@ -53,7 +53,7 @@ from .archive import (
 )
 from .attachments.auth import load_auth
 from .attachments.cache import AttachmentCache
-from .attachments.service import AttachmentService, DownloadOptions, Stats
+from .attachments.options import DownloadOptions
 from .control import ControlServer
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
 from .locations import cache_dir
@@ -82,6 +82,9 @@ from .runtime import (
     unregister_run,
 )
 from .timezones import resolve_tz
+
+if TYPE_CHECKING:
+    from .attachments.service import AttachmentService, Stats
 
 log = logging.getLogger("zexport.controller")
 
@@ -176,7 +179,7 @@ class Controller:
         self.providers = registry.providers
         # Credentials are read here, in the controller, and stay here (never in _config).
         self.credentials = load_auth(opts.downloads.auth_file)
-        self.attachments: AttachmentService | None = None
+        self.attachments: AttachmentService | None = None  # started only if downloads are on
         self.fetch_tasks: set[asyncio.Task[None]] = set()
         self.format_options = self.fmt.parse_options(opts.format_options)
         self.tz = resolve_tz(opts.tz)
@@ -391,6 +394,8 @@ class Controller:
         if self.opts.attachments == "off" or not self.opts.downloads.enabled:
             return
         dl = self.opts.downloads
+        from .attachments.service import AttachmentService  # imports httpx: only when needed
+
         cache = AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))
         self.attachments = AttachmentService(
             self.providers, self.credentials, cache, dl.limits(),

@@ -29,41 +29,13 @@ import apsw
 
 from .auth import Credentials
 from .cache import AttachmentCache, cache_key
-from .downloader import MB, Downloader, DownloadError, Limits
+from .downloader import Downloader, DownloadError, Limits
 from .providers import AttachmentProvider, AttachmentRef, ProviderError, ProviderSession
 
 log = logging.getLogger("zexport.attachments")
 
 ARCHIVE_BUSY_MS = 10_000
 ARCHIVE_FLUSH_EVERY = 200
-
-
-@dataclass
-class DownloadOptions:
-    """The download-related options of ``zexport run`` (none of them secret)."""
-
-    auth_file: str | None = None
-    cache_dir: str | None = None
-    concurrency: int = 16
-    per_host: int | None = None
-    max_bytes: int = 100 * MB
-    deadline: float = 120.0
-    update_archive: bool = False
-    enabled: bool = True  # False: copy what is on disk, download nothing (--no-downloads)
-
-    def limits(self) -> Limits:
-        """The downloader limits these options imply."""
-        return Limits(concurrency=self.concurrency,
-                      per_host=self.per_host or self.concurrency,
-                      max_bytes=self.max_bytes, deadline=self.deadline)
-
-    def public(self) -> dict[str, Any]:
-        """For the report: what was asked, never what is in the auth file."""
-        return {"auth_file": self.auth_file, "cache_dir": self.cache_dir,
-                "download_concurrency": self.concurrency,
-                "download_per_host": self.per_host or self.concurrency,
-                "max_attachment_size": self.max_bytes, "download_timeout": self.deadline,
-                "update_archive": self.update_archive, "downloads": self.enabled}
 
 
 @dataclass
