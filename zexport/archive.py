@@ -150,8 +150,11 @@ def build_attachment_index(conn: apsw.Connection, target: str) -> None:
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
             " mime_type TEXT, size INT, width INT, height INT, created_at INT)"
         )
-        # Text columns are read as bytes and numbers checked: a BLOB, invalid UTF-8 or
-        # text in a number column must neither stop the listing nor kill a worker later.
+        if _copy_clean_attachments(conn, side):
+            side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
+            return
+        # Dirty rows: text columns are read as bytes and numbers checked: a BLOB, invalid
+        # UTF-8 or text in a number column must neither stop the listing nor kill a worker.
         rows = conn.execute(
             "SELECT m.conversation_id, " + ", ".join(
                 f"CAST(a.{c} AS BLOB)" for c in _ATTACHMENT_TEXT_COLUMNS)
@@ -165,6 +168,31 @@ def build_attachment_index(conn: apsw.Connection, target: str) -> None:
         side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
     finally:
         side.close()
+
+
+def _copy_clean_attachments(conn: apsw.Connection, side: apsw.Connection) -> bool:
+    """The fast path: when every column has its declared type, copy rows as they are
+    (no per-row Python). Returns False, leaving ``att`` empty, when the slow,
+    repairing path is needed."""
+    texts = " OR ".join(f"typeof(a.{c}) NOT IN ('text', 'null')"
+                        for c in _ATTACHMENT_TEXT_COLUMNS)
+    numbers = " OR ".join(f"typeof(a.{c}) NOT IN ('integer', 'null')"
+                          for c in ("size", "width", "height", "created_at"))
+    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM attachments a WHERE {texts} OR {numbers})"
+                       ).fetchone()
+    if row is None or row[0]:
+        return False
+    try:
+        rows = conn.execute(
+            "SELECT m.conversation_id, " + ", ".join(f"a.{c}" for c in _ATTACHMENT_TEXT_COLUMNS)
+            + ", a.size, a.width, a.height, a.created_at"
+            " FROM attachments a JOIN messages m ON m.id = a.message_id")
+        with side:
+            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    except UnicodeDecodeError:  # text that is not UTF-8: repair row by row instead
+        side.execute("DELETE FROM att")
+        return False
+    return True
 
 
 class BatchReader:
