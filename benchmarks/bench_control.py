@@ -37,22 +37,12 @@ from typing import Any
 import msgpack
 import zmq
 
+from zexport.runtime import pid_alive
+
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
 
 
 class Bench:
@@ -179,7 +169,7 @@ class Bench:
             while last is None or cli_done is None:
                 if cli_done is None and cli.poll() is not None:
                     cli_done = time.perf_counter() - t0
-                if last is None and not any(alive(p) for p in pids):
+                if last is None and not any(pid_alive(p) for p in pids):
                     last = time.perf_counter() - t0
                 time.sleep(0.001)
             self.finish(proc)

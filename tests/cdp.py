@@ -146,10 +146,13 @@ class Browser:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not port_file.exists() or not port_file.read_text().strip():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.close()
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.05)
+            try:
+                self.proc.wait(timeout=0.05)  # chromium exiting here is a failure too
+            except subprocess.TimeoutExpired:
+                if time.monotonic() < deadline:
+                    continue
+            self.close()
+            raise RuntimeError("chromium did not open its DevTools port")
         self.port = int(port_file.read_text().split()[0])
 
     def new_page(self) -> Page:

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import msgpack
 import zmq
 
+from zexport.runtime import pid_alive
+
 T = TypeVar("T")
 
 
@@ -108,17 +110,7 @@ def wait_progress(reg: dict[str, Any], done: int, timeout: float = 20,
     return wait_for(ready, timeout, f"{done} conversations done", step=0.05)
 
 
-def alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+alive = pid_alive  # a process that exists and is not a zombie (zexport.runtime)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:

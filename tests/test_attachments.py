@@ -27,6 +27,7 @@ import msgpack
 import pytest
 from attachment_server import COOKIE, CUSTOM, SECRETS, TOKEN, AttachmentServer, body_for
 from conftest import tree_digest
+from controlkit import wait_for
 
 from zexport.attachments.auth import Credentials, parse_auth
 from zexport.attachments.cache import AttachmentCache
@@ -430,7 +431,10 @@ def test_end_to_end_secrets_cache_tree_and_archive(cli: Any, isolated_env: dict[
             for secret in (*SECRETS, str(auth)):
                 assert secret.encode() not in environ and secret.encode() not in cmdline
             assert b"ZEXPORT_AUTH_FILE" not in environ
-        time.sleep(0.02)
+        try:
+            proc.wait(timeout=0.02)  # until the run ends, looking again every 20 ms
+        except subprocess.TimeoutExpired:
+            pass
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1, stderr.decode()
     assert seen_workers, "never saw a worker process"
@@ -575,9 +579,7 @@ def test_ctrl_c_aborts_downloads_in_flight(isolated_env: dict[str, str],
         [sys.executable, "-m", "zexport", "run", "--db", str(db), "--out", str(tmp_path / "o"),
          "--progress", "none", "--cache-dir", str(cache), "--download-timeout", "60"],
         env=isolated_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while server.count("/blob/drip/") == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: server.count("/blob/drip/") > 0, 20, "the drip download to start")
     assert server.count("/blob/drip/") == 1
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)

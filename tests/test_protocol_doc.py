@@ -14,13 +14,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 import zmq
+from controlkit import wait_for
 
 from zexport import protocol
 from zexport.sample import make_sample
@@ -52,14 +52,14 @@ def test_a_client_built_from_the_document_gets_status_and_cancels(tmp_path: Path
     ctx = zmq.Context()
     try:
         # Find the run: "<run_id>.json" in the runtime folder; skip names starting with ".".
-        deadline = time.monotonic() + 20
-        reg: dict[str, Any] = {}
-        while not reg:
-            assert time.monotonic() < deadline, "the run never registered"
+        def registration() -> dict[str, Any] | None:
             for path in runtime.glob("*.json") if runtime.is_dir() else []:
                 if not path.name.startswith("."):
-                    reg = json.loads(path.read_text())
-            time.sleep(0.02)
+                    found: dict[str, Any] = json.loads(path.read_text())
+                    return found
+            return None
+
+        reg = wait_for(registration, 20, "the run to register")
         reg_file = runtime / f"{reg['run_id']}.json"
         assert reg["version"] == 1 and reg["protocol"] == 1 and reg["out"] == str(out)
         assert os.stat(runtime).st_mode & 0o777 == 0o700
@@ -68,17 +68,16 @@ def test_a_client_built_from_the_document_gets_status_and_cancels(tmp_path: Path
         req = ctx.socket(zmq.REQ)
         req.setsockopt(zmq.LINGER, 0)
         req.connect(reg["control"])
-        deadline = time.monotonic() + 20
-        while True:
+        def exporting() -> dict[str, Any] | None:
             req.send(msgpack.packb({"v": 1, "t": "status", "id": "gui-1"}))
             assert req.poll(2000), "no status reply"
             reply = msgpack.unpackb(req.recv(), raw=False)
             assert reply["v"] == 1 and reply["t"] == "status_reply" and reply["id"] == "gui-1"
-            st = reply["status"]
-            if st["phase"] == "exporting" and st["conversations"]["done"] >= 10:
-                break
-            assert time.monotonic() < deadline, st
-            time.sleep(0.05)
+            status: dict[str, Any] = reply["status"]
+            done = status["phase"] == "exporting" and status["conversations"]["done"] >= 10
+            return status if done else None
+
+        st = wait_for(exporting, 20, "10 conversations exported", step=0.05)
         assert st["run_id"] == reg["run_id"] and st["pid"] == reg["pid"] == proc.pid
         assert st["conversations"]["total"] == 150
         assert {"exported", "skipped", "failed", "remaining"} <= set(st["conversations"])
@@ -111,10 +110,7 @@ def test_a_client_built_from_the_document_gets_status_and_cancels(tmp_path: Path
         assert replies[1]["already"] is False and replies[2]["already"] is True
 
         # "A run has stopped when its registration file is gone."
-        deadline = time.monotonic() + 5
-        while reg_file.exists():
-            assert time.monotonic() < deadline, "the run did not stop"
-            time.sleep(0.01)
+        wait_for(lambda: not reg_file.exists(), 5, "the run to stop", step=0.01)
         assert proc.wait(timeout=5) == 130
         report = json.loads((out / ".zexport" / "report.json").read_text())
         assert report["status"] == "cancelled"
