@@ -1,0 +1,62 @@
+"""``--tz local``: the fast ZoneInfo path gives what the C library gives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from zexport.manifest import tz_identity
+from zexport.timezones import LocalZone, local_zone, resolve_tz
+
+# Around DST changes of several kinds: New York (1 h), Lord Howe (30 min),
+# Kolkata (+5:30, none), Paris through an absolute TZif path, the 1970s and 2040s.
+ZONES = ["America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", ":Europe/Paris",
+         "/usr/share/zoneinfo/America/Sao_Paulo"]
+
+
+@pytest.fixture
+def tz_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+    monkeypatch.undo()
+    time.tzset()
+
+
+def _times() -> list[int]:
+    steps = list(range(-1_500_000_000, 2_400_000_000, 5_555_555))
+    return [t + d for t in steps for d in (0, 1800, 3600)]
+
+
+@pytest.mark.parametrize("name", ZONES)
+def test_local_zone_matches_the_c_library(tz_env: pytest.MonkeyPatch, name: str) -> None:
+    if name.startswith("/") and not __import__("os").path.exists(name):
+        pytest.skip("no system zoneinfo")
+    tz_env.setenv("TZ", name)
+    time.tzset()
+    fast = local_zone()
+    assert isinstance(fast, ZoneInfo)  # the compiled path, not the mktime fallback
+    reference = LocalZone()
+    for ts in _times():
+        assert (datetime.fromtimestamp(ts, fast).isoformat()
+                == datetime.fromtimestamp(ts, reference).isoformat()), (name, ts)
+
+
+def test_posix_rule_strings_fall_back_to_the_c_library(tz_env: pytest.MonkeyPatch) -> None:
+    tz_env.setenv("TZ", "ABC+3")
+    time.tzset()
+    zone = resolve_tz("local")
+    assert isinstance(zone, LocalZone)
+    assert datetime.fromtimestamp(0, zone).isoformat() == "1969-12-31T21:00:00-03:00"
+
+
+def test_local_identity_follows_the_zone(tz_env: pytest.MonkeyPatch) -> None:
+    tz_env.setenv("TZ", "America/New_York")
+    time.tzset()
+    first = tz_identity(resolve_tz("local"))
+    assert first == tz_identity(resolve_tz("local"))  # stable between runs
+    tz_env.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    assert tz_identity(resolve_tz("local")) != first  # a new zone re-renders
