@@ -276,8 +276,8 @@ class BatchReader:
 
 
 _MESSAGE_SELECT = (
-    "SELECT conversation_id, id, role, parts, created_at, updated_at, order_index,"
-    " parent_id, sibling_ids, sibling_index FROM messages"
+    "SELECT conversation_id, id, role, CAST(parts AS BLOB), created_at, updated_at,"
+    " order_index, parent_id, sibling_ids, sibling_index FROM messages"
 )
 _TOLERANT_MESSAGE_SELECT = (
     "SELECT conversation_id, CAST(id AS BLOB), CAST(role AS BLOB), CAST(parts AS BLOB),"
@@ -304,18 +304,31 @@ def _text(value: bytes | None) -> str:
 def _message(row: Sequence[Any], conv: Conversation) -> Message:
     """Build a Message from a row, repairing what is broken and noting it.
 
-    This runs once per message of the archive: the common case (valid parts,
-    integer columns) takes the fewest steps; repairs are the slow path.
+    This runs once per message of the archive: the common case (parts read as
+    bytes that parse, integer columns) takes the fewest steps; repairs are the
+    slow path. ``parts`` arrives as bytes (``CAST(parts AS BLOB)``): orjson
+    parses UTF-8 directly, and nothing is decoded unless something needs it.
     """
     _, mid, role, raw, created, updated, order, parent, siblings_raw, sibling_index = row
-    raw_text = raw if type(raw) is str else (
-        "" if raw is None else _text(raw) if type(raw) is bytes else str(raw))
+    if type(raw) is not bytes and type(raw) is not str:
+        raw = b"" if raw is None else str(raw)
     error: str | None = None
     try:
-        parts = _loads(raw_text)
+        parts = _loads(raw)
     except orjson.JSONDecodeError as exc:
         parts = None
         error = f"unparseable parts JSON: {str(exc).splitlines()[0][:120]}"
+        if type(raw) is bytes:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:  # bytes that are not UTF-8, stored as TEXT
+                raw = raw.decode("utf-8", "replace")
+                conv.warnings.append(f"message {mid}: parts text that is not valid UTF-8"
+                                     f" ({bad.reason}) kept with replacement characters")
+                try:
+                    parts, error = _loads(raw), None
+                except orjson.JSONDecodeError as again:
+                    error = f"unparseable parts JSON: {str(again).splitlines()[0][:120]}"
     if type(parts) is not list or not all(type(p) is dict for p in parts):
         if error is None and type(parts) is list:
             error = "parts array holds items that are not objects"
@@ -323,7 +336,8 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
             conv.warnings.append(f"message {mid}: {error}; kept as 'unknown' parts")
         else:
             error = error or "parts is not a JSON array"
-            parts = [{"type": "text", "text": raw_text}]
+            text = raw.decode("utf-8", "replace") if type(raw) is bytes else raw
+            parts = [{"type": "text", "text": text}]
             conv.warnings.append(f"message {mid}: {error}; kept as raw text")
     siblings: list[str] | None = None
     if siblings_raw == f'["{mid}"]':  # the common case: no alternatives; no parse needed
@@ -341,7 +355,7 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
             conv.warnings.append(f"message {mid}: NULL created_at")
     return Message(
         mid if type(mid) is str else str(mid), role if type(role) is str else "assistant",
-        parts, raw_text, error, created,
+        parts, raw, error, created,
         updated if type(updated) is int else _int(updated),
         order if type(order) is int else (_int(order) or 0), parent, siblings,
         sibling_index if type(sibling_index) is int else _int(sibling_index),
