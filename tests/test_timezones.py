@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from zexport.manifest import tz_identity
-from zexport.timezones import LocalZone, local_zone, resolve_tz
+from zexport.timezones import LocalZone, iso_formatter, local_zone, resolve_tz
 
 # Around DST changes of several kinds: New York (1 h), Lord Howe (30 min),
 # Kolkata (+5:30, none), Paris through an absolute TZif path, the 1970s and 2040s.
@@ -60,3 +60,28 @@ def test_local_identity_follows_the_zone(tz_env: pytest.MonkeyPatch) -> None:
     tz_env.setenv("TZ", "Asia/Kolkata")
     time.tzset()
     assert tz_identity(resolve_tz("local")) != first  # a new zone re-renders
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Asia/Kolkata", "Australia/Lord_Howe",
+                                  "America/St_Johns", "Africa/Monrovia", "Pacific/Chatham"])
+def test_iso_formatter_equals_isoformat(zone: str) -> None:
+    """The cached formatter gives exactly ``fromtimestamp(ts, tz).isoformat()``:
+    across DST changes, offsets with seconds (Monrovia's -0:44:30 until 1972),
+    the ends of datetime's range, and values that are no time at all."""
+    import random
+
+    rng = random.Random(zone)
+    tz = resolve_tz(zone)
+    iso = iso_formatter(tz)
+    samples = [rng.randint(-3_000_000_000, 4_000_000_000) for _ in range(20_000)]
+    samples += [rng.randint(1_600_000_000, 1_610_000_000) for _ in range(20_000)]
+    samples += [-62135596800 + d for d in range(-7200, 7200, 97)]  # year 1 and before
+    samples += [253402300799 + d for d in range(-90000, 7200, 97)]  # year 9999 and after
+    for ts in samples:
+        try:
+            expected: str | None = datetime.fromtimestamp(ts, tz).isoformat()
+        except (OverflowError, OSError, ValueError):
+            expected = None
+        assert iso(ts) == expected, (zone, ts)
+    assert iso(None) is None
+    assert iso(10**30) is None

@@ -21,6 +21,17 @@ from typing import BinaryIO
 
 TEMP_PREFIX = ".zexport-tmp-"
 _counter = itertools.count()
+_pid = os.getpid()  # in every temporary name: a system call saved per file
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class UnsafePathError(ValueError):
@@ -60,8 +71,7 @@ def ensure_dir(path: str) -> None:
 
 
 def _temp_name(target: str) -> str:
-    folder = os.path.dirname(target)
-    return os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{next(_counter)}")
+    return os.path.join(os.path.dirname(target), f"{TEMP_PREFIX}{_pid}-{next(_counter)}")
 
 
 def atomic_write(target: str, data: bytes) -> None:
@@ -72,10 +82,17 @@ def atomic_write(target: str, data: bytes) -> None:
     cost more than the whole render on a disk.
     """
     tmp = _temp_name(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(tmp, _CREATE, 0o644)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        try:
+            # os.write, not a file object: one call for the usual file, no buffer copy.
+            written = os.write(fd, data)
+            if written < len(data):
+                view = memoryview(data)
+                while written < len(data):
+                    written += os.write(fd, view[written:])
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         _unlink_quietly(tmp)
@@ -90,7 +107,7 @@ def atomic_file(target: str) -> Iterator[BinaryIO]:
     temp-then-rename guarantee as :func:`atomic_write`, written in pieces.
     """
     tmp = _temp_name(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(tmp, _CREATE, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -106,7 +123,7 @@ def atomic_copy(source: str, target: str) -> None:
     try:
         src = os.open(source, os.O_RDONLY)
         try:
-            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            dst = os.open(tmp, _CREATE, 0o644)
             try:
                 _copy_fd(src, dst)
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -80,3 +81,67 @@ def resolve_tz(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(f"unknown time zone {name!r} (use UTC, local or an IANA name)") from None
+
+
+_NO_OFFSET = (0, "")  # an hour whose offset changes inside it, or with seconds: exact path
+_CACHE_LIMIT = 200_000  # entries per table; dirty archives with random times stay bounded
+_MINUTES = [f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440)]
+_SECONDS = [f"{s:02d}" for s in range(60)]
+
+
+def iso_formatter(tz: tzinfo) -> Callable[[int | None], str | None]:
+    """``ts -> ISO 8601 with offset`` in ``tz``, equal to ``fromtimestamp(ts, tz).isoformat()``.
+
+    Called for every message (0.5 us instead of 1.4 us), so it avoids
+    building a datetime each time: it caches the UTC offset of each hour
+    (when it is constant over the hour and whole minutes) and the date text
+    of each local day, and joins prebuilt ``HH:MM:`` and ``SS`` texts.
+    Anything else (an hour with a transition, an offset with seconds, a time
+    out of range, a non-integer) takes the exact ``datetime`` path. ``None``
+    for no time or one that cannot be represented.
+    """
+    hours: dict[int, tuple[int, str]] = {}
+    days: dict[int, str] = {}
+
+    def exact(ts: float) -> str | None:
+        try:
+            return datetime.fromtimestamp(ts, tz).isoformat()
+        except (OverflowError, OSError, ValueError, TypeError):
+            return None
+
+    def hour(bucket: int) -> tuple[int, str]:
+        if len(hours) >= _CACHE_LIMIT:
+            hours.clear()
+        start = bucket * 3600
+        try:
+            first = datetime.fromtimestamp(start, tz)
+            last = datetime.fromtimestamp(start + 3599, tz)
+        except (OverflowError, OSError, ValueError):
+            return _NO_OFFSET
+        offset = first.utcoffset()
+        if offset is None or offset != last.utcoffset() or offset.microseconds \
+                or offset.seconds % 60 or first.year < 2 or last.year > 9998:
+            return _NO_OFFSET
+        return int(offset.total_seconds()), first.isoformat()[19:]
+
+    def day_text(day: int) -> str:
+        if len(days) >= _CACHE_LIMIT:
+            days.clear()
+        text = days[day] = (_EPOCH + timedelta(days=day)).date().isoformat() + "T"
+        return text
+
+    def iso(ts: int | None) -> str | None:
+        if type(ts) is not int:
+            return None if ts is None else exact(ts)
+        entry = hours.get(ts // 3600)
+        if entry is None:
+            entry = hours[ts // 3600] = hour(ts // 3600)
+        if entry is _NO_OFFSET:
+            return exact(ts)
+        local = ts + entry[0]
+        day = local // 86400
+        seconds = local - day * 86400
+        return ((days.get(day) or day_text(day)) + _MINUTES[seconds // 60]
+                + _SECONDS[seconds % 60] + entry[1])
+
+    return iso

@@ -50,6 +50,8 @@ from .watchdog import RenderWatchdog
 log = logging.getLogger("zexport.worker")
 
 PR_SET_PDEATHSIG = 1
+# Between conversations, control frames (cancel) are read at most this often.
+PUMP_INTERVAL = 0.02
 
 
 def read_batch(reader: BatchReader, items: list[tuple[str, str]],
@@ -135,6 +137,7 @@ class Worker:
         self.parent = os.getppid()
         self.interrupted = False
         self.delay = _test_delay()
+        self.next_pump = 0.0
 
     # -- control channel -------------------------------------------------
     def send_control(self, msg_type: str, **fields: Any) -> None:
@@ -231,7 +234,10 @@ class Worker:
                 if self.control in events:
                     self.handle_control(self.control.recv())
                 if self.tasks in events and not self.cancelled:
-                    self.work(self.tasks.recv(), reader, exporter)
+                    try:
+                        self.work(self.tasks.recv(), reader, exporter)
+                    finally:
+                        watchdog.pause()
                 self.pump_control()
         except Interrupted:
             self.cancelled = self.interrupted = True
@@ -271,7 +277,10 @@ class Worker:
             done[conv.id] = exporter.export(conv, batch)
             if self.pipeline:
                 self.pipeline.forget(conv)
-            self.pump_control()
+            now = time.monotonic()
+            if now >= self.next_pump:  # a poll per conversation cost 3% of a worker's time
+                self.next_pump = now + PUMP_INTERVAL
+                self.pump_control()
         if len(done) < len(conversations):
             return  # cancelled while files were still downloading: the batch stays open
         outcomes += [done[c.id] for c in conversations if c.id in done]  # batch order

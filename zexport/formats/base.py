@@ -13,13 +13,14 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any, BinaryIO, ClassVar
 
 from ..errors import UsageError
 from ..model import Conversation
 from ..output import UnsafePathError, atomic_file, atomic_write, ensure_dir, inside
 from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
+from ..timezones import iso_formatter
 
 
 def _parse_bool(text: str) -> bool:
@@ -232,10 +233,15 @@ class Format:
 
 
 def iso_time(ts: int | None, tz: tzinfo) -> str | None:
-    """Unix seconds as ISO 8601 with offset, or None."""
-    if ts is None:
-        return None
-    try:
-        return datetime.fromtimestamp(ts, tz).isoformat()
-    except (OverflowError, OSError, ValueError):
-        return None
+    """Unix seconds as ISO 8601 with offset (``datetime.isoformat``), or None.
+
+    One cached :func:`~zexport.timezones.iso_formatter` per zone: formats
+    call this for every message.
+    """
+    formatter = _FORMATTERS.get(tz)
+    if formatter is None:
+        formatter = _FORMATTERS[tz] = iso_formatter(tz)
+    return formatter(ts)
+
+
+_FORMATTERS: dict[tzinfo, Callable[[int | None], str | None]] = {}
