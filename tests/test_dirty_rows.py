@@ -126,3 +126,30 @@ def test_messages_with_non_utf8_text_or_blob_parts_are_kept(cli: Any, tmp_path: 
     assert "fine" in (out / "2023-11-14 T fine" / "conversation.md").read_text()
     assert any(w["conversation_id"] == "latin1" and "not valid UTF-8" in w["message"]
                for w in rep["warnings"])
+
+
+def test_attachment_text_that_is_not_utf8_but_typed_text_is_repaired(
+        cli: Any, tmp_path: Path) -> None:
+    """Every column has its declared type (so the index is copied in SQL), but one
+    filename's bytes are not UTF-8: the copy is checked and the row repaired."""
+    db = tmp_path / "dirty.db"
+    con = make_archive(db)
+    add(con, "att", "Attachments")
+    picture = tmp_path / "pic.png"
+    picture.write_bytes(b"\x89PNG fake")
+    con.execute(
+        "INSERT INTO attachments (id, message_id, type, local_path, filename, mime_type)"
+        " VALUES ('a1', 'm-att', 'image', ?, CAST(x'ff7069632e706e67' AS TEXT), 'image/png')",
+        (str(picture),))
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
+              "--progress", "none", timeout=60)
+
+    assert "Traceback" not in res.stderr, res.stderr
+    rep = report(out)
+    assert rep["worker_deaths"] == [] and rep["failures"] == [], rep
+    assert res.returncode == 0, res.stderr
+    folder = out / "2023-11-14 Attachments"
+    assert (folder / "attachments" / "\ufffdpic.png").read_bytes() == b"\x89PNG fake"

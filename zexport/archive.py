@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import apsw
@@ -135,14 +136,20 @@ _ATTACHMENT_TEXT_COLUMNS = ("id", "message_id", "type", "file_id", "original_url
                             "filename", "mime_type")
 
 
-def build_attachment_index(conn: apsw.Connection, target: str) -> None:
+def build_attachment_index(archive_path: str, target: str) -> None:
     """Copy attachment rows, keyed by conversation, into an indexed side file.
 
-    Runs once per export in the controller; the side file lives in the run's
+    ``attachments.message_id`` has no index in the archive, so workers read
+    attachments from this copy instead. Runs once per export in the
+    controller, in a thread of its own while the main thread plans: it uses
+    its own connections, and the clean case is one ``INSERT ... SELECT``
+    that SQLite runs without the GIL. The side file lives in the run's
     private runtime folder and is removed with it.
     """
-    side = apsw.Connection(target)
+    side = apsw.Connection(target, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+                           | apsw.SQLITE_OPEN_URI)
     try:
+        side.setbusytimeout(BUSY_TIMEOUT_MS)
         side.execute("PRAGMA journal_mode=OFF").fetchall()
         side.execute("PRAGMA synchronous=OFF").fetchall()
         side.execute(
@@ -150,49 +157,58 @@ def build_attachment_index(conn: apsw.Connection, target: str) -> None:
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
             " mime_type TEXT, size INT, width INT, height INT, created_at INT)"
         )
-        if _copy_clean_attachments(conn, side):
-            side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
-            return
-        # Dirty rows: text columns are read as bytes and numbers checked: a BLOB, invalid
-        # UTF-8 or text in a number column must neither stop the listing nor kill a worker.
-        rows = conn.execute(
-            "SELECT m.conversation_id, " + ", ".join(
-                f"CAST(a.{c} AS BLOB)" for c in _ATTACHMENT_TEXT_COLUMNS)
-            + ", a.size, a.width, a.height, a.created_at"
-            " FROM attachments a JOIN messages m ON m.id = a.message_id"
-        )
-        clean = ((cid, *(None if v is None else _text(v) for v in row[:8]),
-                  *(_int(v) for v in row[8:])) for cid, *row in rows)
-        with side:
-            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", clean)
+        # The archive, read-only, by URI: the path is percent-encoded, so no character
+        # in it can be taken for a URI parameter.
+        side.execute("ATTACH DATABASE ? AS src",
+                     (Path(os.path.abspath(archive_path)).as_uri() + "?mode=ro",))
+        if not _copy_clean_attachments(side):
+            _copy_dirty_attachments(side)
         side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
     finally:
         side.close()
 
 
-def _copy_clean_attachments(conn: apsw.Connection, side: apsw.Connection) -> bool:
-    """The fast path: when every column has its declared type, copy rows as they are
+_ATTACHMENT_SOURCE = " FROM src.attachments a JOIN src.messages m ON m.id = a.message_id"
+
+
+def _copy_clean_attachments(side: apsw.Connection) -> bool:
+    """The fast path: when every column has its declared type, copy rows in SQL
     (no per-row Python). Returns False, leaving ``att`` empty, when the slow,
     repairing path is needed."""
     texts = " OR ".join(f"typeof(a.{c}) NOT IN ('text', 'null')"
                         for c in _ATTACHMENT_TEXT_COLUMNS)
     numbers = " OR ".join(f"typeof(a.{c}) NOT IN ('integer', 'null')"
                           for c in ("size", "width", "height", "created_at"))
-    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM attachments a WHERE {texts} OR {numbers})"
-                       ).fetchone()
+    row = side.execute(
+        f"SELECT EXISTS (SELECT 1 FROM src.attachments a WHERE {texts} OR {numbers})"
+    ).fetchone()
     if row is None or row[0]:
         return False
-    try:
-        rows = conn.execute(
-            "SELECT m.conversation_id, " + ", ".join(f"a.{c}" for c in _ATTACHMENT_TEXT_COLUMNS)
-            + ", a.size, a.width, a.height, a.created_at"
-            " FROM attachments a JOIN messages m ON m.id = a.message_id")
-        with side:
-            side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-    except UnicodeDecodeError:  # text that is not UTF-8: repair row by row instead
+    with side:
+        side.execute(
+            "INSERT INTO att SELECT m.conversation_id, "
+            + ", ".join(f"a.{c}" for c in _ATTACHMENT_TEXT_COLUMNS)
+            + ", a.size, a.width, a.height, a.created_at" + _ATTACHMENT_SOURCE)
+    try:  # SQLite copies text without checking it: text that is not UTF-8 needs repair
+        for _ in side.execute(f"SELECT {_ATTACHMENT_COLUMNS} FROM att"):
+            pass
+    except UnicodeDecodeError:
         side.execute("DELETE FROM att")
         return False
     return True
+
+
+def _copy_dirty_attachments(side: apsw.Connection) -> None:
+    """Dirty rows: text columns are read as bytes and numbers checked: a BLOB, invalid
+    UTF-8 or text in a number column must neither stop the listing nor kill a worker."""
+    rows = side.execute(
+        "SELECT m.conversation_id, " + ", ".join(
+            f"CAST(a.{c} AS BLOB)" for c in _ATTACHMENT_TEXT_COLUMNS)
+        + ", a.size, a.width, a.height, a.created_at" + _ATTACHMENT_SOURCE)
+    clean = ((cid, *(None if v is None else _text(v) for v in row[:8]),
+              *(_int(v) for v in row[8:])) for cid, *row in rows)
+    with side:
+        side.executemany("INSERT INTO att VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", clean)
 
 
 class BatchReader:

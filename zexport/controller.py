@@ -773,14 +773,20 @@ class Controller:
                 for _ in range(max(1, self.opts.workers)):
                     self._spawn()
             self.progress.phase("counting", 0)
-            try:
-                build_attachment_index(self.conn, os.path.join(self.run_dir, "attachments.db"))
-            except apsw.Error as exc:  # unreadable attachments must not stop the export
-                self.report.notes.append(f"attachments could not be read: {exc}")
+            # The attachment index is built in a thread while this one plans (SQLite
+            # runs without the GIL); workers get their first batch once both are done.
+            indexing = loop.run_in_executor(
+                None, build_attachment_index, self.opts.db,
+                os.path.join(self.run_dir, "attachments.db"))
             try:
                 self._plan()
             except apsw.Error as exc:
                 raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
+            finally:
+                try:
+                    await indexing
+                except apsw.Error as exc:  # unreadable attachments must not stop the export
+                    self.report.notes.append(f"attachments could not be read: {exc}")
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
             self.steps.start(self.total)
