@@ -329,6 +329,7 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
     if type(raw) is not bytes and type(raw) is not str:
         raw = b"" if raw is None else str(raw)
     error: str | None = None
+    parts_ok = False
     try:
         parts = _loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -345,7 +346,13 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
                     parts, error = _loads(raw), None
                 except orjson.JSONDecodeError as again:
                     error = f"unparseable parts JSON: {str(again).splitlines()[0][:120]}"
-    if type(parts) is not list or not all(type(p) is dict for p in parts):
+    if type(parts) is list:
+        for p in parts:  # a loop, not all(genexpr): one message is 1-3 parts
+            if type(p) is not dict:
+                break
+        else:
+            parts_ok = True
+    if type(parts) is not list or not parts_ok:
         if error is None and type(parts) is list:
             error = "parts array holds items that are not objects"
             parts = [p if type(p) is dict else {"type": "unknown", "value": p} for p in parts]

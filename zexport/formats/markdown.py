@@ -84,36 +84,56 @@ class MarkdownFormat(Format):
                         "(export with `--branches all` to include them).", ""]
             for msg in path:
                 self._message(out, msg, "", ctx)
-        return "\n".join(out).rstrip("\n") + "\n"
+        # Blocks are separated by a blank line: each ends with "" in ``out``. The last
+        # ones are dropped here instead of stripping (and so copying) the whole text.
+        while out and out[-1] == "":
+            out.pop()
+        out.append("")
+        return "\n".join(out)
 
     def _message(self, out: list[str], msg: Message, label: str, ctx: RenderContext) -> None:
-        # Runs once per message of the export: kept to plain appends.
+        # Runs once per message of the export: kept to plain appends, and a text
+        # part is appended as it is (a block ends with "", which the join turns
+        # into the blank line) rather than copied to add a newline.
         append = out.append
         role = ROLE_NAMES.get(msg.role) or msg.role.capitalize() or "Unknown"
-        append(f"## {role}{label}\n")
+        append(f"## {role}{label}")
+        append("")
         if msg.created_at is not None:
             when = iso_time(msg.created_at, ctx.tz)
             if when:
-                append(f"*{when}*\n")
+                append(f"*{when}*")
+                append("")
         if msg.parts_error:
             append(f"> ⚠ The stored parts of this message are not valid JSON "
-                   f"({msg.parts_error}); the raw text follows.\n")
-        sources: list[Part] = []
+                   f"({msg.parts_error}); the raw text follows.")
+            append("")
+        sources: list[Part] | None = None
         for part in msg.parts:
             kind = part.get("type")
             if kind == "text":
                 text = part.get("text")
                 if text and type(text) is str:
-                    if not text.isspace():
-                        append(text.rstrip("\n") + "\n")
+                    if text[-1] == "\n":
+                        text = text.rstrip("\n")
+                        if not text.strip():
+                            continue
+                    elif text.isspace():
+                        continue
+                    append(text)
+                    append("")
                 elif text:
-                    append(f"{text}\n")
+                    append(str(text))
+                    append("")
             elif kind == "source-url":
+                if sources is None:
+                    sources = []
                 sources.append(part)
             else:
                 body = orjson.dumps(part, option=orjson.OPT_INDENT_2).decode()
                 fence = _fence(body)
-                append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}\n")
+                append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}")
+                append("")
         if sources:
             links = []
             for src in sources:
@@ -122,9 +142,11 @@ class MarkdownFormat(Format):
                 title = str(src.get("title") or url or "source without a URL")
                 links.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)" if url
                              else f"- {_link_text(title)}")
-            append("**Sources**\n\n" + "\n".join(links) + "\n")
+            append("**Sources**\n\n" + "\n".join(links))
+            append("")
         for att in msg.attachments:
-            append(_attachment(att) + "\n")
+            append(_attachment(att))
+            append("")
 
 
 def _attachment(att: Attachment) -> str:
