@@ -103,3 +103,22 @@ def test_windows_reserved_names_are_renamed() -> None:
 def test_unique_file_names_within_a_folder() -> None:
     assert unique_names(["a.png", "A.png", "a.png", "b"]) == [
         "a.png", "A (2).png", "a (3).png", "b"]
+
+
+def test_date_prefix_spells_dates_as_strftime_does() -> None:
+    """The fast (ISO formatter) path gives the same prefix as strftime, including
+    years before 1000 (unpadded by strftime) and times out of range."""
+    from datetime import datetime
+
+    from zexport.naming import date_prefix
+    from zexport.timezones import resolve_tz
+
+    rng = random.Random(3)
+    for zone in ("UTC", "Europe/Paris", "Asia/Kolkata", "America/St_Johns"):
+        tz = resolve_tz(zone)
+        for ts in [rng.randint(-70_000_000_000, 260_000_000_000) for _ in range(5000)]:
+            try:
+                expected = datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d ")
+            except (OverflowError, OSError, ValueError):
+                expected = ""
+            assert date_prefix(ts, tz) == expected, (zone, ts)

@@ -14,8 +14,9 @@ Why this shape:
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,19 +260,20 @@ class BatchReader:
                     conv.warnings.append("conversation has NULL timestamps")
                 conversations[cid] = conv
             messages: dict[str, Message] = {}
-            for row in self.conn.execute(
+            rows: Iterable[Sequence[Any]] = self.conn.execute(
                 (_TOLERANT_MESSAGE_SELECT if tolerant else _MESSAGE_SELECT)
                 + f" WHERE conversation_id IN ({marks})",
                 ids,
-            ):
-                if tolerant:
-                    row = tuple(_text(v) if type(v) is bytes else v for v in row)
-                owner_conv = conversations.get(row[0])
-                if owner_conv is None:
-                    continue
-                msg = _message(row, owner_conv)
-                owner_conv.messages.append(msg)
-                messages[msg.id] = msg
+            )
+            if tolerant:
+                rows = (tuple(_text(v) if type(v) is bytes else v for v in row) for row in rows)
+            owner_of = conversations.get
+            for row in rows:  # once per message of the archive: names bound locally
+                owner_conv = owner_of(row[0])
+                if owner_conv is not None:
+                    msg = _message(row, owner_conv)
+                    owner_conv.messages.append(msg)
+                    messages[msg.id] = msg
         if self.att is None and self.attachment_index:
             # Opened on first use: the controller builds it while workers start.
             self.att = apsw.Connection(self.attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
@@ -286,7 +288,7 @@ class BatchReader:
                     owner.attachments.append(Attachment(*row[1:]))
         for conv in conversations.values():
             # Sorting here is cheaper than asking SQLite to sort the whole batch.
-            conv.messages.sort(key=_message_order)
+            conv.messages.sort(key=_MESSAGE_ORDER)
             _check_tree(conv)
         return [conversations[cid] for cid in ids if cid in conversations]
 
@@ -388,8 +390,7 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
 _loads = orjson.loads
 
 
-def _message_order(m: Message) -> tuple[int, str]:
-    return (m.order_index, m.id)
+_MESSAGE_ORDER = operator.attrgetter("order_index", "id")  # C-level sort key
 
 
 def _check_tree(conv: Conversation) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from datetime import datetime, tzinfo
 from typing import Protocol
 
+from .timezones import iso_time
+
 MAX_NAME_BYTES = 255
 FALLBACK_TITLE = "Untitled"
 
@@ -66,12 +68,20 @@ def sanitize_component(text: str, max_bytes: int = MAX_NAME_BYTES) -> str:
 
 
 def date_prefix(created_at: int | None, tz: tzinfo) -> str:
-    """``YYYY-MM-DD `` in ``tz`` for a Unix time, or "" when there is none."""
+    """``YYYY-MM-DD `` in ``tz`` for a Unix time, or "" when there is none.
+
+    Called for every conversation while planning: the date comes from the
+    cached ISO formatter; years before 1000, which ``strftime`` does not
+    pad, keep the ``strftime`` spelling so names never change.
+    """
     if created_at is None:
         return ""
+    iso = iso_time(created_at, tz)
+    if iso is not None and iso[0] != "0" and iso[4] == "-":
+        return iso[:10] + " "
     try:
         return datetime.fromtimestamp(created_at, tz).strftime("%Y-%m-%d ")
-    except (OverflowError, OSError, ValueError):
+    except (OverflowError, OSError, ValueError, TypeError):
         return ""
 
 

@@ -145,3 +145,18 @@ def iso_formatter(tz: tzinfo) -> Callable[[int | None], str | None]:
                 + _SECONDS[seconds % 60] + entry[1])
 
     return iso
+
+
+def iso_time(ts: int | None, tz: tzinfo) -> str | None:
+    """Unix seconds as ISO 8601 with offset (``datetime.isoformat``), or None.
+
+    One cached :func:`iso_formatter` per zone: formats call this for every
+    message (it is re-exported by :mod:`zexport.formats.base` for plugins).
+    """
+    formatter = _FORMATTERS.get(tz)
+    if formatter is None:
+        formatter = _FORMATTERS[tz] = iso_formatter(tz)
+    return formatter(ts)
+
+
+_FORMATTERS: dict[tzinfo, Callable[[int | None], str | None]] = {}

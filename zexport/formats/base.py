@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..model import Conversation
 from ..output import UnsafePathError, atomic_file, atomic_write, ensure_dir, inside
 from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
-from ..timezones import iso_formatter
+from ..timezones import iso_time as iso_time  # re-exported for format plugins
 
 
 def _parse_bool(text: str) -> bool:
@@ -230,18 +230,3 @@ class Format:
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"option {key!r} of format {self.name!r}: {exc}") from None
         return values
-
-
-def iso_time(ts: int | None, tz: tzinfo) -> str | None:
-    """Unix seconds as ISO 8601 with offset (``datetime.isoformat``), or None.
-
-    One cached :func:`~zexport.timezones.iso_formatter` per zone: formats
-    call this for every message.
-    """
-    formatter = _FORMATTERS.get(tz)
-    if formatter is None:
-        formatter = _FORMATTERS[tz] = iso_formatter(tz)
-    return formatter(ts)
-
-
-_FORMATTERS: dict[tzinfo, Callable[[int | None], str | None]] = {}
