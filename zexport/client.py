@@ -2,24 +2,31 @@
 
 It only ever *connects*: it finds runs through their registration files
 (:func:`zexport.runtime.list_runs`), which creates nothing, and talks to a
-controller over a DEALER socket with LINGER 0 and a poll timeout, so a dead
-or wedged controller gives a clear error in a second or two instead of a
-hang (Lazy Pirate, without the retry: status is cheap to ask again).
-Replies carry the request's ``id``; anything else is dropped.
+controller as a DEALER with a deadline, so a dead or wedged controller gives
+a clear error in a second or two instead of a hang (Lazy Pirate, without the
+retry: status is cheap to ask again). Replies carry the request's ``id``;
+anything else is dropped.
+
+The controller's ``ipc://`` endpoint is spoken to by :mod:`zexport.zmtp`,
+not pyzmq: importing pyzmq costs 20-40 ms, most of the 50 ms a status may
+take (README, "Control"). pyzmq remains for any other endpoint, imported only
+then. No :mod:`secrets` either (it brings ``hmac`` and OpenSSL, 3 ms):
+request ids need to be unlikely to repeat, not unpredictable.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import time
-from typing import Any
-
-import zmq
 
 from . import protocol
 from .errors import ControlError, ProtocolError, UsageError
 from .runtime import list_runs, pid_alive
+
+TYPE_CHECKING = False  # typing's, without importing typing (3 ms of `zexport status`)
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import Any
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -53,27 +60,70 @@ def pick_run(run_id: str | None) -> dict[str, Any]:
 def request(info: dict[str, Any], msg_type: str, timeout: float = DEFAULT_TIMEOUT,
             **fields: Any) -> dict[str, Any]:
     """Send one control request to a run; return the decoded reply (any type)."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
-    req_id = secrets.randbelow(2**31)
+    req_id = int.from_bytes(os.urandom(4), "big") >> 1  # [0, 2**31), as before
+    frame = protocol.encode(msg_type, id=req_id, **fields)
+    endpoint = str(info["control"])
+    deadline = time.monotonic() + timeout
+    path = zmtp_path(endpoint)
+    frames = _zmq_frames(endpoint, frame, deadline) if path is None else \
+        _zmtp_frames(path, frame, deadline)
     try:
-        sock.connect(str(info["control"]))
-        sock.send(protocol.encode(msg_type, id=req_id, **fields))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(int(left * 1000) + 1):
-                raise ControllerUnreachable(
-                    f"run {info['run_id']} (pid {info['pid']}) did not answer within "
-                    f"{timeout:g}s; it may be finishing or stuck")
+        for data in frames:
             try:
-                reply = protocol.decode(sock.recv())
+                reply = protocol.decode(data)
             except ProtocolError:
                 continue
             if reply.get("id") == req_id:
                 return reply
+    except TimeoutError:
+        pass
+    except ConnectionError as exc:  # zmtp: closed, or not a peer we can talk to
+        raise ControllerUnreachable(
+            f"run {info['run_id']} (pid {info['pid']}) did not answer: {exc}; "
+            "it may be finishing or stuck") from None
+    finally:
+        frames.close()
+    raise ControllerUnreachable(
+        f"run {info['run_id']} (pid {info['pid']}) did not answer within "
+        f"{timeout:g}s; it may be finishing or stuck")
+
+
+def zmtp_path(endpoint: str) -> str | None:
+    """The socket path when :mod:`zexport.zmtp` can reach ``endpoint``, else None (pyzmq)."""
+    from .zmtp import ipc_path
+
+    return ipc_path(endpoint) if os.name == "posix" else None
+
+
+def _zmtp_frames(path: str, frame: bytes, deadline: float) -> Generator[bytes, None, None]:
+    """Frames received after sending ``frame``; TimeoutError at the deadline."""
+    from .zmtp import Dealer
+
+    dealer = Dealer(path, deadline, max_frame=protocol.MAX_FRAME_BYTES)
+    try:
+        dealer.send(frame, deadline)
+        while True:
+            yield dealer.recv(deadline)
+    finally:
+        dealer.close()
+
+
+def _zmq_frames(endpoint: str, frame: bytes, deadline: float) -> Generator[bytes, None, None]:
+    """The same over pyzmq (LINGER 0, MAXMSGSIZE), for endpoints zmtp does not handle."""
+    import zmq
+
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
+    try:
+        sock.connect(endpoint)
+        sock.send(frame)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(int(left * 1000) + 1):
+                raise TimeoutError
+            yield sock.recv()
     finally:
         sock.close(linger=0)
 
