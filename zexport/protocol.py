@@ -9,11 +9,13 @@ frames with :class:`ProtocolError`; callers log and drop them.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgpack
 
 from .errors import ProtocolError
+
+TYPE_CHECKING = False  # typing's, without importing typing (3 ms of `zexport status`)
+if TYPE_CHECKING:
+    from typing import Any
 
 VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024

@@ -1,0 +1,43 @@
+"""zexport.runtime: the runtime folder's lookup must agree with tempfile's, exactly.
+
+A controller and a client (of this version or another) must look in the same
+folder; default_tempdir() replaces tempfile.gettempdir() only to spare
+``zexport status`` the 15 ms of importing tempfile. Each case runs in a fresh
+interpreter (tempfile caches its answer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize("case", ["default", "TMPDIR", "TMPDIR missing", "TMPDIR relative",
+                                  "TMPDIR empty, TEMP", "TMP", "TMPDIR is a file"])
+def test_default_tempdir_is_what_tempfile_says(tmp_path: Path, case: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "a-file").write_text("")
+    env.update({
+        "default": {},
+        "TMPDIR": {"TMPDIR": str(tmp_path)},
+        "TMPDIR missing": {"TMPDIR": str(tmp_path / "missing"), "TMP": str(tmp_path / "rel")},
+        "TMPDIR relative": {"TMPDIR": "rel"},
+        "TMPDIR empty, TEMP": {"TMPDIR": "", "TEMP": str(tmp_path / "rel")},
+        "TMP": {"TMP": str(tmp_path)},
+        "TMPDIR is a file": {"TMPDIR": str(tmp_path / "a-file")},
+    }[case])
+    code = ("import json, tempfile\nfrom zexport.runtime import default_tempdir\n"
+            "print(json.dumps([default_tempdir(), tempfile.gettempdir()]))")
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=30)
+    ours, theirs = json.loads(res.stdout)
+    assert ours == theirs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "rel"]  # probes removed
