@@ -1,5 +1,5 @@
-"""``python -m zexport``."""
+"""``python -m zexport``: the same entry point as the ``zexport`` console script."""
 
-from .cli import cli
+from .entry import main
 
-cli()
+main()

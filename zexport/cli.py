@@ -249,12 +249,43 @@ def formats() -> None:
         click.echo(line)
 
 
-cli.add_command(cli_control.status)
-cli.add_command(cli_control.cancel)
+def _echo(text: str, err: bool) -> None:
+    click.echo(text, err=err)
+
+
+# status and cancel: their work is in cli_control, shared with the fast path of
+# zexport.entry (which must accept exactly these options: tests/test_entry.py).
+@cli.command()
+@click.option("--run", "run_id", metavar="ID", help="Which export (when several are running).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status reply's JSON.")
+@click.option("--timeout", type=float, default=cli_control.STATUS_TIMEOUT, show_default=True,
+              hidden=True)
+def status(run_id: str | None, as_json: bool, timeout: float) -> None:
+    """Show how a running export is doing: phase, counts, rate, ETA, workers."""
+    code = cli_control.status(run_id, as_json, timeout, _echo)
+    if code:
+        sys.exit(code)
+
+
+@cli.command()
+@click.option("--run", "run_id", metavar="ID", help="Which export (when several are running).")
+@click.option("--no-wait", is_flag=True, help="Return once the export has the request.")
+@click.option("--timeout", type=float, default=cli_control.CANCEL_TIMEOUT, show_default=True,
+              help="How long to wait for the export to stop.")
+def cancel(run_id: str | None, no_wait: bool, timeout: float) -> None:
+    """Stop a running export cleanly; by default wait until it has stopped.
+
+    Workers stop at the next conversation (a long one is aborted), nothing
+    half-written is left, the report says ``cancelled``, and the next
+    ``zexport run`` on the same folder resumes where this one stopped.
+    """
+    code = cli_control.cancel(run_id, no_wait, timeout, _echo)
+    if code:
+        sys.exit(code)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The click CLI alone (the console script is :func:`zexport.entry.main`)."""
     cli()
 
 
