@@ -55,7 +55,7 @@ def status_of(c: Controller) -> dict[str, Any]:
     remaining = max(0, c.total - c.done_conversations)
     eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining else None)
     taken: dict[int, int] = {}
-    for batch in c.batches:
+    for batch in c.active.values():
         if batch.state == "taken" and batch.worker is not None:
             taken[batch.worker] = batch.id
     workers = []

@@ -199,6 +199,7 @@ class Controller:
             raise OutputError(f"parent folder of the output does not exist: {parent}")
         self.report = RunReport(options=opts.public(), started=self.started)
         self.batches: list[Batch] = []
+        self.active: dict[int, Batch] = {}  # batches sent or taken, by id
         self.queue: collections.deque[Batch] = collections.deque()
         self.workers: dict[int, WorkerHandle] = {}
         self.next_worker_id = 0
@@ -435,10 +436,10 @@ class Controller:
                 break
         batch.worker = None
         if batch.items:
-            batch.state = "queued"
+            self._set_state(batch, "queued")
             self.queue.appendleft(batch)
         else:
-            batch.state = "done"
+            self._set_state(batch, "done")
             self.done_batches += 1
             self._check_finished()
         self._declare_dead(w, f"timed out rendering conversation {cid}")
@@ -457,7 +458,7 @@ class Controller:
         if self.cancelled or self.finished.is_set():
             return  # leaving workers are not deaths (the monitor runs until the very end)
         self.report.worker_deaths.append({"worker": w.id, "reason": why})
-        for batch in self.batches:
+        for batch in list(self.active.values()):
             # A "sent" batch may sit in the dead worker's pipe, or in a live one's; PUSH
             # does not say which. Requeue it: at worst a live worker renders it twice
             # (same bytes, atomically; only the first "done" counts).
@@ -479,7 +480,7 @@ class Controller:
         batch.attempts += 1
         batch.worker = None
         if batch.attempts >= 2 and len(batch.items) > 1:
-            batch.state = "done"  # replaced by single-conversation batches
+            self._set_state(batch, "done")  # replaced by single-conversation batches
             self.done_batches += 1
             for i, item in enumerate(batch.items):
                 single = Batch(len(self.batches), [item], attempts=1, start=batch.start + i,
@@ -489,12 +490,20 @@ class Controller:
         elif batch.attempts >= 3:
             self._fail_batch(batch, f"{why} while exporting it, {batch.attempts} times")
         else:
-            batch.state = "queued"
+            self._set_state(batch, "queued")
             self.queue.appendleft(batch)
+
+    def _set_state(self, batch: Batch, state: str) -> None:
+        """Move a batch on, keeping :attr:`active` (sent or taken) in step."""
+        batch.state = state
+        if state in ("sent", "taken"):
+            self.active[batch.id] = batch
+        else:
+            self.active.pop(batch.id, None)
 
     def _fail_batch(self, batch: Batch, reason: str) -> None:
         self._load(batch)
-        batch.state = "done"
+        self._set_state(batch, "done")
         self.done_batches += 1
         for cid, folder in batch.items:
             self.report.failure(cid, folder, reason)
@@ -506,7 +515,7 @@ class Controller:
         """Send queued batches while the in-flight window has room."""
         while not self.cancelled:
             window = 2 * max(1, len(self.live_workers()))
-            in_flight = sum(1 for b in self.batches if b.state in ("sent", "taken"))
+            in_flight = len(self.active)  # a counter: this runs once per batch
             if self.queue and in_flight < window and any(
                     w.greeted for w in self.live_workers()):
                 batch = self.queue.popleft()
@@ -516,7 +525,8 @@ class Controller:
                 frame = protocol.encode(
                     "batch", batch=batch.id, items=[list(i) for i in batch.items])
                 await self.tasks.send(frame)
-                batch.state, batch.sent_at = "sent", time.monotonic()
+                self._set_state(batch, "sent")
+                batch.sent_at = time.monotonic()
                 continue
             self.wake.clear()
             try:
@@ -557,9 +567,11 @@ class Controller:
         if batch.state == "done" or (batch.worker not in (None, w.id)):
             return  # late or duplicate answer about a batch handed to another worker
         if msg["t"] == "took":
-            batch.state, batch.worker = "taken", w.id
+            self._set_state(batch, "taken")
+            batch.worker = w.id
         elif msg["t"] == "done":
-            batch.state, batch.accepted = "done", True
+            self._set_state(batch, "done")
+            batch.accepted = True
             self.done_batches += 1
             w.conversations += len(msg["results"])
             self._record(batch, msg["results"])
@@ -613,11 +625,11 @@ class Controller:
             # A batch sent into a pipe nobody reads any more (a worker that died before
             # libzmq noticed) is lost. It can only be waiting in a live worker's pipe while
             # that worker is busy; when no worker is busy it is surely lost after a moment.
-            busy = {b.worker for b in self.batches if b.state == "taken"}
+            busy = {b.worker for b in self.active.values() if b.state == "taken"}
             nobody_busy = not any(w.id in busy for w in self.live_workers())
             lost_after = max(1.0, 4 * self.opts.hb_interval) if nobody_busy else (
                 self.opts.hb_timeout)
-            for batch in self.batches:
+            for batch in list(self.active.values()):
                 if batch.state == "sent" and now - batch.sent_at > lost_after:
                     self._requeue(batch, "batch never taken")
                     self.wake.set()
