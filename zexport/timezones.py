@@ -153,10 +153,15 @@ def iso_time(ts: int | None, tz: tzinfo) -> str | None:
     One cached :func:`iso_formatter` per zone: formats call this for every
     message (it is re-exported by :mod:`zexport.formats.base` for plugins).
     """
+    return formatter_for(tz)(ts)
+
+
+def formatter_for(tz: tzinfo) -> Callable[[int | None], str | None]:
+    """The cached :func:`iso_formatter` of ``tz`` (fetch once, call per message)."""
     formatter = _FORMATTERS.get(tz)
     if formatter is None:
         formatter = _FORMATTERS[tz] = iso_formatter(tz)
-    return formatter(ts)
+    return formatter
 
 
 _FORMATTERS: dict[tzinfo, Callable[[int | None], str | None]] = {}

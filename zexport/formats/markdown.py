@@ -11,15 +11,18 @@ Nothing in the file depends on when the export ran.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 import orjson
 
 from ..hookspecs import hookimpl
 from ..model import Attachment, Conversation, Message, Part
+from ..timezones import formatter_for
 from .base import Format, RenderContext, iso_time
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+_HEADERS = {role: f"## {name}" for role, name in ROLE_NAMES.items()}
 _BACKTICKS = re.compile(r"`{3,}")
 _LINK_TEXT = re.compile(r"([\[\]\\])")
 
@@ -51,6 +54,7 @@ class MarkdownFormat(Format):
         """Render the conversation as Markdown text."""
         conv = conversation
         tz = ctx.tz
+        iso = formatter_for(tz)
         out: list[str] = [
             "---",
             f"id: {_yaml_str(conv.id)}",
@@ -74,7 +78,7 @@ class MarkdownFormat(Format):
             for msg, number, count in entries:
                 label = f" · branch {number} of {count}" if count > 1 else ""
                 star = " ★" if branched and msg.id in active else ""
-                self._message(out, msg, label + star, ctx)
+                _message(out.append, msg, label + star, iso)
         else:
             path = conv.active_branch()
             left_out = len(conv.messages) - len(path)
@@ -83,7 +87,7 @@ class MarkdownFormat(Format):
                 out += [f"> {left_out} {noun} on other branches not shown "
                         "(export with `--branches all` to include them).", ""]
             for msg in path:
-                self._message(out, msg, "", ctx)
+                _message(out.append, msg, "", iso)
         # Blocks are separated by a blank line: each ends with "" in ``out``. The last
         # ones are dropped here instead of stripping (and so copying) the whole text.
         while out and out[-1] == "":
@@ -91,62 +95,66 @@ class MarkdownFormat(Format):
         out.append("")
         return "\n".join(out)
 
-    def _message(self, out: list[str], msg: Message, label: str, ctx: RenderContext) -> None:
-        # Runs once per message of the export: kept to plain appends, and a text
-        # part is appended as it is (a block ends with "", which the join turns
-        # into the blank line) rather than copied to add a newline.
-        append = out.append
+
+def _message(append: Callable[[str], None], msg: Message, label: str,
+             iso: Callable[[int | None], str | None]) -> None:
+    # Runs once per message of the export: kept to plain appends, and a text
+    # part is appended as it is (a block ends with "", which the join turns
+    # into the blank line) rather than copied to add a newline.
+    header = _HEADERS.get(msg.role) if not label else None
+    if header is None:
         role = ROLE_NAMES.get(msg.role) or msg.role.capitalize() or "Unknown"
-        append(f"## {role}{label}")
+        header = f"## {role}{label}"
+    append(header)
+    append("")
+    if msg.created_at is not None:
+        when = iso(msg.created_at)
+        if when:
+            append(f"*{when}*")
+            append("")
+    if msg.parts_error:
+        append(f"> ⚠ The stored parts of this message are not valid JSON "
+               f"({msg.parts_error}); the raw text follows.")
         append("")
-        if msg.created_at is not None:
-            when = iso_time(msg.created_at, ctx.tz)
-            if when:
-                append(f"*{when}*")
-                append("")
-        if msg.parts_error:
-            append(f"> ⚠ The stored parts of this message are not valid JSON "
-                   f"({msg.parts_error}); the raw text follows.")
-            append("")
-        sources: list[Part] | None = None
-        for part in msg.parts:
-            kind = part.get("type")
-            if kind == "text":
-                text = part.get("text")
-                if text and type(text) is str:
-                    if text[-1] == "\n":
-                        text = text.rstrip("\n")
-                        if not text.strip():
-                            continue
-                    elif text.isspace():
+    sources: list[Part] | None = None
+    for part in msg.parts:
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if text and type(text) is str:
+                if text[-1] == "\n":
+                    text = text.rstrip("\n")
+                    if not text.strip():
                         continue
-                    append(text)
-                    append("")
-                elif text:
-                    append(str(text))
-                    append("")
-            elif kind == "source-url":
-                if sources is None:
-                    sources = []
-                sources.append(part)
-            else:
-                body = orjson.dumps(part, option=orjson.OPT_INDENT_2).decode()
-                fence = _fence(body)
-                append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}")
+                elif text.isspace():
+                    continue
+                append(text)
                 append("")
-        if sources:
-            links = []
-            for src in sources:
-                raw_url = src.get("url")
-                url = str(raw_url) if raw_url else ""
-                title = str(src.get("title") or url or "source without a URL")
-                links.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)" if url
-                             else f"- {_link_text(title)}")
-            append("**Sources**\n\n" + "\n".join(links))
+            elif text:
+                append(str(text))
+                append("")
+        elif kind == "source-url":
+            if sources is None:
+                sources = []
+            sources.append(part)
+        else:
+            body = orjson.dumps(part, option=orjson.OPT_INDENT_2).decode()
+            fence = _fence(body)
+            append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}")
             append("")
-        for att in msg.attachments:
-            append(_attachment(att))
-            append("")
+    if sources:
+        links = []
+        for src in sources:
+            raw_url = src.get("url")
+            url = str(raw_url) if raw_url else ""
+            title = str(src.get("title") or url or "source without a URL")
+            links.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)" if url
+                         else f"- {_link_text(title)}")
+        append("**Sources**\n\n" + "\n".join(links))
+        append("")
+    for att in msg.attachments:
+        append(_attachment(att))
+        append("")
 
 
 def _attachment(att: Attachment) -> str:
