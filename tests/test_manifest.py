@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zexport.manifest import Manifest, move_folders, tz_identity
+import pytest
+
+from zexport.manifest import MANIFEST_NAME, Manifest, move_folders, tz_identity
 from zexport.timezones import resolve_tz
 
 
@@ -41,3 +43,31 @@ def test_a_corrupt_manifest_is_replaced_not_fatal(tmp_path: Path) -> None:
     assert m.load()["id"].folder == "folder"
     assert m.notes and "unreadable" in m.notes[0]
     m.close()
+
+
+def test_manifest_commits_at_most_once_a_second_and_on_close(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finished batches are committed in groups (one commit per batch cost 1.4 s at
+    100k conversations); nothing noted is lost when the run closes the manifest."""
+    import zexport.manifest as manifest_module
+    from zexport.manifest import Resume
+
+    clock = [1000.0]
+    monkeypatch.setattr(manifest_module.time, "monotonic", lambda: clock[0])
+    resume = Resume(str(tmp_path), str(tmp_path), "md", "opts", "r1", force=False)
+
+    def committed() -> set[str]:
+        return set(Manifest(str(tmp_path / MANIFEST_NAME)).load())
+
+    resume.done("a", "A", "src-a")
+    resume.flush_due()
+    assert committed() == set()  # within the second: still pending
+    clock[0] += 1.5
+    resume.done("b", "B", "src-b")
+    resume.flush_due()
+    assert committed() == {"a", "b"}
+    resume.done("c", "C", "src-c")
+    resume.flush_due()
+    assert committed() == {"a", "b"}
+    resume.close()
+    assert committed() == {"a", "b", "c"}

@@ -599,7 +599,7 @@ class Controller:
                     source = RENDER_AGAIN
                 self.resume.done(cid, folder, source)
         if self.resume is not None:
-            self.resume.flush()
+            self.resume.flush_due()
         batch.items, batch.sources = [], {}  # done: only the small Batch stays in memory
         elapsed = max(time.time() - self.started, 1e-6)
         self.progress.update("exporting", self.done_conversations, self.total, title, {
