@@ -56,6 +56,7 @@ from .attachments.cache import AttachmentCache
 from .attachments.options import DownloadOptions
 from .control import ControlServer
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
+from .formats.base import Format
 from .locations import cache_dir
 from .lock import OutputLock
 from .manifest import (
@@ -264,12 +265,13 @@ class Controller:
         self.total = plan.add(list_conversations(self.conn, self.opts.selection), self.tz,
                               fingerprint=_source_fingerprint)
         plan.assign_folders()
-        writer = PlanWriter(self.steps.plan_path)
-        try:
-            for cid, title, provider, created, updated, count, folder, _ in plan.rows():
-                writer.add(cid, title, provider, created, updated, count, folder)
-        finally:
-            writer.close()
+        if _has_run_steps(self.fmt):  # only start/finish read it (run.conversations())
+            writer = PlanWriter(self.steps.plan_path)
+            try:
+                for cid, title, provider, created, updated, count, folder, _ in plan.rows():
+                    writer.add(cid, title, provider, created, updated, count, folder)
+            finally:
+                writer.close()
         # A format that gathers records for one whole-export file needs every
         # conversation rendered each run: skipping would leave holes in it.
         force = self.opts.force or not self.fmt.files_per_conversation
@@ -886,6 +888,11 @@ def _sigint_ignored_in_children() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, old)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _has_run_steps(fmt: Format) -> bool:
+    """Whether a format overrides ``start`` or ``finish`` (the plan file is for them)."""
+    return type(fmt).start is not Format.start or type(fmt).finish is not Format.finish
 
 
 def _source_fingerprint(head: ConversationHead) -> str:
