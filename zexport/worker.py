@@ -185,6 +185,9 @@ class Worker:
     def run(self) -> int:
         """Handshake, then work until told to stop or the controller goes away."""
         self.send_control("hello", w=self.index, pid=os.getpid())
+        # Plugins are loaded while the controller is still planning (it answers
+        # hello when done): off the critical path, and the same for every format.
+        registry = load_registry()
         config = None
         deadline = time.monotonic() + 30
         while config is None:
@@ -204,7 +207,6 @@ class Worker:
         # cyclic collector would rescan them again and again for nothing.
         gc.freeze()
         gc.set_threshold(200_000, 50, 100)
-        registry = load_registry()
         fmt = registry.get_format(config["format"])
         settings = ExportSettings(
             out_dir=config["out"], archive_dir=os.path.dirname(config["db"]), fmt=fmt,
