@@ -122,3 +122,23 @@ def test_date_prefix_spells_dates_as_strftime_does() -> None:
             except (OverflowError, OSError, ValueError):
                 expected = ""
             assert date_prefix(ts, tz) == expected, (zone, ts)
+
+
+@pytest.mark.parametrize("text, cap, expected", [
+    ("ab👨\u200d👩\u200d👧", 2 + 4 + 3 + 4, "ab"),        # inside a family: all of it goes
+    ("ab👨\u200d👩\u200d👧x", 2 + 18, "ab👨\u200d👩\u200d👧"),  # after it: kept whole
+    ("ab🇫🇷🇩🇪", 2 + 4 + 4 + 4, "ab🇫🇷"),                # half a flag never stays
+    ("ab👍🏽", 2 + 4, "ab"),                              # no toneless thumb
+    ("cafe\u0301s", 4, "caf"),                            # e + accent goes together
+    ("a1\ufe0f\u20e3z", 2, "a"),                          # keycap one: all or nothing
+])
+def test_truncate_keeps_user_perceived_characters_whole(text: str, cap: int,
+                                                         expected: str) -> None:
+    cut = truncate_utf8(text, cap)
+    assert cut == expected
+    assert len(cut.encode()) <= cap
+
+
+def test_truncate_of_one_huge_cluster_still_keeps_something() -> None:
+    zalgo = "Z" + "\u0301" * 300
+    assert truncate_utf8(zalgo, 50) == "Z"  # not an empty name
