@@ -11,6 +11,8 @@ import pytest
 @pytest.mark.parametrize("args", [
     ["--since", "99999999999999999999999"],
     ["--until", "9223372036854775808"],
+    ["--until", "-9223372036854775809"],
+    ["--since", "１２３"],  # full-width digits are not Unix seconds
     ["--max-attachment-size", "1e400"],
     ["--max-attachment-size", "infMB"],
 ])
@@ -24,3 +26,11 @@ def test_out_of_range_values_exit_2_without_traceback(cli: Any, sample_db: Path,
     assert "Traceback" not in res.stderr, res.stderr
     assert args[0] in res.stderr
     assert not out.exists()
+
+
+def test_since_accepts_unix_seconds_before_1970() -> None:
+    from zexport.cli import _parse_time
+
+    assert _parse_time("-86400", "--since") == -86400
+    assert _parse_time("0", "--since") == 0
+    assert _parse_time("1969-12-31", "--since") == -86400

@@ -37,9 +37,10 @@ def _parse_time(value: str | None, name: str) -> int | None:
     if value is None:
         return None
     try:
-        if value.isdigit():
+        digits = value[1:] if value.startswith("-") else value
+        if digits.isascii() and digits.isdigit():  # Unix seconds; before 1970 too
             seconds = int(value)
-            if seconds >= 2**63:  # SQLite's integers are 64-bit
+            if not -(2**63) <= seconds < 2**63:  # SQLite's integers are 64-bit
                 raise ValueError(value)
             return seconds
         parsed = datetime.fromisoformat(value)
