@@ -445,8 +445,10 @@ def test_end_to_end_secrets_cache_tree_and_archive(cli: Any, isolated_env: dict[
         n = int.from_bytes(blob[:4], "big")
         sent.append(msgpack.unpackb(blob[4:4 + n], raw=False))
         blob = blob[4 + n:]
-    fetched = [m for m in sent if m.get("t") == "fetched"]
+    # Answers travel in fetched_many frames (each item a fetched answer).
+    fetched = [item for m in sent if m.get("t") == "fetched_many" for item in m["items"]]
     assert any(m.get("t") == "config" for m in sent) and len(fetched) == 8
+    assert not any(m.get("t") == "fetched" for m in sent)  # workers ask in fetch_many
     assert all(m["path"] is None or m["path"].startswith(str(cache)) for m in fetched)
     for secret in SECRETS:
         assert secret.encode() not in frames.read_bytes()

@@ -417,3 +417,68 @@ def test_worker_survives_bad_frames_on_its_control_and_task_sockets(
         worker.wait()
         ctx.destroy(linger=0)
     assert "dropped bad control frame" in (worker.stderr.read() if worker.stderr else "")
+
+
+def test_worker_asks_in_fetch_many_and_takes_fetched_many_answers(
+        tmp_path: Path, sample_db: Path) -> None:
+    """A fake controller gets one fetch_many for a batch's missing attachments and
+    answers in one fetched_many (with malformed items the worker must skip)."""
+    from zexport.archive import build_attachment_index
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    out = tmp_path / "out"
+    out.mkdir()
+    index = run_dir / "attachments.db"
+    build_attachment_index(str(sample_db), str(index))
+    con = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+    cids = [r[0] for r in con.execute(
+        "SELECT conversation_id FROM att WHERE local_path IS NULL GROUP BY conversation_id"
+        " ORDER BY conversation_id LIMIT 3")]
+    con.close()
+    assert cids, "the sample has missing attachments"
+    ctx = zmq.Context()
+    pair = ctx.socket(zmq.PAIR)
+    tasks = ctx.socket(zmq.PUSH)
+    results = ctx.socket(zmq.PULL)
+    for sock, name in ((pair, "w0"), (tasks, "tasks"), (results, "results")):
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(f"ipc://{run_dir / name}")
+    worker = subprocess.Popen([sys.executable, "-m", "zexport.worker", str(run_dir), "0"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        def recv(sock: zmq.Socket[bytes], kind: str) -> dict[str, Any]:
+            while True:
+                assert sock.poll(10_000), f"no {kind} from the worker"
+                msg: dict[str, Any] = msgpack.unpackb(sock.recv())
+                if msg["t"] == kind:
+                    return msg
+
+        recv(pair, "hello")
+        pair.send(msgpack.packb({"v": 1, "t": "config", "config": {
+            "db": str(sample_db), "out": str(out), "format": "markdown", "format_options": {},
+            "tz": "UTC", "branches": "active", "exported_at": "2024-01-01T00:00:00+00:00",
+            "attachments": "copy", "attachment_index": str(index), "downloads": True,
+            "hb_interval": 0.1, "hb_timeout": 30}}))
+        tasks.send(msgpack.packb({"v": 1, "t": "batch", "batch": 0,
+                                  "items": [[cid, f"f-{cid}"] for cid in cids]}))
+        asked = recv(pair, "fetch_many")
+        reqs = [item["req"] for item in asked["items"]]
+        assert len(reqs) >= len(cids)
+        assert {item["conversation_id"] for item in asked["items"]} == set(cids)
+        pair.send(msgpack.packb({"v": 1, "t": "fetched_many", "items": [
+            "not a map", {"req": "not a number"},
+            *({"req": req, "path": None, "error": "the test says no"} for req in reqs)]}))
+        done = recv(results, "done")
+        assert [r["ok"] for r in done["results"]] == [True] * len(cids), done
+        assert sum(len(r["attachments_failed"]) for r in done["results"]) == len(reqs)
+        for cid in cids:
+            text = (out / f"f-{cid}" / "conversation.md").read_text()
+            assert "Attachment unavailable" in text and "the test says no" in text
+        pair.send(msgpack.packb({"v": 1, "t": "cancel", "reason": "test"}))
+        assert worker.wait(timeout=10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        ctx.destroy(linger=0)

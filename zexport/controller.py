@@ -90,6 +90,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("zexport.controller")
 
 STATE_DIR = ".zexport"
+# Answers per fetched_many frame: far below the frame size limit with long paths.
+FETCHED_PER_FRAME = 2000
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -164,6 +166,7 @@ class WorkerHandle:
     greeted: bool = False
     reader: asyncio.Task[None] | None = None
     conversations: int = 0
+    outbox: list[dict[str, Any]] = field(default_factory=list)  # fetched_many items
 
 
 class Controller:
@@ -364,6 +367,8 @@ class Controller:
                 self.wake.set()
             elif kind == "fetch":
                 await self.handle_fetch(w, msg)
+            elif kind == "fetch_many":
+                self.handle_fetch_many(w, msg)
             elif kind == "timed_out":
                 self._timed_out(w, msg)
             elif kind == "bye":
@@ -371,20 +376,60 @@ class Controller:
 
     async def handle_fetch(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
         """Start answering a worker's attachment request; return at once."""
-        task = asyncio.ensure_future(self._answer_fetch(w, msg))
+        self._start_fetch(w, msg, batched=False)
+
+    def handle_fetch_many(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
+        """Start answering every request of a ``fetch_many`` frame; return at once.
+
+        Malformed items are dropped (and logged) one by one, like bad frames.
+        """
+        for item in msg["items"]:
+            if (isinstance(item, dict) and type(item.get("req")) is int
+                    and isinstance(item.get("conversation_id"), str)
+                    and isinstance(item.get("attachment"), dict)):
+                self._start_fetch(w, item, batched=True)
+            else:
+                log.warning("worker %d: dropped a malformed fetch_many item", w.id)
+
+    def _start_fetch(self, w: WorkerHandle, msg: dict[str, Any], batched: bool) -> None:
+        task = asyncio.ensure_future(self._answer_fetch(w, msg, batched))
         self.fetch_tasks.add(task)
         task.add_done_callback(self.fetch_tasks.discard)
 
-    async def _answer_fetch(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
-        """Download (or find in the cache) one attachment and send ``fetched``."""
+    async def _answer_fetch(self, w: WorkerHandle, msg: dict[str, Any], batched: bool) -> None:
+        """Download (or find in the cache) one attachment and answer it: ``fetched``,
+        or an item of the next ``fetched_many`` for requests that came batched."""
         att = msg["attachment"]
         provider = att.get("provider")
         if self.attachments is None or self.cancelled or not isinstance(provider, str):
             fields: dict[str, Any] = {"path": None, "error": "downloads are not available"}
         else:
             fields = (await self.attachments.fetch(provider, att)).wire()
-        if w.alive and not w.control.closed:
+        if not w.alive or w.control.closed:
+            return
+        if not batched:
             await w.control.send(protocol.encode("fetched", req=msg["req"], **fields))
+            return
+        # Answers that are ready in the same turn of the loop (cache hits, known
+        # failures: most of them) leave in one frame; a download that finishes
+        # later leaves in its own.
+        if not w.outbox:
+            asyncio.get_running_loop().call_soon(self._send_answers, w)
+        w.outbox.append({"req": msg["req"], **fields})
+
+    def _send_answers(self, w: WorkerHandle) -> None:
+        items, w.outbox = w.outbox, []
+        if items and w.alive and not w.control.closed:
+            task = asyncio.ensure_future(self._send_answer_frames(w, items))
+            self.fetch_tasks.add(task)
+            task.add_done_callback(self.fetch_tasks.discard)
+
+    async def _send_answer_frames(self, w: WorkerHandle, items: list[dict[str, Any]]) -> None:
+        for start in range(0, len(items), FETCHED_PER_FRAME):
+            if not w.alive or w.control.closed:
+                return
+            await w.control.send(protocol.encode(
+                "fetched_many", items=items[start:start + FETCHED_PER_FRAME]))
 
     def _download_progress(self, stats: Stats) -> None:
         done = stats.downloaded + stats.cached + stats.failed

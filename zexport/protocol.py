@@ -35,6 +35,8 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "bye": {"w": int, "reason": str},
     "fetch": {"req": int, "conversation_id": str, "attachment": dict},
     "fetched": {"req": int},
+    "fetch_many": {"items": list},
+    "fetched_many": {"items": list},
     "timed_out": {"w": int, "batch": int, "conversation_id": str, "seconds": (int, float)},
     # control endpoint (ROUTER, `zexport status` / `zexport cancel` and GUIs)
     "status": {},

@@ -157,6 +157,8 @@ class Worker:
             self.cancelled = True
         elif msg["t"] == "fetched" and self.pipeline is not None:
             self.pipeline.deliver(msg)
+        elif msg["t"] == "fetched_many" and self.pipeline is not None:
+            self.pipeline.deliver_many(msg)
         return msg
 
     def pump_control(self) -> None:
