@@ -283,6 +283,36 @@ def test_service_dedupes_caches_and_names_from_metadata(server: AttachmentServer
     assert again.path == first.path and provider.calls == 1 and server.count() == 1
 
 
+def test_service_answers_without_waiting_when_no_download_is_needed(
+        server: AttachmentServer, tmp_path: Path) -> None:
+    """fetch_now: a refusal or a cache hit is answered at once (counted once per file),
+    a download is not (None: fetch awaits it), and then it is known."""
+    provider = _Custom(server.url(""))
+    cache = AttachmentCache(str(tmp_path / "cache"))
+
+    async def go() -> list[Any]:
+        svc = AttachmentService({"custom": provider}, {}, cache, _limits())
+        wire = {"id": "a1", "file_id": "f-1", "filename": None}
+        refused = [svc.fetch_now("nobody", wire), svc.fetch_now("nobody", {**wire, "id": "b"})]
+        pending = svc.fetch_now("custom", wire)
+        downloaded = await svc.fetch("custom", wire)
+        known = svc.fetch_now("custom", {**wire, "id": "a2"})
+        await svc.close()
+        svc2 = AttachmentService({"custom": provider}, {}, cache, _limits())
+        hit = svc2.fetch_now("custom", wire)  # a new run: straight from the cache
+        await svc2.close()
+        return [refused, pending, downloaded, known, hit, svc.stats, svc2.stats]
+
+    refused, pending, downloaded, known, hit, stats, stats2 = asyncio.run(go())
+    assert [r.error for r in refused] == [
+        "no attachment provider for 'nobody' (installed: custom)"] * 2
+    assert pending is None and downloaded.path is not None
+    assert known is not None and known.path == downloaded.path
+    assert hit is not None and hit.path == downloaded.path and provider.calls == 1
+    assert (stats.requested, stats.downloaded, stats.failed) == (2, 1, 1)
+    assert (stats2.requested, stats2.cached) == (1, 1)
+
+
 async def _fetch_once(provider: AttachmentProvider, cache: AttachmentCache) -> Any:
     svc = AttachmentService({"custom": provider}, {}, cache, _limits())
     try:

@@ -392,6 +392,13 @@ class Controller:
                 log.warning("worker %d: dropped a malformed fetch_many item", w.id)
 
     def _start_fetch(self, w: WorkerHandle, msg: dict[str, Any], batched: bool) -> None:
+        if batched and self.attachments is not None and not self.cancelled:
+            provider = msg["attachment"].get("provider")
+            if isinstance(provider, str):
+                known = self.attachments.fetch_now(provider, msg["attachment"])
+                if known is not None:  # no waiting needed: straight into the outbox
+                    self._queue_answer(w, {"req": msg["req"], **known.wire()})
+                    return
         task = asyncio.ensure_future(self._answer_fetch(w, msg, batched))
         self.fetch_tasks.add(task)
         task.add_done_callback(self.fetch_tasks.discard)
@@ -410,12 +417,17 @@ class Controller:
         if not batched:
             await w.control.send(protocol.encode("fetched", req=msg["req"], **fields))
             return
-        # Answers that are ready in the same turn of the loop (cache hits, known
-        # failures: most of them) leave in one frame; a download that finishes
-        # later leaves in its own.
+        self._queue_answer(w, {"req": msg["req"], **fields})
+
+    def _queue_answer(self, w: WorkerHandle, answer: dict[str, Any]) -> None:
+        """Answers that are ready in the same turn of the loop (cache hits, known
+        failures: most of them) leave in one ``fetched_many``; a download that
+        finishes later leaves in its own."""
+        if not w.alive or w.control.closed:
+            return
         if not w.outbox:
             asyncio.get_running_loop().call_soon(self._send_answers, w)
-        w.outbox.append({"req": msg["req"], **fields})
+        w.outbox.append(answer)
 
     def _send_answers(self, w: WorkerHandle) -> None:
         items, w.outbox = w.outbox, []

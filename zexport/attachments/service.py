@@ -104,32 +104,91 @@ class AttachmentService:
     def _count_bytes(self, n: int) -> None:
         self.stats.bytes += n
 
+    def fetch_now(self, provider_name: str, data: dict[str, Any]) -> FetchResult | None:
+        """The answer to a request when no waiting is needed, else None: the download
+        has then started, and :meth:`fetch` with the same request awaits it.
+
+        A cache hit, a result already known this run, a provider that is not
+        installed or has no credentials: most requests on an archive full of
+        missing files. Answering them here spares a task and its scheduling
+        per request in the controller's loop.
+        """
+        ref = AttachmentRef.from_wire(provider_name, data)
+        key = cache_key(ref.file_id, ref.original_url)
+        if key is None:
+            return FetchResult(error="no file_id or original_url to download it from")
+        fut = self._results.get((provider_name, key))
+        if fut is None:
+            result = self._decide_now(ref, key)
+            if result is None:  # a download: started here, awaited by fetch()
+                self._results[(provider_name, key)] = asyncio.ensure_future(
+                    self._obtain(ref, key))
+                return None
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(result)
+            self._results[(provider_name, key)] = fut
+        elif not fut.done() or fut.cancelled():
+            return None
+        result = fut.result()
+        self._note(ref, result)
+        return result
+
     async def fetch(self, provider_name: str, data: dict[str, Any]) -> FetchResult:
         """Answer one request (never raises, except on cancellation)."""
         ref = AttachmentRef.from_wire(provider_name, data)
         key = cache_key(ref.file_id, ref.original_url)
         if key is None:
-            result = FetchResult(error="no file_id or original_url to download it from")
-        else:
-            fut = self._results.get((provider_name, key))
-            if fut is None:
+            return FetchResult(error="no file_id or original_url to download it from")
+        fut = self._results.get((provider_name, key))
+        if fut is None:
+            result = self._decide_now(ref, key)
+            if result is not None:
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_result(result)
+            else:
                 fut = asyncio.ensure_future(self._obtain(ref, key))
-                self._results[(provider_name, key)] = fut
-            result = await asyncio.shield(fut)
+            self._results[(provider_name, key)] = fut
+        result = await asyncio.shield(fut)
+        self._note(ref, result)
+        return result
+
+    def _note(self, ref: AttachmentRef, result: FetchResult) -> None:
+        """Queue the archive update a result calls for (``--update-archive``)."""
         if result.path is not None and self.archive and ref.id:
             self._updates.append((ref.id, result.path, ref.local_path))
             if len(self._updates) >= ARCHIVE_FLUSH_EVERY and self._flushing is None:
                 self._flushing = asyncio.ensure_future(self._flush_soon())
-        return result
 
-    async def _obtain(self, ref: AttachmentRef, key: str) -> FetchResult:
-        """Cache, else download; count it either way."""
+    def _decide_now(self, ref: AttachmentRef, key: str) -> FetchResult | None:
+        """Count a new request; answer it if that needs no download (cache hit or
+        refusal), else return None and leave it to :meth:`_obtain`."""
         self.stats.requested += 1
         cached = self.cache.lookup(ref.provider, key)
         if cached is not None:
             self.stats.cached += 1
             self.on_change(self.stats)
             return FetchResult(path=cached, name=os.path.basename(cached))
+        refusal = self._refusal(ref)
+        if refusal is not None:
+            self.stats.failed += 1
+            self.on_change(self.stats)
+        return refusal
+
+    def _refusal(self, ref: AttachmentRef) -> FetchResult | None:
+        """Why this request cannot be downloaded at all, if it cannot."""
+        provider = self.providers.get(ref.provider)
+        if provider is None:
+            known = ", ".join(sorted(self.providers)) or "none"
+            return FetchResult(error=f"no attachment provider for {ref.provider!r} "
+                                     f"(installed: {known})")
+        creds = self.credentials.get(ref.provider)
+        if provider.needs_credentials and (creds is None or not creds.has_secrets):
+            return FetchResult(error=f"no credentials for {ref.provider} (add a "
+                                     f"[{ref.provider}] table to the --auth file)")
+        return None
+
+    async def _obtain(self, ref: AttachmentRef, key: str) -> FetchResult:
+        """Download (after :meth:`_decide_now` found no quicker answer); count it."""
         try:
             result = await self._download(ref, key)
         except asyncio.CancelledError:
@@ -147,15 +206,8 @@ class AttachmentService:
         return result
 
     async def _download(self, ref: AttachmentRef, key: str) -> FetchResult:
-        provider = self.providers.get(ref.provider)
-        if provider is None:
-            known = ", ".join(sorted(self.providers)) or "none"
-            return FetchResult(error=f"no attachment provider for {ref.provider!r} "
-                                     f"(installed: {known})")
+        provider = self.providers[ref.provider]  # _refusal checked it is there
         creds = self.credentials.get(ref.provider)
-        if provider.needs_credentials and (creds is None or not creds.has_secrets):
-            return FetchResult(error=f"no credentials for {ref.provider} (add a "
-                                     f"[{ref.provider}] table to the --auth file)")
         base = creds.base_url if creds else provider.default_base_url
         session = ProviderSession(self.downloader, creds, base)
         try:
