@@ -24,6 +24,7 @@ import zmq
 from conftest import run_cli
 from controlkit import (
     alive,
+    ask,
     finish,
     full_tree,
     registration_for,
@@ -482,3 +483,29 @@ def test_worker_asks_in_fetch_many_and_takes_fetched_many_answers(
             worker.kill()
         worker.wait()
         ctx.destroy(linger=0)
+
+
+def test_status_and_cancel_are_answered_while_the_run_is_still_planning(
+        tmp_path: Path, isolated_env: dict[str, str], control_db: Path) -> None:
+    """Planning a huge archive takes seconds (made slow here by a test hook): the
+    control endpoint still answers at once, and a cancel then stops the run before
+    any conversation is exported."""
+    out = tmp_path / "out"
+    proc = start_run(isolated_env, control_db, out,
+                     extra_env={"ZEXPORT_TEST_PLAN_DELAY": "4"})
+    try:
+        reg = registration_for(isolated_env, out)
+        started = time.monotonic()
+        st = status(reg)  # ask() fails if there is no reply within 3 s
+        assert time.monotonic() - started < 2.0
+        assert st["phase"] == "counting", st
+        reply = ask(reg["control"], {"v": 1, "t": "cancel_request", "id": 2})
+        assert reply["t"] == "cancel_reply", reply
+        assert time.monotonic() - started < 3.0  # both answered inside the 4 s plan
+        code, _, err = finish(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 130, err
+    rep = report(out)
+    assert rep["status"] == "cancelled" and rep["counts"]["exported"] == 0

@@ -265,6 +265,10 @@ class Controller:
         stays in memory is one small :class:`Batch` per batch.
         """
         plan = self.plan = Plan(os.path.join(self.run_dir, "plan.db"))
+        # ZEXPORT_TEST_PLAN_DELAY (seconds, test-only): a plan as slow as a huge archive's.
+        delay = _env_seconds("ZEXPORT_TEST_PLAN_DELAY", 0.0)
+        if delay:
+            time.sleep(delay)
         self.total = plan.add(list_conversations(self.conn, self.opts.selection), self.tz,
                               fingerprint=_source_fingerprint)
         plan.assign_folders()
@@ -850,7 +854,9 @@ class Controller:
                 None, build_attachment_index, self.opts.db,
                 os.path.join(self.run_dir, "attachments.db"))
             try:
-                self._plan()
+                # In a thread too: at 100,000 conversations planning takes seconds, and
+                # the loop must answer status, cancel and workers' hello meanwhile.
+                await loop.run_in_executor(None, self._plan)
             except apsw.Error as exc:
                 raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
             finally:
