@@ -149,3 +149,42 @@ def report(out: Path) -> dict[str, Any]:
     """The run report."""
     doc: dict[str, Any] = json.loads((out / ".zexport" / "report.json").read_text())
     return doc
+
+
+class FakeController:
+    """The controller's three worker-facing sockets, bound in ``run_dir``, and one real
+    worker process (index 0) connected to them: tests play the controller's part."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.ctx = zmq.Context()
+        self.pair = self.ctx.socket(zmq.PAIR)
+        self.tasks = self.ctx.socket(zmq.PUSH)
+        self.results = self.ctx.socket(zmq.PULL)
+        for sock, name in ((self.pair, "w0"), (self.tasks, "tasks"), (self.results, "results")):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.bind(f"ipc://{run_dir / name}")
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "zexport.worker", str(run_dir), "0"],
+            stderr=subprocess.PIPE, text=True)
+
+    def recv(self, sock: zmq.Socket[bytes], kind: str, batch: int | None = None,
+             timeout: float = 10) -> dict[str, Any]:
+        """The next frame of type ``kind`` (about ``batch``, if given) on ``sock``."""
+        while True:
+            assert sock.poll(int(timeout * 1000)), f"no {kind} from the worker"
+            msg: dict[str, Any] = msgpack.unpackb(sock.recv())
+            if msg["t"] == kind and (batch is None or msg.get("batch") in (None, batch)):
+                return msg
+
+    def send(self, sock: zmq.Socket[bytes], msg_type: str, **fields: Any) -> None:
+        """Send a version-1 frame."""
+        sock.send(msgpack.packb({"v": 1, "t": msg_type, **fields}))
+
+    def __enter__(self) -> FakeController:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.worker.poll() is None:
+            self.worker.kill()
+        self.worker.wait()
+        self.ctx.destroy(linger=0)

@@ -12,8 +12,6 @@ import pickle
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pytest
 import zmq
 from conftest import run_cli
 from controlkit import (
+    FakeController,
     alive,
     ask,
     finish,
@@ -373,51 +372,31 @@ def test_worker_survives_bad_frames_on_its_control_and_task_sockets(
     run_dir.mkdir(mode=0o700)
     out = tmp_path / "out"
     out.mkdir()
-    ctx = zmq.Context()
-    pair = ctx.socket(zmq.PAIR)
-    tasks = ctx.socket(zmq.PUSH)
-    results = ctx.socket(zmq.PULL)
-    for sock, name in ((pair, "w0"), (tasks, "tasks"), (results, "results")):
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(f"ipc://{run_dir / name}")
     con = sqlite3.connect(f"file:{sample_db}?mode=ro", uri=True)
     cid = con.execute("SELECT id FROM conversations ORDER BY id LIMIT 1").fetchone()[0]
     con.close()
-    worker = subprocess.Popen([sys.executable, "-m", "zexport.worker", str(run_dir), "0"],
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        def recv(sock: zmq.Socket[bytes], kind: str) -> dict[str, Any]:
-            while True:
-                assert sock.poll(10_000), f"no {kind} from the worker"
-                msg: dict[str, Any] = msgpack.unpackb(sock.recv())
-                if msg["t"] == kind and msg.get("batch") in (None, 5):
-                    return msg  # (BAD_FRAMES holds one valid, empty batch 0)
-
-        assert recv(pair, "hello")["pid"] == worker.pid
+    with FakeController(run_dir) as fake:
+        assert fake.recv(fake.pair, "hello")["pid"] == fake.worker.pid
         for frame in BAD_FRAMES:
-            pair.send(frame)
-        pair.send(msgpack.packb({"v": 1, "t": "config", "config": {
+            fake.pair.send(frame)
+        fake.send(fake.pair, "config", config={
             "db": str(sample_db), "out": str(out), "format": "markdown", "format_options": {},
             "tz": "UTC", "branches": "active", "exported_at": "2024-01-01T00:00:00+00:00",
             "attachments": "off", "attachment_index": None, "downloads": False,
-            "hb_interval": 0.1, "hb_timeout": 30}}))
+            "hb_interval": 0.1, "hb_timeout": 30})
         for frame in BAD_FRAMES:
-            tasks.send(frame)
-        tasks.send(msgpack.packb({"v": 1, "t": "batch", "batch": 5,
-                                  "items": [[cid, "the folder"]]}))
-        assert recv(results, "took")["batch"] == 5
-        done = recv(results, "done")
+            fake.tasks.send(frame)
+        fake.send(fake.tasks, "batch", batch=5, items=[[cid, "the folder"]])
+        # (BAD_FRAMES holds one valid, empty batch 0)
+        assert fake.recv(fake.results, "took", batch=5)["batch"] == 5
+        done = fake.recv(fake.results, "done", batch=5)
         assert done["batch"] == 5 and done["results"][0]["ok"], done
         assert (out / "the folder" / "conversation.md").is_file()
-        pair.send(msgpack.packb({"v": 1, "t": "cancel", "reason": "test"}))
-        assert recv(pair, "bye")["w"] == 0
-        assert worker.wait(timeout=10) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait()
-        ctx.destroy(linger=0)
-    assert "dropped bad control frame" in (worker.stderr.read() if worker.stderr else "")
+        fake.send(fake.pair, "cancel", reason="test")
+        assert fake.recv(fake.pair, "bye")["w"] == 0
+        assert fake.worker.wait(timeout=10) == 0
+        err = fake.worker.stderr.read() if fake.worker.stderr else ""
+    assert "dropped bad control frame" in err
 
 
 def test_worker_asks_in_fetch_many_and_takes_fetched_many_answers(
@@ -438,51 +417,29 @@ def test_worker_asks_in_fetch_many_and_takes_fetched_many_answers(
         " ORDER BY conversation_id LIMIT 3")]
     con.close()
     assert cids, "the sample has missing attachments"
-    ctx = zmq.Context()
-    pair = ctx.socket(zmq.PAIR)
-    tasks = ctx.socket(zmq.PUSH)
-    results = ctx.socket(zmq.PULL)
-    for sock, name in ((pair, "w0"), (tasks, "tasks"), (results, "results")):
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(f"ipc://{run_dir / name}")
-    worker = subprocess.Popen([sys.executable, "-m", "zexport.worker", str(run_dir), "0"],
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        def recv(sock: zmq.Socket[bytes], kind: str) -> dict[str, Any]:
-            while True:
-                assert sock.poll(10_000), f"no {kind} from the worker"
-                msg: dict[str, Any] = msgpack.unpackb(sock.recv())
-                if msg["t"] == kind:
-                    return msg
-
-        recv(pair, "hello")
-        pair.send(msgpack.packb({"v": 1, "t": "config", "config": {
+    with FakeController(run_dir) as fake:
+        fake.recv(fake.pair, "hello")
+        fake.send(fake.pair, "config", config={
             "db": str(sample_db), "out": str(out), "format": "markdown", "format_options": {},
             "tz": "UTC", "branches": "active", "exported_at": "2024-01-01T00:00:00+00:00",
             "attachments": "copy", "attachment_index": str(index), "downloads": True,
-            "hb_interval": 0.1, "hb_timeout": 30}}))
-        tasks.send(msgpack.packb({"v": 1, "t": "batch", "batch": 0,
-                                  "items": [[cid, f"f-{cid}"] for cid in cids]}))
-        asked = recv(pair, "fetch_many")
+            "hb_interval": 0.1, "hb_timeout": 30})
+        fake.send(fake.tasks, "batch", batch=0, items=[[cid, f"f-{cid}"] for cid in cids])
+        asked = fake.recv(fake.pair, "fetch_many")
         reqs = [item["req"] for item in asked["items"]]
         assert len(reqs) >= len(cids)
         assert {item["conversation_id"] for item in asked["items"]} == set(cids)
-        pair.send(msgpack.packb({"v": 1, "t": "fetched_many", "items": [
+        fake.send(fake.pair, "fetched_many", items=[
             "not a map", {"req": "not a number"},
-            *({"req": req, "path": None, "error": "the test says no"} for req in reqs)]}))
-        done = recv(results, "done")
+            *({"req": req, "path": None, "error": "the test says no"} for req in reqs)])
+        done = fake.recv(fake.results, "done")
         assert [r["ok"] for r in done["results"]] == [True] * len(cids), done
         assert sum(len(r["attachments_failed"]) for r in done["results"]) == len(reqs)
         for cid in cids:
             text = (out / f"f-{cid}" / "conversation.md").read_text()
             assert "Attachment unavailable" in text and "the test says no" in text
-        pair.send(msgpack.packb({"v": 1, "t": "cancel", "reason": "test"}))
-        assert worker.wait(timeout=10) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait()
-        ctx.destroy(linger=0)
+        fake.send(fake.pair, "cancel", reason="test")
+        assert fake.worker.wait(timeout=10) == 0
 
 
 def test_status_and_cancel_are_answered_while_the_run_is_still_planning(

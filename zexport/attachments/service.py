@@ -114,20 +114,10 @@ class AttachmentService:
         per request in the controller's loop.
         """
         ref = AttachmentRef.from_wire(provider_name, data)
-        key = cache_key(ref.file_id, ref.original_url)
-        if key is None:
-            return FetchResult(error="no file_id or original_url to download it from")
-        fut = self._results.get((provider_name, key))
-        if fut is None:
-            result = self._decide_now(ref, key)
-            if result is None:  # a download: started here, awaited by fetch()
-                self._results[(provider_name, key)] = asyncio.ensure_future(
-                    self._obtain(ref, key))
-                return None
-            fut = asyncio.get_running_loop().create_future()
-            fut.set_result(result)
-            self._results[(provider_name, key)] = fut
-        elif not fut.done() or fut.cancelled():
+        fut = self._future(ref)
+        if isinstance(fut, FetchResult):
+            return fut
+        if not fut.done() or fut.cancelled():
             return None
         result = fut.result()
         self._note(ref, result)
@@ -136,21 +126,29 @@ class AttachmentService:
     async def fetch(self, provider_name: str, data: dict[str, Any]) -> FetchResult:
         """Answer one request (never raises, except on cancellation)."""
         ref = AttachmentRef.from_wire(provider_name, data)
-        key = cache_key(ref.file_id, ref.original_url)
-        if key is None:
-            return FetchResult(error="no file_id or original_url to download it from")
-        fut = self._results.get((provider_name, key))
-        if fut is None:
-            result = self._decide_now(ref, key)
-            if result is not None:
-                fut = asyncio.get_running_loop().create_future()
-                fut.set_result(result)
-            else:
-                fut = asyncio.ensure_future(self._obtain(ref, key))
-            self._results[(provider_name, key)] = fut
+        fut = self._future(ref)
+        if isinstance(fut, FetchResult):
+            return fut
         result = await asyncio.shield(fut)
         self._note(ref, result)
         return result
+
+    def _future(self, ref: AttachmentRef) -> asyncio.Future[FetchResult] | FetchResult:
+        """The run's one future for this file: done at once when no download is needed,
+        else the download (started here). A request naming no file gets its answer."""
+        key = cache_key(ref.file_id, ref.original_url)
+        if key is None:
+            return FetchResult(error="no file_id or original_url to download it from")
+        fut = self._results.get((ref.provider, key))
+        if fut is None:
+            result = self._decide_now(ref, key)
+            if result is None:
+                fut = asyncio.ensure_future(self._obtain(ref, key))
+            else:
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_result(result)
+            self._results[(ref.provider, key)] = fut
+        return fut
 
     def _note(self, ref: AttachmentRef, result: FetchResult) -> None:
         """Queue the archive update a result calls for (``--update-archive``)."""
