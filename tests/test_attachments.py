@@ -619,3 +619,21 @@ def test_ctrl_c_aborts_downloads_in_flight(isolated_env: dict[str, str],
     assert proc.returncode == 130
     assert time.monotonic() - started < 3
     assert [p for p in cache.rglob("*") if p.is_file()] == []  # the partial file is gone
+
+
+def test_auth_file_readable_by_others_is_warned_about(cli: Any, sample_db: Path,
+                                                      tmp_path: Path) -> None:
+    """Like ssh with keys: a credentials file other users can read gets a warning
+    (stderr, even with -q, and the report), and a private one does not."""
+    auth = tmp_path / "auth.toml"
+    auth.write_text('[chatgpt]\nheaders = { Authorization = "Bearer not-a-real-token" }\n')
+    for mode, warned in ((0o644, True), (0o600, False)):
+        auth.chmod(mode)
+        out = tmp_path / f"out-{mode:o}"
+        res = cli("run", "--db", str(sample_db), "--out", str(out), "--auth", str(auth),
+                  "--no-downloads", "--workers", "1", "-q", timeout=120)
+        assert res.returncode in (0, 1), res.stderr
+        notes = json.loads((out / ".zexport" / "report.json").read_text())["notes"]
+        assert ("can be read by other users" in res.stderr) is warned, res.stderr
+        assert any("chmod 600" in n for n in notes) is warned
+        assert "not-a-real-token" not in res.stderr + json.dumps(notes)

@@ -51,7 +51,7 @@ from .archive import (
     list_conversations,
     open_archive,
 )
-from .attachments.auth import load_auth
+from .attachments.auth import auth_file_warning, load_auth
 from .attachments.cache import AttachmentCache
 from .attachments.options import DownloadOptions
 from .control import ControlServer
@@ -183,6 +183,7 @@ class Controller:
         self.providers = registry.providers
         # Credentials are read here, in the controller, and stay here (never in _config).
         self.credentials = load_auth(opts.downloads.auth_file)
+        self.auth_warning = auth_file_warning(opts.downloads.auth_file)
         self.attachments: AttachmentService | None = None  # started only if downloads are on
         self.fetch_tasks: set[asyncio.Task[None]] = set()
         self.format_options = self.fmt.parse_options(opts.format_options)
@@ -202,6 +203,9 @@ class Controller:
         if not os.path.isdir(parent):
             raise OutputError(f"parent folder of the output does not exist: {parent}")
         self.report = RunReport(options=opts.public(), started=self.started)
+        if self.auth_warning:  # on stderr even with -q: a credential is exposed
+            sys.stderr.write(f"zexport: warning: {self.auth_warning}\n")
+            self.report.notes.append(self.auth_warning)
         self.batches: list[Batch] = []
         self.active: dict[int, Batch] = {}  # batches sent or taken, by id
         self.queue: collections.deque[Batch] = collections.deque()

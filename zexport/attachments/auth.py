@@ -157,3 +157,23 @@ def load_auth(path: str | None) -> dict[str, Credentials]:
     except UnicodeDecodeError:
         raise UsageError(f"auth file {path} is not UTF-8") from None
     return parse_auth(text, f"auth file {os.path.basename(path)}")
+
+
+def auth_file_warning(path: str | None) -> str | None:
+    """A warning when others may read the credentials file (as ssh warns about keys).
+
+    Not an error: the run goes on (the file may sit on a file system without
+    POSIX modes), but the user hears that a token is exposed. None when the
+    file is private, or on a system without POSIX permissions.
+    """
+    if not path or os.name != "posix":
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (f"auth file {path} can be read by other users (mode {mode & 0o777:03o});"
+                f" run: chmod 600 {path}")
+    return None
+
