@@ -129,12 +129,11 @@ def count_conversations(conn: apsw.Connection, selection: Selection) -> int:
     return int(row[0]) if row else 0
 
 
-_ATTACHMENT_COLUMNS = (
-    "id, message_id, type, file_id, original_url, local_path, filename, mime_type, "
-    "size, width, height, created_at"
-)
 _ATTACHMENT_TEXT_COLUMNS = ("id", "message_id", "type", "file_id", "original_url", "local_path",
                             "filename", "mime_type")
+# What a worker reads from the side index: the text columns as bytes (see BatchReader.read).
+_ATTACHMENT_SELECT = ("SELECT " + ", ".join(f"CAST({c} AS BLOB)" for c in _ATTACHMENT_TEXT_COLUMNS)
+                      + ", size, width, height, created_at FROM att")
 
 
 def build_attachment_index(archive_path: str, target: str) -> None:
@@ -190,12 +189,8 @@ def _copy_clean_attachments(side: apsw.Connection) -> bool:
             "INSERT INTO att SELECT m.conversation_id, "
             + ", ".join(f"a.{c}" for c in _ATTACHMENT_TEXT_COLUMNS)
             + ", a.size, a.width, a.height, a.created_at" + _ATTACHMENT_SOURCE)
-    try:  # SQLite copies text without checking it: text that is not UTF-8 needs repair
-        for _ in side.execute(f"SELECT {_ATTACHMENT_COLUMNS} FROM att"):
-            pass
-    except UnicodeDecodeError:
-        side.execute("DELETE FROM att")
-        return False
+    # Text that is not valid UTF-8 is copied as it is: the workers' reader decodes
+    # it with replacement (no pass over every row here, on the controller's serial path).
     return True
 
 
@@ -278,14 +273,18 @@ class BatchReader:
             # Opened on first use: the controller builds it while workers start.
             self.att = apsw.Connection(self.attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
         if self.att is not None:
-            for row in self.att.execute(
-                f"SELECT message_id, {_ATTACHMENT_COLUMNS} FROM att"
-                f" WHERE conversation_id IN ({marks}) ORDER BY conversation_id, id",
-                ids,
-            ):
-                owner = messages.get(row[0])
+            # Text read as bytes and decoded here: the index is a plain SQL copy, and
+            # bytes that are not UTF-8 cost a replacement character, never the batch.
+            for row in self.att.execute(_ATTACHMENT_SELECT + f" WHERE conversation_id IN"
+                                        f" ({marks}) ORDER BY conversation_id, id", ids):
+                aid, mid, kind, file_id, url, local, name, mime = (
+                    None if v is None else _text(v) if type(v) is bytes else str(v)
+                    for v in row[:8])
+                owner = messages.get(mid or "")
                 if owner is not None:
-                    owner.attachments.append(Attachment(*row[1:]))
+                    owner.attachments.append(Attachment(
+                        aid or "", mid or "", kind or "", file_id, url, local, name, mime,
+                        *row[8:]))
         for conv in conversations.values():
             # Sorting here is cheaper than asking SQLite to sort the whole batch.
             conv.messages.sort(key=_MESSAGE_ORDER)
