@@ -403,7 +403,11 @@ class Controller:
         if batched and self.attachments is not None and not self.cancelled:
             provider = msg["attachment"].get("provider")
             if isinstance(provider, str):
-                known = self.attachments.fetch_now(provider, msg["attachment"])
+                try:
+                    known = self.attachments.fetch_now(provider, msg["attachment"])
+                except Exception:  # e.g. an unreadable cache folder: the slow path reports it
+                    log.debug("fetch_now failed", exc_info=True)
+                    known = None
                 if known is not None:  # no waiting needed: straight into the outbox
                     self._queue_answer(w, {"req": msg["req"], **known.wire()})
                     return
