@@ -637,3 +637,26 @@ def test_auth_file_readable_by_others_is_warned_about(cli: Any, sample_db: Path,
         assert ("can be read by other users" in res.stderr) is warned, res.stderr
         assert any("chmod 600" in n for n in notes) is warned
         assert "not-a-real-token" not in res.stderr + json.dumps(notes)
+
+
+def test_download_progress_is_throttled_and_ends_with_the_final_counts(
+        cli: Any, tmp_path: Path) -> None:
+    """The sample's missing files all fail at once (no credentials, .invalid hosts):
+    a JSON progress line each would flood a GUI; the last line still has every count."""
+    from zexport.sample import make_sample
+
+    db = tmp_path / "sample.db"
+    make_sample(db, conversations=400, seed=3)
+    out = tmp_path / "out"
+    started = time.monotonic()
+    res = cli("run", "--db", str(db), "--out", str(out), "--progress", "json",
+              "--workers", "2", "--cache-dir", str(tmp_path / "cache"), timeout=120)
+    seconds = time.monotonic() - started
+    assert res.returncode == 1, res.stderr  # missing attachments
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    downloading = [p for p in lines if p["phase"] == "downloading"]
+    stats = json.loads((out / ".zexport" / "report.json").read_text())["downloads"]
+    assert stats["requested"] > 150  # enough requests for the throttle to matter
+    assert 0 < len(downloading) <= min(seconds / 0.1 + 2, stats["requested"] / 3)
+    assert downloading[-1]["current"] == downloading[-1]["total"] == stats["requested"]
+    assert downloading[-1]["failed"] == stats["failed"]

@@ -90,6 +90,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("zexport.controller")
 
 STATE_DIR = ".zexport"
+# Download progress is shown at most this often (seconds), and once at the end.
+DOWNLOAD_PROGRESS_EVERY = 0.1
 # Answers per fetched_many frame: far below the frame size limit with long paths.
 FETCHED_PER_FRAME = 2000
 
@@ -186,6 +188,8 @@ class Controller:
         self.auth_warning = auth_file_warning(opts.downloads.auth_file)
         self.attachments: AttachmentService | None = None  # started only if downloads are on
         self.fetch_tasks: set[asyncio.Task[None]] = set()
+        self.download_shown = 0.0  # when download progress was last shown
+        self.download_pending = False  # counts changed since
         self.format_options = self.fmt.parse_options(opts.format_options)
         self.tz = resolve_tz(opts.tz)
         self.started = time.time()
@@ -455,7 +459,14 @@ class Controller:
             await w.control.send(protocol.encode(
                 "fetched_many", items=items[start:start + FETCHED_PER_FRAME]))
 
-    def _download_progress(self, stats: Stats) -> None:
+    def _download_progress(self, stats: Stats, final: bool = False) -> None:
+        """Show download counts at most every DOWNLOAD_PROGRESS_EVERY seconds (and once
+        at the end): the sample's thousands of instant failures made a JSON line each."""
+        now = time.monotonic()
+        if not final and now - self.download_shown < DOWNLOAD_PROGRESS_EVERY:
+            self.download_pending = True
+            return
+        self.download_shown, self.download_pending = now, False
         done = stats.downloaded + stats.cached + stats.failed
         self.progress.update("downloading", done, stats.requested, "", {
             "done": stats.downloaded + stats.cached, "failed": stats.failed,
@@ -905,6 +916,8 @@ class Controller:
             await asyncio.gather(*self.fetch_tasks, return_exceptions=True)
             if self.attachments is not None:
                 await self.attachments.close()
+                if self.download_pending:
+                    self._download_progress(self.attachments.stats, final=True)
                 self.report.downloads = self.attachments.stats.to_dict()
                 self.report.notes.extend(self.attachments.stats.archive_errors)
             for w in self.workers.values():  # after an error: no worker outlives us
