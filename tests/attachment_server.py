@@ -108,7 +108,7 @@ class AttachmentServer:
             self.hits[h.path] = self.hits.get(h.path, 0) + 1
             hits = self.hits[h.path]
         if self.extra_delay:
-            time.sleep(self.extra_delay)
+            self.stopping.wait(self.extra_delay)  # the latency this server adds
         path = h.path.split("?", 1)[0]
         parts = path.strip("/").split("/")
         if path.startswith("/backend-api/files/download/"):
@@ -177,7 +177,7 @@ class AttachmentServer:
                 while not self.stopping.is_set():
                     h.wfile.write(b"x")
                     h.wfile.flush()
-                    time.sleep(0.1)
+                    self.stopping.wait(0.1)  # a byte every 0.1 s until the server stops
             except OSError:
                 pass
         elif kind == "big":
@@ -208,7 +208,8 @@ class AttachmentServer:
                 if gate():
                     result = True
                     break
-                time.sleep(0.05)
+                if self.stopping.wait(0.05):  # look again, unless the server is stopping
+                    break
             self.slow_gate_result = result
             self._send(h, 200, ok)
         else:

@@ -440,7 +440,8 @@ def test_end_to_end_secrets_cache_tree_and_archive(cli: Any, isolated_env: dict[
                 (server.url("/blob/slow/q.txt"),))
     con.close()
     db_sha = _sha(db)
-    server.slow_gate = lambda: time.sleep(0.6) is None  # hold the answer 0.6 s
+    seen_workers: set[int] = set()
+    server.slow_gate = lambda: bool(seen_workers)  # hold the answer until a worker was seen
     out1 = tmp_path / "out1"
     frames = tmp_path / "frames.bin"
     env = dict(isolated_env, ZEXPORT_AUTH_FILE=str(auth))
@@ -448,7 +449,6 @@ def test_end_to_end_secrets_cache_tree_and_archive(cli: Any, isolated_env: dict[
         [sys.executable, "-c", FRAME_SPY, str(frames), "run", *common, "--out", str(out1),
          "--workers", "1", "--progress", "json"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen_workers: set[int] = set()
     deadline = time.monotonic() + 30
     while proc.poll() is None and time.monotonic() < deadline:
         for pid in _workers_of(proc.pid):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -34,15 +35,17 @@ def deadline(seconds: float = 5.0) -> float:
 
 @contextmanager
 def zmq_peer(path: Path, kind: int, serve: Callable[[zmq.Socket[bytes]], None],
-             delay_bind: float = 0.0) -> Iterator[None]:
-    """A libzmq socket of ``kind`` bound at ``path``, running ``serve(sock)`` in a thread."""
+             bind_when: threading.Event | None = None) -> Iterator[None]:
+    """A libzmq socket of ``kind`` bound at ``path``, running ``serve(sock)`` in a thread;
+    with ``bind_when``, bound only once that event is set."""
     ready = threading.Event()
     failure: list[BaseException] = []
 
     def run() -> None:
         ctx = zmq.Context()
         try:
-            time.sleep(delay_bind)
+            if bind_when is not None:
+                assert bind_when.wait(10), "the bind condition never came"
             sock = ctx.socket(kind)
             sock.bind(f"ipc://{path}")
             ready.set()
@@ -56,7 +59,7 @@ def zmq_peer(path: Path, kind: int, serve: Callable[[zmq.Socket[bytes]], None],
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    if not delay_bind:
+    if bind_when is None:
         assert ready.wait(5)
     try:
         yield
@@ -132,10 +135,27 @@ def test_a_libzmq_dealer_peer_works_and_incompatible_socket_types_are_refused(
             stop.set()
 
 
-def test_connect_waits_for_a_socket_that_is_not_bound_yet(tmp_path: Path) -> None:
-    """As libzmq does: a controller still binding is waited for, within the deadline."""
+def test_connect_waits_for_a_socket_that_is_not_bound_yet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As libzmq does: a controller still binding is waited for, within the deadline.
+
+    The peer binds once the client has spent 0.3 s in its own connect retries
+    (observed through the pauses it takes), not after a fixed delay."""
     path = tmp_path / "late"
-    with zmq_peer(path, zmq.ROUTER, answer(lambda f: [[f[0], b"late reply"]]), delay_bind=0.3):
+    retried = threading.Event()
+    paused = [0.0]
+    real_sleep = time.sleep
+
+    def counting_sleep(seconds: float) -> None:
+        paused[0] += seconds
+        if paused[0] >= 0.3:
+            retried.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(zmtp, "time", SimpleNamespace(monotonic=time.monotonic,
+                                                      sleep=counting_sleep))
+    with zmq_peer(path, zmq.ROUTER, answer(lambda f: [[f[0], b"late reply"]]),
+                  bind_when=retried):
         started = time.monotonic()
         dealer = zmtp.Dealer(str(path), deadline(), MAX)
         dealer.send(b"x", deadline())
