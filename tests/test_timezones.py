@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -32,7 +33,7 @@ def _times() -> list[int]:
 
 @pytest.mark.parametrize("name", ZONES)
 def test_local_zone_matches_the_c_library(tz_env: pytest.MonkeyPatch, name: str) -> None:
-    if name.startswith("/") and not __import__("os").path.exists(name):
+    if name.startswith("/") and not os.path.exists(name):
         pytest.skip("no system zoneinfo")
     tz_env.setenv("TZ", name)
     time.tzset()

@@ -353,7 +353,7 @@ def _message(row: Sequence[Any], conv: Conversation) -> Message:
                 break
         else:
             parts_ok = True
-    if type(parts) is not list or not parts_ok:
+    if not parts_ok:  # not a list, or a list holding something other than objects
         if error is None and type(parts) is list:
             error = "parts array holds items that are not objects"
             parts = [p if type(p) is dict else {"type": "unknown", "value": p} for p in parts]

@@ -89,9 +89,9 @@ class Message:
     def parts_raw(self) -> str:
         """The stored parts column as text (bytes that are not UTF-8 replaced)."""
         raw = self._parts_raw
-        if type(raw) is bytes:
+        if isinstance(raw, bytes):
             raw = self._parts_raw = raw.decode("utf-8", "replace")
-        return raw  # type: ignore[return-value]
+        return raw
 
     def text(self) -> str:
         """The text parts joined by blank lines (sources and other parts excluded)."""

@@ -86,11 +86,9 @@ def atomic_write(target: str, data: bytes) -> None:
     try:
         try:
             # os.write, not a file object: one call for the usual file, no buffer copy.
-            written = os.write(fd, data)
-            if written < len(data):
-                view = memoryview(data)
-                while written < len(data):
-                    written += os.write(fd, view[written:])
+            view, written = memoryview(data), 0
+            while written < len(view):
+                written += os.write(fd, view[written:])
         finally:
             os.close(fd)
         os.replace(tmp, target)

@@ -17,6 +17,7 @@ import shutil
 
 from ..naming import sanitize_component
 from ..output import TEMP_PREFIX
+from ..runtime import pid_alive
 
 STAGING = ".staging"
 
@@ -88,18 +89,8 @@ class AttachmentCache:
         try:
             for name in os.listdir(self.staging):
                 pid = name.rpartition("-")[2]
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isdigit() and not pid_alive(int(pid)):
                     shutil.rmtree(os.path.join(self.staging, name), ignore_errors=True)
         except OSError:
             pass
         return os.path.join(self.staging, f"run-{os.getpid()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
