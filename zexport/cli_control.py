@@ -19,6 +19,7 @@ from .errors import ZexportError
 TYPE_CHECKING = False  # typing's, without importing typing (3 ms of `zexport status`)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     Echo = Callable[[str, bool], None]
     """``echo(text, to_stderr)``: print one line (or several) and a newline."""
@@ -29,17 +30,12 @@ CANCEL_TIMEOUT = 30.0
 
 def status(run_id: str | None, as_json: bool, timeout: float, echo: Echo) -> int:
     """Show how a running export is doing; return the exit status."""
-    from .client import format_status, pick_run, request
+    from .client import format_status
 
-    try:
-        info = pick_run(run_id)
-        reply = request(info, "status", timeout=timeout)
-    except ZexportError as exc:
-        echo(f"zexport: {exc}", True)
-        return exc.exit_code
-    if reply["t"] != "status_reply":
-        echo(f"zexport: controller answered: {reply.get('message')}", True)
-        return 3
+    asked = _ask(run_id, "status", "status_reply", echo, timeout=timeout)
+    if isinstance(asked, int):
+        return asked
+    _, reply = asked
     if as_json:
         import json
 
@@ -51,17 +47,12 @@ def status(run_id: str | None, as_json: bool, timeout: float, echo: Echo) -> int
 
 def cancel(run_id: str | None, no_wait: bool, timeout: float, echo: Echo) -> int:
     """Ask a running export to stop and (unless ``no_wait``) wait until it has; exit status."""
-    from .client import pick_run, request, wait_stopped
+    from .client import wait_stopped
 
-    try:
-        info = pick_run(run_id)
-        reply = request(info, "cancel_request", reason="cancelled")
-    except ZexportError as exc:
-        echo(f"zexport: {exc}", True)
-        return exc.exit_code
-    if reply["t"] != "cancel_reply":
-        echo(f"zexport: controller answered: {reply.get('message')}", True)
-        return 3
+    asked = _ask(run_id, "cancel_request", "cancel_reply", echo, reason="cancelled")
+    if isinstance(asked, int):
+        return asked
+    info, reply = asked
     already = " (already under way)" if reply.get("already") else ""
     echo(f"run {info['run_id']}: {reply['state']}{already}", False)
     if no_wait:
@@ -71,3 +62,21 @@ def cancel(run_id: str | None, no_wait: bool, timeout: float, echo: Echo) -> int
         return 1
     echo(f"run {info['run_id']}: stopped", False)
     return 0
+
+
+def _ask(run_id: str | None, msg_type: str, expected: str, echo: Echo,
+         **fields: Any) -> tuple[dict[str, Any], dict[str, Any]] | int:
+    """Find the run and send one request: ``(run info, reply)``, or the exit status
+    after saying what went wrong (no run, no answer: its code; a refusal: 3)."""
+    from .client import pick_run, request
+
+    try:
+        info = pick_run(run_id)
+        reply = request(info, msg_type, **fields)
+    except ZexportError as exc:
+        echo(f"zexport: {exc}", True)
+        return exc.exit_code
+    if reply["t"] != expected:
+        echo(f"zexport: controller answered: {reply.get('message')}", True)
+        return 3
+    return info, reply
