@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__, cli_control
 from .errors import ZexportError
+
+if TYPE_CHECKING:
+    from .launch import EarlyWorkers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,6 +95,26 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _early_workers(db: str | None, out: str, count: int,
+                   force: bool) -> AbstractContextManager[EarlyWorkers | None]:
+    """Start the workers now, unless the run will likely refuse or render nothing.
+
+    Cheap checks only (the controller makes the real ones): a ``--db`` that
+    does not exist, an ``--out`` that is a file, or a resumable output folder
+    (a re-run may have nothing to render) start no worker early.
+    """
+    from .launch import EarlyWorkers
+
+    manifest = os.path.join(out, ".zexport", "manifest.db")
+    if ((db is not None and not os.path.isfile(db)) or os.path.isfile(out)
+            or (not force and os.path.exists(manifest))):
+        return nullcontext(None)
+    try:
+        return EarlyWorkers(count)
+    except OSError:  # the controller starts them (and reports what is wrong)
+        return nullcontext(None)
+
+
 def _default_db() -> tuple[str, str]:
     from .locations import app_archive_path, builtin_sample
 
@@ -162,57 +186,59 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         progress: str | None,
         render_timeout: float, force: bool, batch_size: int | None, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
-    from .archive import Selection  # here, not at the top: `zexport status` starts faster
-    from .attachments.options import DownloadOptions
-    from .controller import Controller, RunOptions
-    from .progress import make_progress
+    # Workers boot while this process imports the controller (see zexport.launch).
+    with _early_workers(db, out, workers or _usable_cpus(), force) as early:
+        from .archive import Selection  # here, not at the top: `zexport status` starts faster
+        from .attachments.options import DownloadOptions
+        from .controller import Controller, RunOptions
+        from .progress import make_progress
 
-    if progress is None:
-        progress = "bar" if sys.stderr.isatty() and not quiet else "none"
+        if progress is None:
+            progress = "bar" if sys.stderr.isatty() and not quiet else "none"
 
-    def say(text: str) -> None:
-        if not quiet:
-            click.echo(text, err=progress == "json")
+        def say(text: str) -> None:
+            if not quiet:
+                click.echo(text, err=progress == "json")
 
-    try:
-        if db is None:
-            db, line = _default_db()
-        else:
-            line = f"Exporting {db}"
-        opts = RunOptions(
-            db=db, out=out, format=format_name, format_options=_parse_options(format_options),
-            workers=workers or _usable_cpus(),
-            selection=Selection(
-                providers=providers, since=_parse_time(since, "--since"),
-                until=_parse_time(until, "--until"), ids=ids),
-            branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
-            batch_size=batch_size, render_timeout=render_timeout, force=force,
-            downloads=DownloadOptions(
-                auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,
-                per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
-                deadline=download_timeout, update_archive=update_archive,
-                enabled=not no_downloads),
+        try:
+            if db is None:
+                db, line = _default_db()
+            else:
+                line = f"Exporting {db}"
+            opts = RunOptions(
+                db=db, out=out, format=format_name, format_options=_parse_options(format_options),
+                workers=workers or _usable_cpus(),
+                selection=Selection(
+                    providers=providers, since=_parse_time(since, "--since"),
+                    until=_parse_time(until, "--until"), ids=ids),
+                branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
+                batch_size=batch_size, render_timeout=render_timeout, force=force,
+                downloads=DownloadOptions(
+                    auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,
+                    per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
+                    deadline=download_timeout, update_archive=update_archive,
+                    enabled=not no_downloads),
+            )
+            controller = Controller(opts, say=say, early=early)
+            _warn_broken_plugins()
+            say(line)
+            controller.progress = make_progress(progress)
+            status = controller.run()
+        except ZexportError as exc:
+            _fail(exc)
+            return
+        report = controller.report
+        counts = report.counts()
+        rate = counts["exported"] / report.seconds if report.seconds else 0.0
+        say(
+            f"{report.status}: {counts['exported']} exported, {counts['skipped']} skipped, "
+            f"{counts['failed']} failed of {counts['selected']} conversations; "
+            f"{counts['attachments_exported']} attachments, {counts['attachments_failed']} "
+            f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {controller.out}"
         )
-        controller = Controller(opts, say=say)
-        _warn_broken_plugins()
-        say(line)
-        controller.progress = make_progress(progress)
-        status = controller.run()
-    except ZexportError as exc:
-        _fail(exc)
-        return
-    report = controller.report
-    counts = report.counts()
-    rate = counts["exported"] / report.seconds if report.seconds else 0.0
-    say(
-        f"{report.status}: {counts['exported']} exported, {counts['skipped']} skipped, "
-        f"{counts['failed']} failed of {counts['selected']} conversations; "
-        f"{counts['attachments_exported']} attachments, {counts['attachments_failed']} "
-        f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {controller.out}"
-    )
-    if report.failures or report.attachments_failed:
-        say(f"Failures are listed in {os.path.join(controller.out, '.zexport', 'report.json')}")
-    sys.exit(status)
+        if report.failures or report.attachments_failed:
+            say(f"Failures are listed in {os.path.join(controller.out, '.zexport', 'report.json')}")
+        sys.exit(status)
 
 
 def _warn_broken_plugins() -> None:

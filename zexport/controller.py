@@ -10,7 +10,8 @@ block one another:
   *done*. A batch taken by a worker that dies, or sent and never taken, is
   queued again; a late or duplicate ``done`` is ignored.
 - **results** (PULL, bound): ``took`` and ``done`` from every worker.
-- **w<N>** (one PAIR per worker, bound before the worker starts): ``hello``
+- **w<N>** (one PAIR per worker; bound when the worker is started or, for
+  the workers the CLI starts early (:mod:`zexport.launch`), adopted): ``hello``
   then ``config``, heartbeats both ways, ``cancel``, attachment ``fetch``
   (answered by :class:`~zexport.attachments.service.AttachmentService`,
   each in its own task, so a slow download never stalls the channel).
@@ -27,14 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -57,6 +57,7 @@ from .attachments.options import DownloadOptions
 from .control import ControlServer
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
 from .formats.base import Format
+from .launch import EarlyWorkers, start_worker
 from .locations import cache_dir
 from .lock import OutputLock
 from .manifest import (
@@ -175,8 +176,10 @@ class Controller:
     """Runs one export; :meth:`run` returns the process exit status."""
 
     def __init__(self, opts: RunOptions, progress: ProgressSink | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None,
+                 early: EarlyWorkers | None = None) -> None:
         self.opts = opts
+        self.early = early  # workers the CLI started while we were imported (zexport.launch)
         self.progress = progress or NullProgress()
         self.say = say or (lambda text: None)
         registry = load_registry()
@@ -330,6 +333,9 @@ class Controller:
             "controller_pid": os.getpid(),
         }
 
+    def _worker_config(self, wid: int) -> dict[str, Any]:
+        return {**self._config(), "log": self._worker_log(wid)}
+
     # -- workers ------------------------------------------------------------
     def _spawn(self) -> WorkerHandle:
         wid = self.next_worker_id
@@ -338,17 +344,33 @@ class Controller:
         control.setsockopt(zmq.LINGER, 0)
         control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         control.bind(endpoint(self.run_dir, f"w{wid}"))
-        log_path = os.path.join(self.out, STATE_DIR, f"worker-{wid}.log")
-        with open(log_path, "ab") as log_file, _sigint_ignored_in_children():
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "zexport.worker", self.run_dir, str(wid)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
-                env=_worker_env(), close_fds=True,
-            )
+        # A worker started early is adopted as it is, even one that already died
+        # (the monitor then treats it as any dead worker: reported, replaced).
+        proc = self.early.take(wid) if self.early is not None else None
+        if proc is None:
+            proc = start_worker(self.run_dir, wid, self._worker_log(wid))
         handle = WorkerHandle(wid, proc, control, time.monotonic())
         handle.reader = asyncio.ensure_future(self._control_loop(handle))
         self.workers[wid] = handle
         return handle
+
+    def _worker_log(self, wid: int) -> str:
+        return os.path.join(self.out, STATE_DIR, f"worker-{wid}.log")
+
+    def _keep_boot_logs(self) -> None:
+        """Append what early workers wrote before their ``config`` to their logs."""
+        if self.early is None:
+            return
+        for wid in self.workers:
+            boot = self.early.boot_log(wid)
+            try:
+                with open(boot, "rb") as fh:
+                    text = fh.read()
+                if text:
+                    with open(self._worker_log(wid), "ab") as log_file:
+                        log_file.write(b"[while starting]\n" + text)
+            except OSError:
+                continue
 
     def live_workers(self) -> list[WorkerHandle]:
         """Workers not declared dead."""
@@ -372,7 +394,7 @@ class Controller:
             kind = msg["t"]
             if kind == "hello":
                 w.greeted = True
-                await w.control.send(protocol.encode("config", config=self._config()))
+                await w.control.send(protocol.encode("config", config=self._worker_config(w.id)))
                 if self.cancelled or self.stopping:
                     reason = self.cancelled or "finished"
                     await w.control.send(protocol.encode("cancel", reason=reason))
@@ -838,7 +860,8 @@ class Controller:
         }
 
     async def _run_locked(self) -> int:
-        self.run_id, self.run_dir = new_run_dir()
+        self.run_id, self.run_dir = (self.early.adopt() if self.early is not None
+                                     else new_run_dir())
         self.steps = FormatSteps(
             self.fmt, self.format_options, self.plugin, self.out, self.tz, self.opts.branches,
             self.exported_at, os.path.join(self.run_dir, "plan.jsonl"))
@@ -939,6 +962,7 @@ class Controller:
             plan: Plan | None = getattr(self, "plan", None)
             if plan is not None:
                 plan.close()
+            self._keep_boot_logs()
             remove_run_dir(self.run_dir)
             self.progress.close()
         if self.cancelled or self.dirty:
@@ -955,25 +979,6 @@ class Controller:
         return status
 
 
-@contextlib.contextmanager
-def _sigint_ignored_in_children() -> Iterator[None]:
-    """Spawn workers with SIGINT already ignored.
-
-    Ctrl-C reaches the whole process group, and a worker still importing
-    modules would die of KeyboardInterrupt before it could ignore SIGINT
-    itself. An ignored disposition survives exec (and Python keeps it), so
-    the worker is immune from its first instruction. SIGINT is blocked in the
-    meantime, so a Ctrl-C meant for the controller stays pending, not lost.
-    """
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def _has_run_steps(fmt: Format) -> bool:
     """Whether a format overrides ``start`` or ``finish`` (the plan file is for them)."""
     return type(fmt).start is not Format.start or type(fmt).finish is not Format.finish
@@ -982,13 +987,6 @@ def _has_run_steps(fmt: Format) -> bool:
 def _source_fingerprint(head: ConversationHead) -> str:
     return source_fingerprint(head.title, head.provider, head.created_at, head.updated_at,
                               head.message_count, head.current_node_id)
-
-
-def _worker_env() -> dict[str, str]:
-    """The environment a worker gets: ours, minus anything that looks like a secret."""
-    secret_words = ("TOKEN", "SECRET", "PASSWORD", "COOKIE", "AUTH", "KEY", "CREDENTIAL")
-    return {k: v for k, v in os.environ.items()
-            if not any(word in k.upper() for word in secret_words)}
 
 
 def _send_nowait(sock: zmq.asyncio.Socket, frame: bytes) -> None:

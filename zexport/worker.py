@@ -111,6 +111,22 @@ def _die_with_parent() -> None:
             pass
 
 
+def _log_to(path: str) -> None:
+    """Send stderr (warnings, tracebacks) to ``path`` from now on, appending.
+
+    A worker started early writes to a log in the run's private folder until
+    the controller, which has by then checked the output folder, names this one.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        log.warning("cannot log to %s: %s", path, exc)
+        return
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 class Worker:
     """One worker's sockets and loop."""
 
@@ -119,6 +135,9 @@ class Worker:
         self.ctx = zmq.Context()
         self.control = self.ctx.socket(zmq.PAIR)
         self.control.setsockopt(zmq.LINGER, 1000)
+        # Started early (zexport.launch), a worker may connect before the controller
+        # binds: retry every 10 ms, not libzmq's default 100 ms.
+        self.control.setsockopt(zmq.RECONNECT_IVL, 10)
         self.control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         self.control.connect(endpoint(run_dir, f"w{index}"))
         self.tasks = self.ctx.socket(zmq.PULL)
@@ -202,6 +221,8 @@ class Worker:
                     config = msg["config"]
                 elif self.cancelled:
                     return 0
+        if config.get("log"):
+            _log_to(str(config["log"]))
         self.hb_interval = float(config.get("hb_interval", 0.5))
         self.hb_timeout = float(config.get("hb_timeout", 5.0))
         self.last_heard = time.monotonic()
