@@ -81,6 +81,7 @@ from .runtime import (
     new_run_dir,
     register_run,
     remove_run_dir,
+    sweep_orphan_run_dirs,
     unregister_run,
 )
 from .timezones import resolve_tz
@@ -878,6 +879,7 @@ class Controller:
         self.results.bind(endpoint(self.run_dir, "results"))
         self.control = ControlServer(self.ctx, self.run_dir, self)
         list_runs()  # sweeps registrations left by controllers that were killed
+        sweep_orphan_run_dirs()  # and run folders of runs killed before registering
         register_run(self.run_id, self._registration())
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)

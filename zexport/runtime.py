@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 REGISTRATION_VERSION = 1
 REGISTRATION_SUFFIX = ".json"
+OWNER_FILE = "owner"  # in a run folder: the pid of the process that made it
 
 
 def _base_path() -> str:
@@ -122,9 +123,43 @@ def new_run_dir() -> tuple[str, str]:
         path = os.path.join(base, run_id)
         try:
             os.mkdir(path, 0o700)
-            return run_id, path
         except FileExistsError:
             continue
+        with open(os.path.join(path, OWNER_FILE), "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
+        return run_id, path
+
+
+def sweep_orphan_run_dirs() -> int:
+    """Remove run folders whose maker died before registering the run; return how many.
+
+    A run folder exists from before the run is registered (workers are
+    started first, :mod:`zexport.launch`) to after it is unregistered, so a
+    ``zexport run`` killed in between leaves one that :func:`list_runs`,
+    which goes by registrations, never sees. Its ``owner`` file names the
+    process that made it; a folder without one (being made right now, or by
+    another version) is left alone.
+    """
+    base = existing_runtime_base()
+    if base is None:
+        return 0
+    removed = 0
+    for name in os.listdir(base):
+        path = os.path.join(base, name)
+        if name.startswith(".") or os.path.exists(path + REGISTRATION_SUFFIX):
+            continue
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            with open(os.path.join(path, OWNER_FILE), encoding="ascii") as fh:
+                owner = int(fh.read())
+        except (OSError, ValueError):
+            continue
+        if owner != os.getpid() and not pid_alive(owner):
+            remove_run_dir(path)
+            removed += 1
+    return removed
 
 
 def endpoint(run_dir: str, name: str) -> str:
