@@ -155,7 +155,8 @@ class FakeController:
     """The controller's three worker-facing sockets, bound in ``run_dir``, and one real
     worker process (index 0) connected to them: tests play the controller's part."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, worker_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.ctx = zmq.Context()
         self.pair = self.ctx.socket(zmq.PAIR)
         self.tasks = self.ctx.socket(zmq.PUSH)
@@ -164,8 +165,8 @@ class FakeController:
             sock.setsockopt(zmq.LINGER, 0)
             sock.bind(f"ipc://{run_dir / name}")
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "zexport.worker", str(run_dir), "0"],
-            stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "zexport.worker", str(run_dir), "0", *worker_args],
+            stderr=subprocess.PIPE, text=True, env=env)
 
     def recv(self, sock: zmq.Socket[bytes], kind: str, batch: int | None = None,
              timeout: float = 10) -> dict[str, Any]:

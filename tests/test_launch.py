@@ -110,7 +110,7 @@ def test_early_workers_not_adopted_are_killed_and_their_folder_removed(
         isolated_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = isolated_env["ZEXPORT_RUNTIME_DIR"]
     monkeypatch.setenv("ZEXPORT_RUNTIME_DIR", runtime)
-    with EarlyWorkers(2) as early:
+    with EarlyWorkers(2, "markdown") as early:
         deadline = time.monotonic() + 10  # until both children have exec'd the worker
         while len(processes_mentioning(early.run_dir)) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -123,7 +123,7 @@ def test_early_workers_not_adopted_are_killed_and_their_folder_removed(
 def test_adopted_folder_is_left_to_the_controller(
         isolated_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZEXPORT_RUNTIME_DIR", isolated_env["ZEXPORT_RUNTIME_DIR"])
-    with EarlyWorkers(1) as early:
+    with EarlyWorkers(1, "markdown") as early:
         run_id, run_dir = early.adopt()
         proc = early.take(0)
         assert proc is not None and early.take(0) is None and early.take(1) is None

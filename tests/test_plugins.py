@@ -288,3 +288,56 @@ def test_parse_options_in_process() -> None:
     assert fmt.parse_options({}) == {}
     with pytest.raises(UsageError, match="has no option 'x'"):
         fmt.parse_options({"x": "1"})
+
+
+def test_builtin_formats_constant_matches_the_builtin_plugins() -> None:
+    """BUILTIN_FORMATS decides whether a worker skips plugin discovery: it must be exact."""
+    from zexport.plugins import BUILTIN_FORMATS
+
+    assert sorted(load_registry(builtin_only=True).formats) == sorted(BUILTIN_FORMATS)
+    assert set(BUILTIN_FORMATS) <= set(load_registry().formats)
+
+
+@pytest.mark.timeout(30)
+def test_builtin_only_loading_skips_package_metadata() -> None:
+    """A worker exporting markdown never imports importlib.metadata (~25 ms of start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, zexport.worker; from zexport.plugins import load_registry; "
+            "r = load_registry(builtin_only=True); assert 'markdown' in r.formats; "
+            "print('importlib.metadata' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=25)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
+
+
+def test_worker_with_a_wrong_format_hint_still_finds_a_plugin_format(
+        plugin_env: dict[str, str], sample_db: Path, tmp_path: Path) -> None:
+    """The hint only saves time: told "markdown" but configured for a plugin's format,
+    a real worker loads every plugin and renders with it."""
+    from controlkit import FakeController
+
+    from zexport.runfiles import clear_shards
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    out = tmp_path / "out"
+    out.mkdir()
+    cid = ids_in_order(sample_db)[0]
+    (out / ".zexport").mkdir()
+    clear_shards(str(out), "probe")  # the probe emits records (the controller does this)
+    with FakeController(run_dir, ("markdown",), env=plugin_env) as fake:
+        fake.recv(fake.pair, "hello")
+        fake.send(fake.pair, "config", config={
+            "db": str(sample_db), "out": str(out), "format": "probe", "format_options": {},
+            "tz": "UTC", "branches": "active", "exported_at": "2024-01-01T00:00:00+00:00",
+            "attachments": "off", "attachment_index": None, "downloads": False,
+            "hb_interval": 0.1, "hb_timeout": 30})
+        fake.send(fake.tasks, "batch", batch=0, items=[[cid, "folder"]])
+        done = fake.recv(fake.results, "done", batch=0)
+        assert done["results"][0]["ok"], done["results"]
+        fake.send(fake.pair, "cancel", reason="test")
+        assert fake.worker.wait(timeout=10) == 0
+    assert (out / "folder" / "conversation.txt").read_text().startswith("hello ")

@@ -95,7 +95,7 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _early_workers(db: str | None, out: str, count: int,
+def _early_workers(db: str | None, out: str, count: int, format_name: str,
                    force: bool) -> AbstractContextManager[EarlyWorkers | None]:
     """Start the workers now, unless the run will likely refuse or render nothing.
 
@@ -110,7 +110,7 @@ def _early_workers(db: str | None, out: str, count: int,
             or (not force and os.path.exists(manifest))):
         return nullcontext(None)
     try:
-        return EarlyWorkers(count)
+        return EarlyWorkers(count, format_name)
     except OSError:  # the controller starts them (and reports what is wrong)
         return nullcontext(None)
 
@@ -187,7 +187,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         render_timeout: float, force: bool, batch_size: int | None, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
     # Workers boot while this process imports the controller (see zexport.launch).
-    with _early_workers(db, out, workers or _usable_cpus(), force) as early:
+    with _early_workers(db, out, workers or _usable_cpus(), format_name, force) as early:
         from .archive import Selection  # here, not at the top: `zexport status` starts faster
         from .attachments.options import DownloadOptions
         from .controller import Controller, RunOptions

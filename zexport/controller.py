@@ -349,7 +349,7 @@ class Controller:
         # (the monitor then treats it as any dead worker: reported, replaced).
         proc = self.early.take(wid) if self.early is not None else None
         if proc is None:
-            proc = start_worker(self.run_dir, wid, self._worker_log(wid))
+            proc = start_worker(self.run_dir, wid, self._worker_log(wid), self.fmt.name)
         handle = WorkerHandle(wid, proc, control, time.monotonic())
         handle.reader = asyncio.ensure_future(self._control_loop(handle))
         self.workers[wid] = handle

@@ -59,11 +59,12 @@ def sigint_ignored_in_children() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def start_worker(run_dir: str, index: int, log_path: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m zexport.worker RUN_DIR INDEX``, its stderr appended to ``log_path``."""
+def start_worker(run_dir: str, index: int, log_path: str,
+                 format_name: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m zexport.worker RUN_DIR INDEX FORMAT``, stderr appended to ``log_path``."""
     with open(log_path, "ab") as log_file, sigint_ignored_in_children():
         return subprocess.Popen(
-            [sys.executable, "-m", "zexport.worker", run_dir, str(index)],
+            [sys.executable, "-m", "zexport.worker", run_dir, str(index), format_name],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
             env=worker_env(), close_fds=True,
         )
@@ -78,13 +79,14 @@ class EarlyWorkers:
     took it over.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, format_name: str) -> None:
         self.run_id, self.run_dir = new_run_dir()
         self.adopted = False  # the controller took the run folder (it removes it)
         self.procs: list[subprocess.Popen[bytes] | None] = []
         try:
             for index in range(count):
-                self.procs.append(start_worker(self.run_dir, index, self.boot_log(index)))
+                self.procs.append(
+                    start_worker(self.run_dir, index, self.boot_log(index), format_name))
         except BaseException:
             self.close()
             raise

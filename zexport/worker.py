@@ -1,7 +1,8 @@
 """The worker process: pulls batches, renders conversations, pushes results.
 
-Started by the controller as ``python -m zexport.worker RUN_DIR INDEX`` (a
-fresh interpreter: no inherited ZeroMQ context, no fork hazards). It
+Started as ``python -m zexport.worker RUN_DIR INDEX [FORMAT]`` (a fresh
+interpreter: no inherited ZeroMQ context, no fork hazards; FORMAT, a hint,
+lets it load only the built-in plugins when it names a built-in format). It
 
 - connects its PAIR control channel, says ``hello`` and waits for ``config``;
 - pulls ``batch`` frames (receive high-water mark 1: it never hoards work),
@@ -42,7 +43,7 @@ from .attachments.pipeline import FetchPipeline
 from .errors import ProtocolError
 from .exporter import ConversationExporter, ExportSettings, Outcome
 from .model import Conversation
-from .plugins import load_registry
+from .plugins import BUILTIN_FORMATS, load_registry
 from .runtime import endpoint
 from .timezones import resolve_tz
 from .watchdog import RenderWatchdog
@@ -130,8 +131,9 @@ def _log_to(path: str) -> None:
 class Worker:
     """One worker's sockets and loop."""
 
-    def __init__(self, run_dir: str, index: int) -> None:
+    def __init__(self, run_dir: str, index: int, format_hint: str = "") -> None:
         self.index = index
+        self.format_hint = format_hint  # the format named on our command line, if any
         self.ctx = zmq.Context()
         self.control = self.ctx.socket(zmq.PAIR)
         self.control.setsockopt(zmq.LINGER, 1000)
@@ -208,7 +210,7 @@ class Worker:
         self.send_control("hello", w=self.index, pid=os.getpid())
         # Plugins are loaded while the controller is still planning (it answers
         # hello when done): off the critical path, and the same for every format.
-        registry = load_registry()
+        registry = load_registry(builtin_only=self.format_hint in BUILTIN_FORMATS)
         config = None
         deadline = time.monotonic() + 30
         while config is None:
@@ -230,6 +232,8 @@ class Worker:
         # cyclic collector would rescan them again and again for nothing.
         gc.freeze()
         gc.set_threshold(200_000, 50, 100)
+        if config["format"] not in registry.formats:  # the hint was wrong, or missing
+            registry = load_registry()
         fmt = registry.get_format(config["format"])
         settings = ExportSettings(
             out_dir=config["out"], archive_dir=os.path.dirname(config["db"]), fmt=fmt,
@@ -340,13 +344,13 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m zexport.worker RUN_DIR INDEX``."""
+    """Entry point of ``python -m zexport.worker RUN_DIR INDEX [FORMAT]``."""
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    worker = Worker(args[0], int(args[1]))
+    worker = Worker(args[0], int(args[1]), args[2] if len(args) > 2 else "")
     profile_dir = os.environ.get("ZEXPORT_PROFILE_DIR")  # benchmarks/ profiles workers
     try:
         if profile_dir:
