@@ -8,6 +8,7 @@ on stderr and exit status 2 here, and nowhere else. Exit statuses of
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -95,8 +96,8 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _early_workers(db: str | None, out: str, count: int, format_name: str,
-                   force: bool) -> AbstractContextManager[EarlyWorkers | None]:
+def _early_workers(db: str | None, out: str, count: int, format_name: str, force: bool,
+                   dry_run: bool) -> AbstractContextManager[EarlyWorkers | None]:
     """Start the workers now, unless the run will likely refuse or render nothing.
 
     Cheap checks only (the controller makes the real ones): a ``--db`` that
@@ -106,7 +107,7 @@ def _early_workers(db: str | None, out: str, count: int, format_name: str,
     from .launch import EarlyWorkers
 
     manifest = os.path.join(out, ".zexport", "manifest.db")
-    if ((db is not None and not os.path.isfile(db)) or os.path.isfile(out)
+    if (dry_run or (db is not None and not os.path.isfile(db)) or os.path.isfile(out)
             or (not force and os.path.exists(manifest))):
         return nullcontext(None)
     try:
@@ -176,6 +177,8 @@ def _default_db() -> tuple[str, str]:
 @click.option("--force", is_flag=True,
               help="Render every conversation, even those a previous run left unchanged.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, hidden=True)
+@click.option("--dry-run", is_flag=True,
+              help="Say what would be written, renamed, skipped and downloaded; write nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, out: str, format_name: str, format_options: tuple[str, ...],
         workers: int | None, providers: tuple[str, ...], since: str | None,
@@ -184,10 +187,12 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
         download_timeout: float, no_downloads: bool, update_archive: bool,
         progress: str | None,
-        render_timeout: float, force: bool, batch_size: int | None, quiet: bool) -> None:
+        render_timeout: float, force: bool, batch_size: int | None, dry_run: bool,
+        quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
     # Workers boot while this process imports the controller (see zexport.launch).
-    with _early_workers(db, out, workers or _usable_cpus(), format_name, force) as early:
+    with _early_workers(db, out, workers or _usable_cpus(), format_name,
+                        force, dry_run) as early:
         from .archive import Selection  # here, not at the top: `zexport status` starts faster
         from .attachments.options import DownloadOptions
         from .controller import Controller, RunOptions
@@ -204,7 +209,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
             if db is None:
                 db, line = _default_db()
             else:
-                line = f"Exporting {db}"
+                line = f"{'Planning an export of' if dry_run else 'Exporting'} {db}"
             opts = RunOptions(
                 db=db, out=out, format=format_name, format_options=_parse_options(format_options),
                 workers=workers or _usable_cpus(),
@@ -222,6 +227,13 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
             controller = Controller(opts, say=say, early=early)
             _warn_broken_plugins()
             say(line)
+            if dry_run:
+                summary = controller.dry_run()
+                if progress == "json":
+                    click.echo(json.dumps(summary.to_dict()))
+                else:
+                    click.echo("\n".join(summary.lines()))
+                return
             controller.progress = make_progress(progress)
             status = controller.run()
         except ZexportError as exc:

@@ -55,6 +55,7 @@ from .attachments.auth import auth_file_warning, load_auth
 from .attachments.cache import AttachmentCache
 from .attachments.options import DownloadOptions
 from .control import ControlServer
+from .dryrun import DryRun
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
 from .formats.base import Format
 from .launch import EarlyWorkers, start_worker
@@ -269,12 +270,14 @@ class Controller:
             "tz": [self.opts.tz, tz_identity(self.tz)], "attachments": self.opts.attachments,
         })
 
-    def _plan(self) -> None:
+    def _plan(self, dry_run: bool = False, state_dir: str | None = None) -> None:
         """List and name every selected conversation, write the plan for start/finish,
         decide what a re-run may skip, and cut the rest into batches.
 
         Everything per conversation lives in the on-disk :class:`Plan`; what
-        stays in memory is one small :class:`Batch` per batch.
+        stays in memory is one small :class:`Batch` per batch. ``dry_run``
+        writes no plan file for start/finish and moves no folder; the
+        manifest is read from ``state_dir`` (a copy, for a dry run).
         """
         plan = self.plan = Plan(os.path.join(self.run_dir, "plan.db"))
         # ZEXPORT_TEST_PLAN_DELAY (seconds, test-only): a plan as slow as a huge archive's.
@@ -284,7 +287,7 @@ class Controller:
         self.total = plan.add(list_conversations(self.conn, self.opts.selection), self.tz,
                               fingerprint=_source_fingerprint)
         plan.assign_folders()
-        if _has_run_steps(self.fmt):  # only start/finish read it (run.conversations())
+        if _has_run_steps(self.fmt) and not dry_run:  # only start/finish read it
             writer = PlanWriter(self.steps.plan_path)
             try:
                 for cid, title, provider, created, updated, count, folder, _ in plan.rows():
@@ -295,10 +298,10 @@ class Controller:
         # conversation rendered each run: skipping would leave holes in it.
         force = self.opts.force or not self.fmt.files_per_conversation
         self.resume = Resume(
-            self.state_dir, self.out, self.fmt.extension, self._options_fingerprint(),
+            state_dir or self.state_dir, self.out, self.fmt.extension, self._options_fingerprint(),
             f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force)
         self.report.notes.extend(self.resume.manifest.notes)
-        self.resume.select(plan)
+        self.resume.select(plan, dry_run=dry_run)
         todo = plan.todo
         self.report.skipped = self.total - todo
         self.done_conversations = self.report.skipped
@@ -836,6 +839,48 @@ class Controller:
             self.cancelled))
         if error:
             self.report.run_errors.append(error)
+
+    # -- dry run ------------------------------------------------------------------
+    def dry_run(self) -> DryRun:
+        """Plan the export and say what it would do: no output, no lock, no worker.
+
+        The plan, a copy of the output folder's manifest (for what a re-run
+        would skip) and the attachment index live in a temporary folder that
+        is removed before returning.
+        """
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="zexport-dry-run-") as tmp:
+            self.run_dir = tmp
+            state = os.path.join(tmp, "state")
+            os.mkdir(state)
+            for suffix in ("", "-wal"):
+                src = os.path.join(self.state_dir, MANIFEST_NAME + suffix)
+                if os.path.isfile(src) and not os.path.islink(src):
+                    shutil.copyfile(src, os.path.join(state, MANIFEST_NAME + suffix))
+            try:
+                self._plan(dry_run=True, state_dir=state)
+                assert self.resume is not None
+                summary = DryRun(
+                    out=self.out, selected=self.total, render=self.plan.todo,
+                    unchanged=self.total - self.plan.todo, moved=self.resume.moved,
+                    suffixed=self.plan.suffixed())
+                if self.opts.attachments != "off":
+                    index = os.path.join(tmp, "attachments.db")
+                    build_attachment_index(self.opts.db, index)
+                    summary.count_attachments(self.plan, index, os.path.dirname(
+                        os.path.abspath(self.opts.db)), self.opts.downloads.enabled)
+            except apsw.Error as exc:
+                raise ArchiveError(f"cannot plan the export: {exc}") from None
+            finally:
+                if self.resume is not None:
+                    self.resume.manifest.close()
+                plan: Plan | None = getattr(self, "plan", None)
+                if plan is not None:
+                    plan.close()
+                self.conn.close()
+        return summary
 
     # -- main -------------------------------------------------------------------
     def run(self) -> int:

@@ -244,12 +244,15 @@ class Resume:
                 return False
         return _is_real_dir(target)
 
-    def select(self, plan: Plan) -> None:
+    def select(self, plan: Plan, dry_run: bool = False) -> None:
         """Mark in ``plan`` what needs no rendering, after moving renamed folders.
 
         Streams the plan beside the manifest (an SQL join), so memory does
         not grow with the archive: only the moves (titles that changed) and
         the positions to skip are held, the latter as a compact array.
+
+        ``dry_run``: move nothing, and decide as if every move had been made
+        (``self.moved`` counts the folders a real run would move).
         """
         moves: dict[str, tuple[str, str]] = {}
         # Also under --force: rendering everything again must not leave old folders behind.
@@ -257,7 +260,14 @@ class Resume:
             if old_folder is not None and old_folder != folder:
                 moves[cid] = (old_folder, folder)
         moved: dict[str, str] = {}
-        if moves:
+        old_place: dict[str, str] = {}  # dry run: new folder -> where its output is now
+        if moves and dry_run:
+            movable = {cid: pair for cid, pair in moves.items()
+                       if _is_real_dir(os.path.join(self.out, pair[0]))}
+            moved = {cid: new for cid, (_old, new) in movable.items()}
+            old_place = {new: old for _old_cid, (old, new) in movable.items()}
+            self.moved = len(moved)
+        elif moves:
             moved = move_folders(self.out, moves)
             self.moved = len(moved)
             self.manifest.set_folders(moved.items())
@@ -269,7 +279,7 @@ class Resume:
                     continue
                 if (moved.get(cid, old_folder) == folder and old_source == source
                         and old_options == self.options_fp and old_renderer == self.renderer
-                        and self._output_present(folder)):
+                        and self._output_present(old_place.get(folder, folder))):
                     skip.append(seq)
         plan.skip(skip)
         plan.freeze_todo()

@@ -1,0 +1,100 @@
+"""``zexport run --dry-run``: what an export would do, before it writes anything.
+
+Why: on a large archive a user wants to know, before committing minutes and
+gigabytes, how many conversations would be written (and how many a re-run
+would leave alone), how many folders would be renamed because a title
+changed, and how many attachments are on disk, would have to be downloaded,
+or cannot be had at all (BRIEF §6 selection; peers ask for it: "a plan
+showing counts and estimated attachment size before writing").
+
+The plan is made by the controller exactly as a real run makes it
+(:meth:`zexport.controller.Controller.dry_run`), so the numbers are the run's,
+not an estimate; this module holds the result and says it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+
+@dataclass
+class DryRun:
+    """What ``zexport run`` would do with the same options."""
+
+    out: str
+    selected: int  # conversations the filters select
+    render: int  # would be rendered (written)
+    unchanged: int  # left as they are: unchanged since the run that wrote them
+    moved: int  # folders that would be renamed (their title changed)
+    suffixed: int  # conversations named `` (id8)`` because another took the name
+    attachments: int = 0  # of the conversations to render
+    on_disk: int = 0  # of which the archive's folder has the file
+    on_disk_bytes: int = 0
+    to_download: int = 0  # missing here, with a URL or file id to try
+    to_download_bytes: int = 0  # as far as the archive knows their size
+    unavailable: int = 0  # missing, and nowhere to get them from (or downloads off)
+    downloads: bool = True
+
+    def count_attachments(self, plan: Plan, index_path: str, archive_dir: str,
+                          downloads: bool) -> None:
+        """Classify the attachments of the conversations to render (stats each file)."""
+        self.downloads = downloads
+        for local, size, has_source in plan.todo_attachments(index_path):
+            self.attachments += 1
+            path = local.decode("utf-8", "replace") if local else ""
+            if path and not os.path.isabs(path):
+                path = os.path.join(archive_dir, path)
+            try:
+                if path and os.path.isfile(path):
+                    self.on_disk += 1
+                    self.on_disk_bytes += os.path.getsize(path)
+                    continue
+            except OSError:
+                pass
+            if has_source and downloads:
+                self.to_download += 1
+                self.to_download_bytes += size or 0
+            else:
+                self.unavailable += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (``--progress json``)."""
+        return {"dry_run": True, **asdict(self)}
+
+    def lines(self) -> list[str]:
+        """What a person reads."""
+        said = [
+            f"Dry run: nothing written. {self.selected:,} conversations selected.",
+            f"  would write {self.render:,} to {self.out}"
+            + (f"; {self.unchanged:,} unchanged since the last run, left as they are"
+               if self.unchanged else ""),
+        ]
+        if self.moved:
+            said.append(f"  would rename {self.moved:,} folders whose title changed")
+        if self.suffixed:
+            said.append(f"  {self.suffixed:,} share a name with another and get an id suffix")
+        if self.attachments:
+            said.append(f"  attachments: {self.attachments:,}: {self.on_disk:,} on disk"
+                        f" ({_size(self.on_disk_bytes)})")
+            if self.to_download:
+                known = f", {_size(self.to_download_bytes)} known" if self.to_download_bytes \
+                    else ""
+                said.append(f"    {self.to_download:,} to download{known}")
+            if self.unavailable:
+                why = "no URL or file id" if self.downloads else "downloads are off"
+                said.append(f"    {self.unavailable:,} unavailable ({why})")
+        return said
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
