@@ -197,7 +197,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         _warn_broken_plugins()
         say(line)
         controller.progress = make_progress(progress)
-        status = controller.run()
+        status = controller.run(release_signals=False)  # Ctrl-C from here on changes nothing
     except ZexportError as exc:
         _fail(exc)
         return

@@ -815,11 +815,51 @@ class Controller:
             self.report.run_errors.append(error)
 
     # -- main -------------------------------------------------------------------
-    def run(self) -> int:
-        """Run the export to the end (or to a cancel); return the exit status."""
-        return asyncio.run(self._main())
+    def run(self, release_signals: bool = True) -> int:
+        """Run the export to the end (or to a cancel); return the exit status.
+
+        Ctrl-C and SIGTERM are held from the close-down on (see :meth:`_hold_signals`)
+        and given back their previous handlers on return, unless ``release_signals``
+        is False: the CLI, which only prints the summary and exits after this, passes
+        False so that a late Ctrl-C cannot replace the exit status with death by SIGINT.
+        """
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return asyncio.run(self._main())
+        finally:
+            if release_signals:
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+
+    def _hold_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the close-down to the end of :meth:`run`, Ctrl-C and SIGTERM change nothing.
+
+        Why: by then the workers are stopped and what is left (closing sockets,
+        removing the run folder, sweeping temporaries, writing the report,
+        unregistering) must not be cut short. Removing the loop's handlers
+        alone would put back Python's default one, and a Ctrl-C pressed a
+        moment after the first (users press it repeatedly) raised
+        KeyboardInterrupt there: "Aborted!", exit status 1 or death by SIGINT,
+        no report, and the run folder left in the runtime directory for good.
+        """
+        held = {signal.SIGINT, signal.SIGTERM}
+        # Blocked meanwhile: remove_signal_handler puts Python's default handler back
+        # for a moment. SIG_IGN, not a Python function: the interpreter puts SIG_DFL
+        # back in place of Python handlers while it shuts down, and SIGINT would kill it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            for sig in held:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
     async def _main(self) -> int:
+        # Ctrl-C and SIGTERM mean cancel from the start: before the run folder exists
+        # asyncio's own handler would cancel this task, leak the folder and exit 1.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
         self._prepare_output()  # takes the output lock, or refuses
         try:
             return await self._run_locked()
@@ -857,8 +897,6 @@ class Controller:
         list_runs()  # sweeps registrations left by controllers that were killed
         register_run(self.run_id, self._registration())
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
         tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self.control.serve())]
         try:
             self.phase = "counting"
@@ -928,8 +966,7 @@ class Controller:
                     w.reader.cancel()
                 if not w.control.closed:
                     w.control.close(linger=0)
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
+            self._hold_signals(loop)
             self.tasks.close(linger=0)
             self.results.close(linger=0)
             self.control.close()
