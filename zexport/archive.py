@@ -75,9 +75,16 @@ class Selection:
     until: int | None = None
     ids: tuple[str, ...] = ()
 
-    def where(self) -> tuple[str, list[Any]]:
-        """SQL ``WHERE`` clause and bindings for this selection."""
-        clauses: list[str] = []
+    def where(self, addressable: bool = True) -> tuple[str, list[Any]]:
+        """SQL ``WHERE`` clause and bindings for this selection.
+
+        Only rows whose id is text, by default (``addressable=False``: only the others).
+        Why: ``id TEXT PRIMARY KEY`` admits NULL and BLOB ids, and everything
+        downstream (the plan, the wire, the manifest, the workers' ``id IN (...)``)
+        addresses a conversation by its text id: a NULL id stopped the whole run, a
+        BLOB one was silently never exported. See :func:`unaddressable_conversations`.
+        """
+        clauses = ["typeof(id) = 'text'" if addressable else "typeof(id) != 'text'"]
         args: list[Any] = []
         if self.providers:
             clauses.append(f"provider IN ({','.join('?' * len(self.providers))})")
@@ -91,7 +98,7 @@ class Selection:
         if self.until is not None:
             clauses.append("COALESCE(created_at, updated_at) < ?")
             args.append(self.until)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+        return " WHERE " + " AND ".join(clauses), args
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,19 +114,48 @@ class ConversationHead:
     current_node_id: str | None = None
 
 
-def list_conversations(conn: apsw.Connection, selection: Selection) -> Iterator[ConversationHead]:
-    """Every selected conversation, oldest first (then by id): the export order."""
+def list_conversations(conn: apsw.Connection, selection: Selection,
+                       rejected: list[tuple[str, str]] | None = None,
+                       ) -> Iterator[ConversationHead]:
+    """Every selected conversation, oldest first (then by id): the export order.
+
+    A row whose id is text that is not valid UTF-8 cannot be addressed (nor even
+    read as text): it is left out and, when ``rejected`` is given, appended to it
+    as ``(quoted id, title)``, like :func:`unaddressable_conversations`.
+    """
     where, args = selection.where()
-    # Dirty rows must not stop the listing: titles are read as bytes (a title that is
-    # a BLOB or not valid UTF-8 would otherwise raise), times may be text or REAL.
+    # Dirty rows must not stop the listing: text is read as bytes (a BLOB or bytes that
+    # are not UTF-8 would otherwise raise, and stop the whole run), times may be text
+    # or REAL.
     sql = (
-        "SELECT id, CAST(title AS BLOB), created_at, updated_at, message_count, provider,"
-        f" current_node_id FROM conversations{where}"
+        "SELECT CAST(id AS BLOB), CAST(title AS BLOB), created_at, updated_at, message_count,"
+        f" CAST(provider AS BLOB), CAST(current_node_id AS BLOB) FROM conversations{where}"
         " ORDER BY created_at IS NULL, created_at, id"
     )
-    for cid, title, created, updated, count, provider, current in conn.execute(sql, args):
+    for raw_id, title, created, updated, count, provider, current in conn.execute(sql, args):
+        try:
+            cid = raw_id.decode("utf-8")
+        except UnicodeDecodeError:
+            if rejected is not None:
+                rejected.append((f"X'{raw_id.hex().upper()}'", _text(title)))
+            continue
         yield ConversationHead(cid, _text(title), _int(created), _int(updated), _int(count),
-                               provider, current)
+                               None if provider is None else _text(provider),
+                               None if current is None else _text(current))
+
+
+def unaddressable_conversations(conn: apsw.Connection,
+                                selection: Selection) -> list[tuple[str, str]]:
+    """``(quoted id, title)`` of selected rows whose id is not text (NULL or a BLOB).
+
+    They cannot be exported (nothing can address them, and no message can point at
+    a NULL id); the controller reports each as a failed conversation. The id is
+    given as SQL ``quote()`` spells it (``NULL``, ``X'62'``) so the report names it.
+    """
+    where, args = selection.where(addressable=False)
+    return [(str(quoted), _text(title)) for quoted, title in conn.execute(
+        f"SELECT quote(id), CAST(title AS BLOB) FROM conversations{where}"
+        " ORDER BY created_at IS NULL, created_at", args)]
 
 
 def count_conversations(conn: apsw.Connection, selection: Selection) -> int:
@@ -238,16 +274,20 @@ class BatchReader:
         folders = dict(items)
         with self.conn:  # one snapshot for the batch
             for row in self.conn.execute(
-                "SELECT id, CAST(title AS BLOB), provider, created_at, updated_at,"
-                f" message_count, current_node_id FROM conversations WHERE id IN ({marks})",
+                # Text as bytes: a provider or current_node_id that is not UTF-8 must not
+                # fail the conversation (apsw would raise on it).
+                "SELECT id, CAST(title AS BLOB), CAST(provider AS BLOB), created_at, updated_at,"
+                f" message_count, CAST(current_node_id AS BLOB) FROM conversations"
+                f" WHERE id IN ({marks})",
                 ids,
             ):
                 cid, title, provider, created, updated, count, current = row
                 conv = Conversation(
                     id=cid, title=_text(title),
-                    provider=str(provider or ""), created_at=_int(created),
+                    provider=_text(provider), created_at=_int(created),
                     updated_at=_int(updated), message_count=_int(count),
-                    current_node_id=current, messages=[], folder=folders[cid],
+                    current_node_id=None if current is None else _text(current),
+                    messages=[], folder=folders[cid],
                 )
                 if not conv.title:
                     conv.warnings.append("conversation has no title")

@@ -50,6 +50,7 @@ from .archive import (
     build_attachment_index,
     list_conversations,
     open_archive,
+    unaddressable_conversations,
 )
 from .attachments.auth import auth_file_warning, load_auth
 from .attachments.cache import AttachmentCache
@@ -277,8 +278,9 @@ class Controller:
         delay = _env_seconds("ZEXPORT_TEST_PLAN_DELAY", 0.0)
         if delay:
             time.sleep(delay)
-        self.total = plan.add(list_conversations(self.conn, self.opts.selection), self.tz,
-                              fingerprint=_source_fingerprint)
+        rejected: list[tuple[str, str]] = []  # ids that are not valid UTF-8
+        self.total = plan.add(list_conversations(self.conn, self.opts.selection, rejected),
+                              self.tz, fingerprint=_source_fingerprint)
         plan.assign_folders()
         if _has_run_steps(self.fmt):  # only start/finish read it (run.conversations())
             writer = PlanWriter(self.steps.plan_path)
@@ -298,6 +300,14 @@ class Controller:
         todo = plan.todo
         self.report.skipped = self.total - todo
         self.done_conversations = self.report.skipped
+        # Rows whose id is NULL, a BLOB or not UTF-8: selected, never exportable (nothing
+        # can address them), each a failure in the report instead of a stopped run.
+        rejected += unaddressable_conversations(self.conn, self.opts.selection)
+        for quoted, title in rejected:
+            self.report.failure(quoted, "", f"the conversation row's id ({quoted}) is not"
+                                f" UTF-8 text: it cannot be exported (title {title!r})")
+        self.total += len(rejected)
+        self.done_conversations += len(rejected)
         if self.resume.moved:
             self.report.notes.append(
                 f"moved {self.resume.moved} folders of conversations whose title changed")
