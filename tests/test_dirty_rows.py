@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import pytest
 
 from zexport.schema import DDL
 
@@ -191,3 +192,36 @@ def test_conversation_rows_whose_id_is_null_or_a_blob_fail_alone(cli: Any,
     assert all("id" in f["reason"] for f in rep["failures"])
     assert sorted(p.parent.name for p in out.glob("*/conversation.md")) == [
         "2023-11-14 Other title", "2023-11-14 Same title"]
+
+
+@pytest.mark.parametrize("encoding", ["UTF-16le", "UTF-16be"])
+def test_a_utf16_archive_is_read_as_text_not_as_garbled_bytes(cli: Any, tmp_path: Path,
+                                                              encoding: str) -> None:
+    """SQLite databases may be UTF-16 (``PRAGMA encoding``). Text read as bytes (the
+    repair path for bytes that are not UTF-8) comes in the database's encoding, so
+    decoding it as UTF-8 garbled every title, message and attachment name, in a
+    run reported "ok"."""
+    db = tmp_path / "utf16.db"
+    con = apsw.Connection(str(db))
+    con.execute(f"PRAGMA encoding = '{encoding}'")
+    con.execute(DDL)
+    add(con, "c1", "Café 日本 🎉")
+    (tmp_path / "pic.png").write_bytes(b"png")
+    con.execute("INSERT INTO attachments (id, message_id, type, local_path, filename)"
+                " VALUES ('a1', 'm-c1', 'image', ?, 'Été.png')", (str(tmp_path / "pic.png"),))
+    # A BLOB name sends the attachment index down its repairing (per-row) path.
+    con.execute("INSERT INTO attachments (id, message_id, type, local_path, filename)"
+                " VALUES ('a2', 'm-c1', 'file', ?, x'6e616d65ff')", (str(tmp_path / "pic.png"),))
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
+              "--format", "json", timeout=60)
+
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((out / "2023-11-14 Café 日本 🎉" / "conversation.json").read_text())
+    assert doc["title"] == "Café 日本 🎉" and doc["provider"] == "chatgpt"
+    assert doc["messages"][0]["content"] == "hello c1"
+    assert [a["filename"] for a in doc["messages"][0]["attachments"]] == ["Été.png", "name\ufffd"]
+    assert (out / "2023-11-14 Café 日本 🎉" / "attachments" / "Été.png").read_bytes() == b"png"
+    assert [w["message"] for w in report(out)["warnings"]] == ["message m-c1: NULL created_at"]
