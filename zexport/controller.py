@@ -281,7 +281,7 @@ class Controller:
         rejected: list[tuple[str, str]] = []  # ids that are not valid UTF-8
         self.total = plan.add(list_conversations(self.conn, self.opts.selection, rejected),
                               self.tz, fingerprint=_source_fingerprint)
-        plan.assign_folders()
+        plan.assign_folders(self.fmt.reserved_names)
         if _has_run_steps(self.fmt):  # only start/finish read it (run.conversations())
             writer = PlanWriter(self.steps.plan_path)
             try:
