@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import pytest
 
 from zexport.schema import DDL
 
@@ -153,3 +154,74 @@ def test_attachment_text_that_is_not_utf8_but_typed_text_is_repaired(
     assert res.returncode == 0, res.stderr
     folder = out / "2023-11-14 Attachments"
     assert (folder / "attachments" / "\ufffdpic.png").read_bytes() == b"\x89PNG fake"
+
+
+def test_conversation_rows_whose_id_is_null_or_a_blob_fail_alone(cli: Any,
+                                                                  tmp_path: Path) -> None:
+    """``id TEXT PRIMARY KEY`` admits NULL and BLOB ids (SQLite's rowid tables do), and
+    text that is not UTF-8. Such a row cannot be addressed by id, so it cannot be
+    exported: it must be reported as a failure, not stop the run (NULL: exit 2; not UTF-8:
+    a traceback) or vanish from a run reported "ok" (BLOB)."""
+    db = tmp_path / "ids.db"
+    con = make_archive(db)
+    add(con, "fine", "Same title")
+    con.execute("INSERT INTO conversations (id, title, provider, created_at)"
+                " VALUES (NULL, 'Same title', 'claude', 1700000000)")
+    con.execute("INSERT INTO conversations (id, title, provider, created_at)"
+                " VALUES (x'626c6f62', 'Same title', 'claude', 1700000000)")
+    con.execute("INSERT INTO conversations (id, title, provider, created_at, current_node_id)"
+                " VALUES (CAST(x'ff41' AS TEXT), 'Same title', CAST(x'fe' AS TEXT), 1700000000,"
+                " CAST(x'fd' AS TEXT))")
+    add(con, "bad-provider", "Other title")  # addressable: exported despite its provider
+    con.execute("UPDATE conversations SET provider = CAST(x'fe41' AS TEXT),"
+                " current_node_id = CAST(x'fd' AS TEXT) WHERE id = 'bad-provider'")
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "2", "--tz", "UTC",
+              timeout=60)
+
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 1, res.stderr  # some conversations failed, the rest exported
+    rep = report(out)
+    assert rep["status"] == "partial"
+    assert rep["counts"]["selected"] == 5 and rep["counts"]["exported"] == 2
+    assert rep["counts"]["failed"] == 3 and rep["counts"]["not_reached"] == 0
+    assert sorted(f["conversation_id"] for f in rep["failures"]) == [
+        "NULL", "X'626C6F62'", "X'FF41'"]
+    assert all("id" in f["reason"] for f in rep["failures"])
+    assert sorted(p.parent.name for p in out.glob("*/conversation.md")) == [
+        "2023-11-14 Other title", "2023-11-14 Same title"]
+
+
+@pytest.mark.parametrize("encoding", ["UTF-16le", "UTF-16be"])
+def test_a_utf16_archive_is_read_as_text_not_as_garbled_bytes(cli: Any, tmp_path: Path,
+                                                              encoding: str) -> None:
+    """SQLite databases may be UTF-16 (``PRAGMA encoding``). Text read as bytes (the
+    repair path for bytes that are not UTF-8) comes in the database's encoding, so
+    decoding it as UTF-8 garbled every title, message and attachment name, in a
+    run reported "ok"."""
+    db = tmp_path / "utf16.db"
+    con = apsw.Connection(str(db))
+    con.execute(f"PRAGMA encoding = '{encoding}'")
+    con.execute(DDL)
+    add(con, "c1", "Café 日本 🎉")
+    (tmp_path / "pic.png").write_bytes(b"png")
+    con.execute("INSERT INTO attachments (id, message_id, type, local_path, filename)"
+                " VALUES ('a1', 'm-c1', 'image', ?, 'Été.png')", (str(tmp_path / "pic.png"),))
+    # A BLOB name sends the attachment index down its repairing (per-row) path.
+    con.execute("INSERT INTO attachments (id, message_id, type, local_path, filename)"
+                " VALUES ('a2', 'm-c1', 'file', ?, x'6e616d65ff')", (str(tmp_path / "pic.png"),))
+    con.close()
+    out = tmp_path / "out"
+
+    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
+              "--format", "json", timeout=60)
+
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((out / "2023-11-14 Café 日本 🎉" / "conversation.json").read_text())
+    assert doc["title"] == "Café 日本 🎉" and doc["provider"] == "chatgpt"
+    assert doc["messages"][0]["content"] == "hello c1"
+    assert [a["filename"] for a in doc["messages"][0]["attachments"]] == ["Été.png", "name\ufffd"]
+    assert (out / "2023-11-14 Café 日本 🎉" / "attachments" / "Été.png").read_bytes() == b"png"
+    assert [w["message"] for w in report(out)["warnings"]] == ["message m-c1: NULL created_at"]

@@ -263,3 +263,28 @@ def test_conversation_page_in_chromium_shows_messages_and_images(
         "document.querySelector('.crumbs a').getAttribute('href')")).resolve() == (
         html_out / "index.html").resolve()
     assert quote(target.parent.name) in (html_out / "index.html").read_text()
+
+
+def test_html_index_is_written_even_when_a_conversation_is_titled_index_html(
+        tmp_path: Path) -> None:
+    """A title "index.html" with no date (NULL created_at) used to take the folder
+    ``index.html``: the index could not be written there (run "partial", exit 1)."""
+    db = tmp_path / "index.db"
+    con = sqlite3.connect(db)
+    from zexport.schema import DDL
+    con.executescript(DDL)
+    for cid, title, created in (("c1", "index.html", None), ("c2", "INDEX.HTML", None),
+                                ("c3", "Fine", 1700000000)):
+        con.execute("INSERT INTO conversations (id, title, provider, created_at)"
+                    " VALUES (?, ?, 'claude', ?)", (cid, title, created))
+        con.execute("INSERT INTO messages (id, conversation_id, role, parts, order_index)"
+                    " VALUES (?, ?, 'user', '[{\"type\":\"text\",\"text\":\"hi\"}]', 0)",
+                    (f"m-{cid}", cid))
+    con.commit()
+    con.close()
+    out = tmp_path / "out"
+    res = export(tmp_path, db, out, "html")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (out / "index.html").is_file()
+    assert sorted(p.parent.name for p in out.glob("*/conversation.html")) == [
+        "2023-11-14 Fine", "INDEX.HTML (c2)", "index.html (c1)"]

@@ -68,3 +68,23 @@ def test_orphan_run_folders_are_swept_only_when_their_maker_is_dead(
     assert sweep_orphan_run_dirs() == 1
     assert not orphan.exists()
     assert Path(ours).is_dir() and unowned.is_dir() and registered.is_dir()
+
+
+@pytest.mark.parametrize("missing", ["out", "control"])
+def test_status_and_cancel_ignore_a_registration_without_its_fields(
+        tmp_path: Path, isolated_env: dict[str, str], missing: str) -> None:
+    """A registration of a live pid that lacks a field (written by another version, or
+    by hand) is foreign: ignored, as unreadable ones are, not a KeyError traceback."""
+    from conftest import run_cli
+
+    runtime = Path(isolated_env["ZEXPORT_RUNTIME_DIR"])
+    info = {"version": 1, "run_id": "abcd1234", "pid": os.getpid(), "protocol": 1,
+            "control": f"ipc://{runtime}/abcd1234/control", "out": str(tmp_path / "out")}
+    del info[missing]
+    (runtime / "abcd1234.json").write_text(json.dumps(info))
+    (runtime / "ef567890.json").write_text(json.dumps(dict(info, run_id="ef567890")))
+    for cmd in (["status"], ["cancel", "--no-wait"], ["status", "--run", "abcd1234"]):
+        res = run_cli(cmd, isolated_env, timeout=20)
+        assert "Traceback" not in res.stderr, res.stderr
+        assert res.returncode == 1, (cmd, res.stderr)
+        assert "no zexport export is running" in res.stderr or "abcd1234" in res.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,16 @@ class Selection:
     until: int | None = None
     ids: tuple[str, ...] = ()
 
-    def where(self) -> tuple[str, list[Any]]:
-        """SQL ``WHERE`` clause and bindings for this selection."""
-        clauses: list[str] = []
+    def where(self, addressable: bool = True) -> tuple[str, list[Any]]:
+        """SQL ``WHERE`` clause and bindings for this selection.
+
+        Only rows whose id is text, by default (``addressable=False``: only the others).
+        Why: ``id TEXT PRIMARY KEY`` admits NULL and BLOB ids, and everything
+        downstream (the plan, the wire, the manifest, the workers' ``id IN (...)``)
+        addresses a conversation by its text id: a NULL id stopped the whole run, a
+        BLOB one was silently never exported. See :func:`unaddressable_conversations`.
+        """
+        clauses = ["typeof(id) = 'text'" if addressable else "typeof(id) != 'text'"]
         args: list[Any] = []
         if self.providers:
             clauses.append(f"provider IN ({','.join('?' * len(self.providers))})")
@@ -91,7 +99,7 @@ class Selection:
         if self.until is not None:
             clauses.append("COALESCE(created_at, updated_at) < ?")
             args.append(self.until)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+        return " WHERE " + " AND ".join(clauses), args
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,19 +115,75 @@ class ConversationHead:
     current_node_id: str | None = None
 
 
-def list_conversations(conn: apsw.Connection, selection: Selection) -> Iterator[ConversationHead]:
-    """Every selected conversation, oldest first (then by id): the export order."""
+def list_conversations(conn: apsw.Connection, selection: Selection,
+                       rejected: list[tuple[str, str]] | None = None,
+                       ) -> Iterator[ConversationHead]:
+    """Every selected conversation, oldest first (then by id): the export order.
+
+    A row whose id is text that is not valid UTF-8 cannot be addressed (nor even
+    read as text): it is left out and, when ``rejected`` is given, appended to it
+    as ``(quoted id, title)``, like :func:`unaddressable_conversations`.
+    """
     where, args = selection.where()
-    # Dirty rows must not stop the listing: titles are read as bytes (a title that is
-    # a BLOB or not valid UTF-8 would otherwise raise), times may be text or REAL.
+    # Dirty rows must not stop the listing: text is read as bytes (a BLOB or bytes that
+    # are not UTF-8 would otherwise raise, and stop the whole run), times may be text
+    # or REAL.
     sql = (
-        "SELECT id, CAST(title AS BLOB), created_at, updated_at, message_count, provider,"
-        f" current_node_id FROM conversations{where}"
+        "SELECT CAST(id AS BLOB), CAST(title AS BLOB), created_at, updated_at, message_count,"
+        f" CAST(provider AS BLOB), CAST(current_node_id AS BLOB) FROM conversations{where}"
         " ORDER BY created_at IS NULL, created_at, id"
     )
-    for cid, title, created, updated, count, provider, current in conn.execute(sql, args):
+    for raw_id, title, created, updated, count, provider, current in conn.execute(
+            for_encoding(sql, is_utf8(conn)), args):
+        try:
+            cid = raw_id if type(raw_id) is str else raw_id.decode("utf-8")
+        except UnicodeDecodeError:
+            if rejected is not None:
+                rejected.append((f"X'{raw_id.hex().upper()}'", _text(title)))
+            continue
         yield ConversationHead(cid, _text(title), _int(created), _int(updated), _int(count),
-                               provider, current)
+                               None if provider is None else _text(provider),
+                               None if current is None else _text(current))
+
+
+def unaddressable_conversations(conn: apsw.Connection,
+                                selection: Selection) -> list[tuple[str, str]]:
+    """``(quoted id, title)`` of selected rows whose id is not text (NULL or a BLOB).
+
+    They cannot be exported (nothing can address them, and no message can point at
+    a NULL id); the controller reports each as a failed conversation. The id is
+    given as SQL ``quote()`` spells it (``NULL``, ``X'62'``) so the report names it.
+    """
+    where, args = selection.where(addressable=False)
+    return [(str(quoted), _text(title)) for quoted, title in conn.execute(for_encoding(
+        f"SELECT quote(id), CAST(title AS BLOB) FROM conversations{where}"
+        " ORDER BY created_at IS NULL, created_at", is_utf8(conn)), args)]
+
+
+_AS_BLOB = re.compile(r"CAST\(([\w.]+) AS BLOB\)")
+
+
+def text_encoding(conn: apsw.Connection) -> str:
+    """How a database stores its text: ``UTF-8``, ``UTF-16le`` or ``UTF-16be``."""
+    row = conn.execute("PRAGMA encoding").fetchone()
+    return "UTF-8" if row is None else str(row[0])
+
+
+def is_utf8(conn: apsw.Connection) -> bool:
+    """Whether a database stores its text as UTF-8 (else UTF-16)."""
+    return text_encoding(conn).upper() == "UTF-8"
+
+
+def for_encoding(sql: str, utf8: bool) -> str:
+    """``sql`` as it must be run on a database whose text is UTF-8 (``utf8``) or not.
+
+    Why: text columns are read as bytes (``CAST(col AS BLOB)``) so that bytes that
+    are not UTF-8 stored as TEXT cost a replacement character instead of an apsw
+    error; but those bytes are in the database's encoding, and in a UTF-16 archive
+    decoding them as UTF-8 garbled every title and message. SQLite itself converts
+    UTF-16 text to UTF-8 when it is read as text, so there the casts are dropped.
+    """
+    return sql if utf8 else _AS_BLOB.sub(r"\1", sql)
 
 
 def count_conversations(conn: apsw.Connection, selection: Selection) -> int:
@@ -146,12 +210,24 @@ def build_attachment_index(archive_path: str, target: str) -> None:
     that SQLite runs without the GIL. The side file lives in the run's
     private runtime folder and is removed with it.
     """
+    source = Path(os.path.abspath(archive_path)).as_uri() + "?mode=ro"
+    # The side file takes the archive's text encoding: SQLite attaches only databases
+    # of the main one's encoding (a UTF-16 archive's attachments were otherwise lost).
+    probe = apsw.Connection(source, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    try:
+        probe.setbusytimeout(BUSY_TIMEOUT_MS)
+        encoding = text_encoding(probe)
+    finally:
+        probe.close()
     side = apsw.Connection(target, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
                            | apsw.SQLITE_OPEN_URI)
     try:
         side.setbusytimeout(BUSY_TIMEOUT_MS)
         side.execute("PRAGMA journal_mode=OFF").fetchall()
         side.execute("PRAGMA synchronous=OFF").fetchall()
+        utf8 = encoding.upper() == "UTF-8"
+        if not utf8:  # the very one: a UTF-16be archive does not attach to a UTF-16le file
+            side.execute(f"PRAGMA encoding = '{encoding}'").fetchall()
         side.execute(
             "CREATE TABLE att (conversation_id TEXT, id TEXT, message_id TEXT, type TEXT,"
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
@@ -159,10 +235,9 @@ def build_attachment_index(archive_path: str, target: str) -> None:
         )
         # The archive, read-only, by URI: the path is percent-encoded, so no character
         # in it can be taken for a URI parameter.
-        side.execute("ATTACH DATABASE ? AS src",
-                     (Path(os.path.abspath(archive_path)).as_uri() + "?mode=ro",))
+        side.execute("ATTACH DATABASE ? AS src", (source,))
         if not _copy_clean_attachments(side):
-            _copy_dirty_attachments(side)
+            _copy_dirty_attachments(side, utf8)
         side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
     finally:
         side.close()
@@ -194,13 +269,13 @@ def _copy_clean_attachments(side: apsw.Connection) -> bool:
     return True
 
 
-def _copy_dirty_attachments(side: apsw.Connection) -> None:
+def _copy_dirty_attachments(side: apsw.Connection, utf8: bool) -> None:
     """Dirty rows: text columns are read as bytes and numbers checked: a BLOB, invalid
     UTF-8 or text in a number column must neither stop the listing nor kill a worker."""
-    rows = side.execute(
+    rows = side.execute(for_encoding(
         "SELECT m.conversation_id, " + ", ".join(
             f"CAST(a.{c} AS BLOB)" for c in _ATTACHMENT_TEXT_COLUMNS)
-        + ", a.size, a.width, a.height, a.created_at" + _ATTACHMENT_SOURCE)
+        + ", a.size, a.width, a.height, a.created_at" + _ATTACHMENT_SOURCE, utf8))
     clean = ((cid, *(None if v is None else _text(v) for v in row[:8]),
               *(_int(v) for v in row[8:])) for cid, *row in rows)
     with side:
@@ -215,6 +290,11 @@ class BatchReader:
         self.archive_dir = os.path.dirname(os.path.abspath(archive_path))
         self.att: apsw.Connection | None = None
         self.attachment_index = attachment_index
+        utf8 = is_utf8(self.conn)  # the side index is UTF-16 too when the archive is
+        self._conversation_select = for_encoding(_CONVERSATION_SELECT, utf8)
+        self._message_select = for_encoding(_MESSAGE_SELECT, utf8)
+        self._tolerant_select = for_encoding(_TOLERANT_MESSAGE_SELECT, utf8)
+        self._attachment_select = for_encoding(_ATTACHMENT_SELECT, utf8)
 
     def close(self) -> None:
         """Close both connections."""
@@ -237,17 +317,14 @@ class BatchReader:
         conversations: dict[str, Conversation] = {}
         folders = dict(items)
         with self.conn:  # one snapshot for the batch
-            for row in self.conn.execute(
-                "SELECT id, CAST(title AS BLOB), provider, created_at, updated_at,"
-                f" message_count, current_node_id FROM conversations WHERE id IN ({marks})",
-                ids,
-            ):
+            for row in self.conn.execute(self._conversation_select + f" ({marks})", ids):
                 cid, title, provider, created, updated, count, current = row
                 conv = Conversation(
                     id=cid, title=_text(title),
-                    provider=str(provider or ""), created_at=_int(created),
+                    provider=_text(provider), created_at=_int(created),
                     updated_at=_int(updated), message_count=_int(count),
-                    current_node_id=current, messages=[], folder=folders[cid],
+                    current_node_id=None if current is None else _text(current),
+                    messages=[], folder=folders[cid],
                 )
                 if not conv.title:
                     conv.warnings.append("conversation has no title")
@@ -256,7 +333,7 @@ class BatchReader:
                 conversations[cid] = conv
             messages: dict[str, Message] = {}
             rows: Iterable[Sequence[Any]] = self.conn.execute(
-                (_TOLERANT_MESSAGE_SELECT if tolerant else _MESSAGE_SELECT)
+                (self._tolerant_select if tolerant else self._message_select)
                 + f" WHERE conversation_id IN ({marks})",
                 ids,
             )
@@ -275,7 +352,7 @@ class BatchReader:
         if self.att is not None:
             # Text read as bytes and decoded here: the index is a plain SQL copy, and
             # bytes that are not UTF-8 cost a replacement character, never the batch.
-            for row in self.att.execute(_ATTACHMENT_SELECT + f" WHERE conversation_id IN"
+            for row in self.att.execute(self._attachment_select + f" WHERE conversation_id IN"
                                         f" ({marks}) ORDER BY conversation_id, id", ids):
                 aid, mid, kind, file_id, url, local, name, mime = (
                     None if v is None else _text(v) if type(v) is bytes else str(v)
@@ -292,6 +369,12 @@ class BatchReader:
         return [conversations[cid] for cid in ids if cid in conversations]
 
 
+# Text as bytes: a provider or current_node_id that is not UTF-8 must not fail the
+# conversation (apsw would raise on it). Completed with the ids' placeholders.
+_CONVERSATION_SELECT = (
+    "SELECT id, CAST(title AS BLOB), CAST(provider AS BLOB), created_at, updated_at,"
+    " message_count, CAST(current_node_id AS BLOB) FROM conversations WHERE id IN"
+)
 _MESSAGE_SELECT = (
     "SELECT conversation_id, id, role, CAST(parts AS BLOB), created_at, updated_at,"
     " order_index, parent_id, sibling_ids, sibling_index FROM messages"
@@ -313,8 +396,11 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _text(value: bytes | None) -> str:
-    """A text column read as bytes: invalid UTF-8 is replaced, never fatal."""
+def _text(value: bytes | str | None) -> str:
+    """A text column read as bytes: invalid UTF-8 is replaced, never fatal. (Text from a
+    UTF-16 archive arrives as str already: see :func:`for_encoding`.)"""
+    if isinstance(value, str):
+        return value
     return value.decode("utf-8", "replace") if value else ""
 
 

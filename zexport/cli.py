@@ -235,7 +235,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                     click.echo("\n".join(summary.lines()))
                 return
             controller.progress = make_progress(progress)
-            status = controller.run()
+            status = controller.run(release_signals=False)  # Ctrl-C from here changes nothing
         except ZexportError as exc:
             _fail(exc)
             return

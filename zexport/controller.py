@@ -50,6 +50,7 @@ from .archive import (
     build_attachment_index,
     list_conversations,
     open_archive,
+    unaddressable_conversations,
 )
 from .attachments.auth import auth_file_warning, load_auth
 from .attachments.cache import AttachmentCache
@@ -284,9 +285,10 @@ class Controller:
         delay = _env_seconds("ZEXPORT_TEST_PLAN_DELAY", 0.0)
         if delay:
             time.sleep(delay)
-        self.total = plan.add(list_conversations(self.conn, self.opts.selection), self.tz,
-                              fingerprint=_source_fingerprint)
-        plan.assign_folders()
+        rejected: list[tuple[str, str]] = []  # ids that are not valid UTF-8
+        self.total = plan.add(list_conversations(self.conn, self.opts.selection, rejected),
+                              self.tz, fingerprint=_source_fingerprint)
+        plan.assign_folders(self.fmt.reserved_names)
         if _has_run_steps(self.fmt) and not dry_run:  # only start/finish read it
             writer = PlanWriter(self.steps.plan_path)
             try:
@@ -305,6 +307,14 @@ class Controller:
         todo = plan.todo
         self.report.skipped = self.total - todo
         self.done_conversations = self.report.skipped
+        # Rows whose id is NULL, a BLOB or not UTF-8: selected, never exportable (nothing
+        # can address them), each a failure in the report instead of a stopped run.
+        rejected += unaddressable_conversations(self.conn, self.opts.selection)
+        for quoted, title in rejected:
+            self.report.failure(quoted, "", f"the conversation row's id ({quoted}) is not"
+                                f" UTF-8 text: it cannot be exported (title {title!r})")
+        self.total += len(rejected)
+        self.done_conversations += len(rejected)
         if self.resume.moved:
             self.report.notes.append(
                 f"moved {self.resume.moved} folders of conversations whose title changed")
@@ -883,11 +893,51 @@ class Controller:
         return summary
 
     # -- main -------------------------------------------------------------------
-    def run(self) -> int:
-        """Run the export to the end (or to a cancel); return the exit status."""
-        return asyncio.run(self._main())
+    def run(self, release_signals: bool = True) -> int:
+        """Run the export to the end (or to a cancel); return the exit status.
+
+        Ctrl-C and SIGTERM are held from the close-down on (see :meth:`_hold_signals`)
+        and given back their previous handlers on return, unless ``release_signals``
+        is False: the CLI, which only prints the summary and exits after this, passes
+        False so that a late Ctrl-C cannot replace the exit status with death by SIGINT.
+        """
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return asyncio.run(self._main())
+        finally:
+            if release_signals:
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+
+    def _hold_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the close-down to the end of :meth:`run`, Ctrl-C and SIGTERM change nothing.
+
+        Why: by then the workers are stopped and what is left (closing sockets,
+        removing the run folder, sweeping temporaries, writing the report,
+        unregistering) must not be cut short. Removing the loop's handlers
+        alone would put back Python's default one, and a Ctrl-C pressed a
+        moment after the first (users press it repeatedly) raised
+        KeyboardInterrupt there: "Aborted!", exit status 1 or death by SIGINT,
+        no report, and the run folder left in the runtime directory for good.
+        """
+        held = {signal.SIGINT, signal.SIGTERM}
+        # Blocked meanwhile: remove_signal_handler puts Python's default handler back
+        # for a moment. SIG_IGN, not a Python function: the interpreter puts SIG_DFL
+        # back in place of Python handlers while it shuts down, and SIGINT would kill it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            for sig in held:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
     async def _main(self) -> int:
+        # Ctrl-C and SIGTERM mean cancel from the start: before the run folder exists
+        # asyncio's own handler would cancel this task, leak the folder and exit 1.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
         self._prepare_output()  # takes the output lock, or refuses
         try:
             return await self._run_locked()
@@ -927,8 +977,6 @@ class Controller:
         sweep_orphan_run_dirs()  # and run folders of runs killed before registering
         register_run(self.run_id, self._registration())
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
         tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self.control.serve())]
         try:
             self.phase = "counting"
@@ -998,8 +1046,7 @@ class Controller:
                     w.reader.cancel()
                 if not w.control.closed:
                     w.control.close(linger=0)
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
+            self._hold_signals(loop)
             self.tasks.close(linger=0)
             self.results.close(linger=0)
             self.control.close()

@@ -83,12 +83,23 @@ class Plan:
         self.todo = self.total
         return int(self.total)
 
-    def assign_folders(self) -> None:
-        """Give every conversation its folder (unique; see the module docstring)."""
+    def assign_folders(self, reserved: Iterable[str] = ()) -> None:
+        """Give every conversation its folder (unique; see the module docstring).
+
+        ``reserved`` are top-level names the format writes itself (the HTML
+        format's ``index.html``): a conversation whose name is one of them gets a
+        suffix, as if an earlier conversation held the name. Why: a title like
+        "index.html" with no date (NULL created_at) took the folder ``index.html``
+        and the format's finish step could not write its index there.
+        """
         conn = self.conn
         with conn:
             conn.execute("CREATE INDEX plan_key ON plan(key)")
+            conn.execute("CREATE TEMP TABLE reserved (key TEXT PRIMARY KEY) WITHOUT ROWID")
+            conn.executemany("INSERT OR IGNORE INTO reserved VALUES (?)",
+                             ((name_key(name),) for name in reserved))
             conn.execute("INSERT INTO taken SELECT DISTINCT key FROM plan")
+            conn.execute("INSERT OR IGNORE INTO taken SELECT key FROM reserved")
             conn.execute("UPDATE plan SET folder = base")
             conn.execute("CREATE TEMP TABLE renames (seq INTEGER PRIMARY KEY, folder TEXT)")
             taken = _TakenNames(conn)
@@ -98,16 +109,19 @@ class Plan:
             for seq, cid, base, key in conn.execute(
                     "SELECT seq, id, base, key FROM plan WHERE key IN"
                     " (SELECT key FROM plan GROUP BY key HAVING count(*) > 1)"
+                    " OR key IN (SELECT key FROM reserved)"
                     " ORDER BY key, created IS NULL, created, id"):
                 if key != previous_key:
                     previous_key = key
-                    continue
+                    if not _reserved(conn, key):
+                        continue  # the earliest keeps the name
                 conn.execute("INSERT INTO renames VALUES (?, ?)",
                              (seq, suffixed_name(base, cid, taken)))
             conn.execute(
                 "UPDATE plan SET folder = (SELECT folder FROM renames r WHERE r.seq = plan.seq)"
                 " WHERE seq IN (SELECT seq FROM renames)")
             conn.execute("DROP TABLE renames")
+            conn.execute("DROP TABLE reserved")
 
     def suffixed(self) -> int:
         """How many conversations got `` (id8)`` because another took their name."""
@@ -174,6 +188,10 @@ class Plan:
                 " d.renderer FROM plan p LEFT JOIN man.done d ON d.id = p.id ORDER BY p.seq")
         finally:
             self.conn.execute("DETACH DATABASE man")
+
+
+def _reserved(conn: apsw.Connection, key: str) -> bool:
+    return conn.execute("SELECT 1 FROM reserved WHERE key = ?", (key,)).fetchone() is not None
 
 
 def _count(conn: apsw.Connection, sql: str) -> int:

@@ -241,7 +241,11 @@ def list_runs(sweep: bool = True) -> list[dict[str, Any]]:
                 info = json.load(fh)
             pid = int(info["pid"])
             run_id = str(info["run_id"])
-        except (OSError, ValueError, KeyError, TypeError):
+            # What status and cancel read: a registration without them (another
+            # version's, or hand-made) is foreign, not a KeyError traceback in a client.
+            if not all(isinstance(info.get(key), str) for key in ("control", "out")):
+                continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         if run_id + REGISTRATION_SUFFIX != name:
             continue

@@ -166,6 +166,9 @@ class Format:
     output changes so incremental runs re-render), ``description`` and
     ``options``.
 
+    ``reserved_names`` are the top-level names :meth:`finish` writes (``index.html``):
+    no conversation folder is given one of them, whatever its title.
+
     ``files_per_conversation`` is False for a format that writes only
     whole-export files (JSONL): zexport then creates no conversation folders
     and copies no attachments, and what :meth:`render` returns is stored as
@@ -184,6 +187,7 @@ class Format:
     description: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     files_per_conversation: ClassVar[bool] = True
+    reserved_names: ClassVar[tuple[str, ...]] = ()
 
     def render(self, conversation: Conversation, ctx: RenderContext) -> bytes | str | None:
         """Render one conversation (in a worker process, under a timeout).

@@ -89,6 +89,7 @@ class HtmlFormat(Format):
     extension = "html"
     version = "1"
     description = "Readable HTML pages, offline, with a searchable index.html"
+    reserved_names = ("index.html",)  # no conversation folder may take the index's name
     options = {
         "theme": Option("colour scheme", default="auto", choices=("auto", "light", "dark")),
         "index": Option.flag("write index.html listing every conversation", default=True),
