@@ -225,3 +225,26 @@ def test_a_utf16_archive_is_read_as_text_not_as_garbled_bytes(cli: Any, tmp_path
     assert [a["filename"] for a in doc["messages"][0]["attachments"]] == ["Été.png", "name\ufffd"]
     assert (out / "2023-11-14 Café 日本 🎉" / "attachments" / "Été.png").read_bytes() == b"png"
     assert [w["message"] for w in report(out)["warnings"]] == ["message m-c1: NULL created_at"]
+
+
+def test_unreadable_attachments_table_makes_the_run_partial(cli: Any, tmp_path: Path) -> None:
+    """A damaged attachments table must not stop the export, nor pass for success."""
+    db = tmp_path / "damaged.db"
+    res = cli("sample", str(db), "-n", "30", timeout=60)
+    assert res.returncode == 0, res.stderr
+    con = apsw.Connection(str(db))
+    root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='attachments'").fetchone()
+    page = con.execute("PRAGMA page_size").fetchone()
+    assert root and page
+    con.close()
+    with open(db, "r+b") as fh:  # the table's root page: reading any row fails
+        fh.seek((root[0] - 1) * page[0])
+        fh.write(b"\xff" * 64)
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(db), "--out", str(out), "--tz", "UTC", "--no-downloads",
+              "--progress", "none", timeout=60)
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 1  # partial
+    rep = report(out)
+    assert rep["status"] == "partial" and rep["counts"]["exported"] == 30
+    assert any("attachments could not be read" in e for e in rep["run_errors"])

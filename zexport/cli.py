@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -38,7 +38,13 @@ def cli() -> None:
     """Export local AI chat archives (OwnYourChat) to files, fast, in parallel."""
 
 
-def _parse_time(value: str | None, name: str) -> int | None:
+def _parse_time(value: str | None, name: str, zone: tzinfo = timezone.utc) -> int | None:
+    """``--since``/``--until``: Unix seconds, or an ISO date or time.
+
+    A date or time without an offset is in ``zone`` (``--tz``): the zone the
+    folder dates and message times are shown in, so ``--since 2024-05-01
+    --tz Europe/Paris`` starts at Paris midnight, as the folder names do.
+    """
     if value is None:
         return None
     try:
@@ -54,7 +60,7 @@ def _parse_time(value: str | None, name: str) -> int | None:
             "use an ISO date (2024-05-01, 2024-05-01T12:00+02:00) or Unix seconds",
             param_hint=name) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=zone)
     return int(parsed.timestamp())
 
 
@@ -197,6 +203,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         from .attachments.options import DownloadOptions
         from .controller import Controller, RunOptions
         from .progress import make_progress
+        from .timezones import resolve_tz
 
         if progress is None:
             progress = "bar" if sys.stderr.isatty() and not quiet else "none"
@@ -210,12 +217,13 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                 db, line = _default_db()
             else:
                 line = f"{'Planning an export of' if dry_run else 'Exporting'} {db}"
+            zone = resolve_tz(tz)  # also the zone of --since/--until without an offset
             opts = RunOptions(
                 db=db, out=out, format=format_name, format_options=_parse_options(format_options),
                 workers=workers or _usable_cpus(),
                 selection=Selection(
-                    providers=providers, since=_parse_time(since, "--since"),
-                    until=_parse_time(until, "--until"), ids=ids),
+                    providers=providers, since=_parse_time(since, "--since", zone),
+                    until=_parse_time(until, "--until", zone), ids=ids),
                 branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
                 batch_size=batch_size, render_timeout=render_timeout, force=force,
                 downloads=DownloadOptions(

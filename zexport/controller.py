@@ -194,6 +194,7 @@ class Controller:
         self.auth_warning = auth_file_warning(opts.downloads.auth_file)
         self.attachments: AttachmentService | None = None  # started only if downloads are on
         self.fetch_tasks: set[asyncio.Task[None]] = set()
+        self.attachments_unreadable = False  # the side index could not be built
         self.download_shown = 0.0  # when download progress was last shown
         self.download_pending = False  # counts changed since
         self.format_options = self.fmt.parse_options(opts.format_options)
@@ -340,7 +341,8 @@ class Controller:
             "format": self.fmt.name, "format_options": self.opts.format_options,
             "tz": self.opts.tz, "branches": self.opts.branches,
             "exported_at": self.exported_at, "attachments": self.opts.attachments,
-            "attachment_index": os.path.join(self.run_dir, "attachments.db"),
+            "attachment_index": None if self.attachments_unreadable
+            else os.path.join(self.run_dir, "attachments.db"),
             "downloads": self.opts.attachments != "off" and self.opts.downloads.enabled,
             "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
@@ -1000,7 +1002,11 @@ class Controller:
                 try:
                     await indexing
                 except apsw.Error as exc:  # unreadable attachments must not stop the export
-                    self.report.notes.append(f"attachments could not be read: {exc}")
+                    # ... but they are missing from it: the run is partial, not "ok".
+                    self.attachments_unreadable = True
+                    self.report.run_errors.append(
+                        f"the archive's attachments could not be read ({exc}); conversations"
+                        " were exported without their attachment files")
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
             self.steps.start(self.total)
