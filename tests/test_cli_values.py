@@ -74,3 +74,33 @@ def test_since_in_tz_selects_by_local_midnight(
                   isolated_env, timeout=60)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["selected"] == 1
+
+
+def test_title_selects_by_regular_expression_ignoring_case(
+        isolated_env: dict[str, str], tmp_path: Path) -> None:
+    import sqlite3
+
+    from conftest import run_cli
+
+    from zexport.schema import DDL
+
+    db = tmp_path / "t.db"
+    con = sqlite3.connect(db)
+    con.executescript(DDL)
+    titles = {"a": "SQL tuning", "b": "Regex help", "c": "Recipe ideas", "d": "mysql dump"}
+    for n, (cid, title) in enumerate(titles.items()):
+        con.execute("INSERT INTO conversations (id, title, provider, created_at, updated_at,"
+                    " message_count) VALUES (?, ?, 'claude', ?, ?, 0)",
+                    (cid, title, 1_700_000_000 + n, 1_700_000_000 + n))
+    con.commit()
+    con.close()
+    out = tmp_path / "out"
+    res = run_cli(["run", "--db", str(db), "--out", str(out), "--tz", "UTC", "--title",
+                   r"\bsql|^regex", "--progress", "none"], isolated_env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "2023-11-14 Regex help", "2023-11-14 SQL tuning"]  # not "mysql dump": \b
+    bad = run_cli(["run", "--db", str(db), "--out", str(tmp_path / "o2"), "--title", "(",
+                   "--progress", "none"], isolated_env, timeout=60)
+    assert bad.returncode == 2 and "--title" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "o2").exists()

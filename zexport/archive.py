@@ -14,6 +14,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
 import re
@@ -75,6 +76,15 @@ class Selection:
     since: int | None = None
     until: int | None = None
     ids: tuple[str, ...] = ()
+    title: str | None = None  # a regular expression searched in titles, ignoring case
+
+    def title_matches(self, title: str) -> bool:
+        """Whether ``title`` is selected by ``title`` (always, without a pattern).
+
+        In Python, not SQL: titles may be bytes that are not UTF-8, which are
+        matched as they are shown (with replacement characters).
+        """
+        return self.title is None or _title_pattern(self.title).search(title) is not None
 
     def where(self, addressable: bool = True) -> tuple[str, list[Any]]:
         """SQL ``WHERE`` clause and bindings for this selection.
@@ -135,13 +145,16 @@ def list_conversations(conn: apsw.Connection, selection: Selection,
     )
     for raw_id, title, created, updated, count, provider, current in conn.execute(
             for_encoding(sql, is_utf8(conn)), args):
+        text = _text(title)
+        if not selection.title_matches(text):
+            continue
         try:
             cid = raw_id if type(raw_id) is str else raw_id.decode("utf-8")
         except UnicodeDecodeError:
             if rejected is not None:
-                rejected.append((f"X'{raw_id.hex().upper()}'", _text(title)))
+                rejected.append((f"X'{raw_id.hex().upper()}'", text))
             continue
-        yield ConversationHead(cid, _text(title), _int(created), _int(updated), _int(count),
+        yield ConversationHead(cid, text, _int(created), _int(updated), _int(count),
                                None if provider is None else _text(provider),
                                None if current is None else _text(current))
 
@@ -155,9 +168,15 @@ def unaddressable_conversations(conn: apsw.Connection,
     given as SQL ``quote()`` spells it (``NULL``, ``X'62'``) so the report names it.
     """
     where, args = selection.where(addressable=False)
-    return [(str(quoted), _text(title)) for quoted, title in conn.execute(for_encoding(
+    rows = [(str(quoted), _text(title)) for quoted, title in conn.execute(for_encoding(
         f"SELECT quote(id), CAST(title AS BLOB) FROM conversations{where}"
         " ORDER BY created_at IS NULL, created_at", is_utf8(conn)), args)]
+    return [(quoted, title) for quoted, title in rows if selection.title_matches(title)]
+
+
+@functools.lru_cache(maxsize=8)
+def _title_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
 
 
 _AS_BLOB = re.compile(r"CAST\(([\w.]+) AS BLOB\)")
@@ -184,13 +203,6 @@ def for_encoding(sql: str, utf8: bool) -> str:
     UTF-16 text to UTF-8 when it is read as text, so there the casts are dropped.
     """
     return sql if utf8 else _AS_BLOB.sub(r"\1", sql)
-
-
-def count_conversations(conn: apsw.Connection, selection: Selection) -> int:
-    """How many conversations the selection matches."""
-    where, args = selection.where()
-    row = conn.execute(f"SELECT count(*) FROM conversations{where}", args).fetchone()
-    return int(row[0]) if row else 0
 
 
 _ATTACHMENT_TEXT_COLUMNS = ("id", "message_id", "type", "file_id", "original_url", "local_path",

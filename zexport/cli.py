@@ -64,6 +64,19 @@ def _parse_time(value: str | None, name: str, zone: tzinfo = timezone.utc) -> in
     return int(parsed.timestamp())
 
 
+def _check_pattern(pattern: str | None) -> str | None:
+    """``--title``: a regular expression that compiles (a typo is a usage error)."""
+    if pattern is not None:
+        import re
+
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise click.BadParameter(f"not a regular expression: {exc}",
+                                     param_hint="--title") from None
+    return pattern
+
+
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
     options: dict[str, str] = {}
     for pair in pairs:
@@ -150,6 +163,9 @@ def _default_db() -> tuple[str, str]:
 @click.option("--since", help="Only conversations updated at or after this time.")
 @click.option("--until", help="Only conversations created before this time.")
 @click.option("--id", "ids", multiple=True, help="Only this conversation id (repeatable).")
+@click.option("--title", "title", metavar="REGEX", default=None,
+              help="Only conversations whose title matches this regular expression (searched,"
+                   " ignoring case).")
 @click.option("--branches", type=click.Choice(["active", "all"]), default="active",
               show_default=True, help="Render the active branch only, or every branch.")
 @click.option("--tz", default="local", show_default=True,
@@ -188,7 +204,8 @@ def _default_db() -> tuple[str, str]:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, out: str, format_name: str, format_options: tuple[str, ...],
         workers: int | None, providers: tuple[str, ...], since: str | None,
-        until: str | None, ids: tuple[str, ...], branches: str, tz: str, attachments: str,
+        until: str | None, ids: tuple[str, ...], title: str | None, branches: str, tz: str,
+        attachments: str,
         no_attachments: bool, auth_file: str | None, cache_dir: str | None,
         download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
         download_timeout: float, no_downloads: bool, update_archive: bool,
@@ -223,7 +240,8 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                 workers=workers or _usable_cpus(),
                 selection=Selection(
                     providers=providers, since=_parse_time(since, "--since", zone),
-                    until=_parse_time(until, "--until", zone), ids=ids),
+                    until=_parse_time(until, "--until", zone), ids=ids,
+                    title=_check_pattern(title)),
                 branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
                 batch_size=batch_size, render_timeout=render_timeout, force=force,
                 downloads=DownloadOptions(

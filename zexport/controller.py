@@ -137,7 +137,7 @@ class RunOptions:
             "db": self.db, "out": self.out, "format": self.format,
             "format_options": self.format_options, "workers": self.workers,
             "providers": list(sel.providers), "since": sel.since, "until": sel.until,
-            "ids": list(sel.ids), "branches": self.branches, "tz": self.tz,
+            "ids": list(sel.ids), "title": sel.title, "branches": self.branches, "tz": self.tz,
             "attachments": self.attachments, "render_timeout": self.render_timeout,
             **self.downloads.public(),
         }
