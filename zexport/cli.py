@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -276,7 +276,22 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         )
         if report.failures or report.attachments_failed:
             say(f"Failures are listed in {os.path.join(controller.out, '.zexport', 'report.json')}")
-        sys.exit(status)
+        if early is not None:
+            early.close()  # (every worker was adopted: this kills nothing)
+        _exit_now(status)
+
+
+def _exit_now(status: int) -> NoReturn:
+    """Leave at once, without tearing the interpreter down (~20 ms of every run).
+
+    By now everything the run wrote is closed (atomic files, the manifest,
+    the report, the ZeroMQ context, the thread pool); a normal exit would
+    only free thousands of objects and modules one by one while the user
+    waits. Output is flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _warn_broken_plugins() -> None:
