@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import apsw
 import orjson
@@ -112,9 +112,13 @@ class Selection:
         return " WHERE " + " AND ".join(clauses), args
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationHead:
-    """What the controller needs of a conversation to name and schedule it."""
+class ConversationHead(NamedTuple):
+    """What the controller needs of a conversation to name and schedule it.
+
+    A named tuple, not a frozen dataclass: one is made per conversation while
+    planning, on the path to the first file, and a frozen dataclass takes 1 us
+    to build (``object.__setattr__`` per field) against 0.3 us.
+    """
 
     id: str
     title: str | None
@@ -145,8 +149,8 @@ def list_conversations(conn: apsw.Connection, selection: Selection,
     )
     for raw_id, title, created, updated, count, provider, current in conn.execute(
             for_encoding(sql, is_utf8(conn)), args):
-        text = _text(title)
-        if not selection.title_matches(text):
+        text = title.decode("utf-8", "replace") if type(title) is bytes else _text(title)
+        if selection.title is not None and not selection.title_matches(text):
             continue
         try:
             cid = raw_id if type(raw_id) is str else raw_id.decode("utf-8")
@@ -154,7 +158,9 @@ def list_conversations(conn: apsw.Connection, selection: Selection,
             if rejected is not None:
                 rejected.append((f"X'{raw_id.hex().upper()}'", text))
             continue
-        yield ConversationHead(cid, text, _int(created), _int(updated), _int(count),
+        yield ConversationHead(cid, text, created if type(created) is int else _int(created),
+                               updated if type(updated) is int else _int(updated),
+                               count if type(count) is int else _int(count),
                                None if provider is None else _text(provider),
                                None if current is None else _text(current))
 
