@@ -177,6 +177,12 @@ def test_conversation_rows_whose_id_is_null_or_a_blob_fail_alone(cli: Any,
                 " current_node_id = CAST(x'fd' AS TEXT) WHERE id = 'bad-provider'")
     con.close()
     out = tmp_path / "out"
+    said = cli("run", "--db", str(db), "--out", str(out), "--dry-run", "--progress", "json",
+               timeout=60)
+    assert said.returncode == 0, said.stderr
+    plan = json.loads(said.stdout)  # the dry run counts them apart, not as "unchanged"
+    assert (plan["selected"], plan["render"], plan["unexportable"], plan["unchanged"]) == (
+        5, 2, 3, 0)
 
     res = cli("run", "--db", str(db), "--out", str(out), "--workers", "2", "--tz", "UTC",
               timeout=60)

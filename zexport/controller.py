@@ -876,8 +876,8 @@ class Controller:
                 assert self.resume is not None
                 summary = DryRun(
                     out=self.out, selected=self.total, render=self.plan.todo,
-                    unchanged=self.total - self.plan.todo, moved=self.resume.moved,
-                    suffixed=self.plan.suffixed())
+                    unchanged=self.plan.total - self.plan.todo, moved=self.resume.moved,
+                    suffixed=self.plan.suffixed(), unexportable=self.total - self.plan.total)
                 if self.opts.attachments != "off":
                     index = os.path.join(tmp, "attachments.db")
                     build_attachment_index(self.opts.db, index)

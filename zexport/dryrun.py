@@ -32,6 +32,7 @@ class DryRun:
     unchanged: int  # left as they are: unchanged since the run that wrote them
     moved: int  # folders that would be renamed (their title changed)
     suffixed: int  # conversations named `` (id8)`` because another took the name
+    unexportable: int = 0  # rows whose id is not text: reported as failed, never written
     attachments: int = 0  # of the conversations to render
     on_disk: int = 0  # of which the archive's folder has the file
     on_disk_bytes: int = 0
@@ -74,6 +75,9 @@ class DryRun:
             + (f"; {self.unchanged:,} unchanged since the last run, left as they are"
                if self.unchanged else ""),
         ]
+        if self.unexportable:
+            said.append(f"  {self.unexportable:,} cannot be exported (their id is not text);"
+                        " a run reports each as failed")
         if self.moved:
             said.append(f"  would rename {self.moved:,} folders whose title changed")
         if self.suffixed:
