@@ -466,3 +466,45 @@ def test_status_and_cancel_are_answered_while_the_run_is_still_planning(
     assert code == 130, err
     rep = report(out)
     assert rep["status"] == "cancelled" and rep["counts"]["exported"] == 0
+
+
+@pytest.mark.timeout(10)
+def test_a_loop_waiting_on_the_wake_event_ends_when_cancelled_as_the_event_is_set() -> None:
+    """The dispatcher waits on an event with a timeout; the run's end sets the event and
+    cancels the dispatcher in the same loop turn. Python 3.11's asyncio.wait_for then
+    swallowed the cancellation and the dispatcher looped forever: a finished run hung at
+    exit. wait_event must let the cancellation through, every time."""
+    import asyncio
+
+    from zexport.controller import wait_event
+
+    async def scenario() -> str:
+        wake = asyncio.Event()
+
+        async def dispatcher() -> None:  # the shape of Controller._dispatch
+            while True:
+                wake.clear()
+                await wait_event(wake, 10)
+
+        task = asyncio.ensure_future(dispatcher())
+        for _ in range(3):
+            await asyncio.sleep(0)  # it is now waiting
+        wake.set()
+        task.cancel()
+        try:
+            await asyncio.wait_for(task, 2)
+        except asyncio.CancelledError:
+            return "cancelled"
+        except asyncio.TimeoutError:
+            return "hung"
+        return "returned"
+
+    for _ in range(20):
+        assert asyncio.run(scenario()) == "cancelled"
+
+    async def times_out() -> float:  # and the timeout still works without the event
+        started = asyncio.get_running_loop().time()
+        await wait_event(asyncio.Event(), 0.05)
+        return asyncio.get_running_loop().time() - started
+
+    assert 0.04 <= asyncio.run(times_out()) < 1
