@@ -45,8 +45,12 @@ class Plan:
 
     def __init__(self, path: str) -> None:
         self.conn = apsw.Connection(path)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4000",
-                       "temp_store=FILE"):
+        # Small page caches (2 MB, and 1 MB for the temporary tables of grouping and
+        # renaming): the plan is on disk so that controller memory stays flat in archive
+        # size (BRIEF §8); 4 MB, full only on large archives, made the controller's peak
+        # grow 21% from 10,000 to 100,000 conversations (now 14%).
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-2000",
+                       "temp.cache_size=-1000", "temp_store=FILE"):
             self.conn.execute(f"PRAGMA {pragma}").fetchall()
         self.conn.execute(
             "CREATE TABLE plan (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT,"
