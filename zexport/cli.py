@@ -160,8 +160,10 @@ def _default_db() -> tuple[str, str]:
 @click.option("--provider", "providers", multiple=True,
               type=click.Choice(["chatgpt", "claude", "perplexity"]),
               help="Only this provider (repeatable).")
-@click.option("--since", help="Only conversations updated at or after this time.")
-@click.option("--until", help="Only conversations created before this time.")
+@click.option("--since", metavar="TIME",
+              help="Only conversations updated at or after TIME (an ISO date or time, in"
+                   " --tz unless it has an offset, or Unix seconds).")
+@click.option("--until", metavar="TIME", help="Only conversations created before TIME.")
 @click.option("--id", "ids", multiple=True, help="Only this conversation id (repeatable).")
 @click.option("--title", "title", metavar="REGEX", default=None,
               help="Only conversations whose title matches this regular expression (searched,"
