@@ -39,6 +39,24 @@ def wait_for(cond: Callable[[], T], timeout: float, what: str, step: float = 0.0
         time.sleep(step)
 
 
+def worker_processes() -> list[tuple[int, int, str]]:
+    """``(pid, parent pid, command line)`` of every live ``zexport.worker`` (reads /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if "zexport.worker" in cmdline:
+            found.append((int(entry), ppid, cmdline))
+    return found
+
+
 def start_run(env: dict[str, str], db: Path, out: Path, *args: str, delay: float = 0.0,
               extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start ``zexport run`` in its own session (so tests can signal its process group)."""

@@ -407,19 +407,9 @@ def _sha(path: Path) -> str:
 
 
 def _workers_of(controller_pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == controller_pid and b"zexport.worker" in cmd:
-            out.append(int(entry))
-    return out
+    from controlkit import worker_processes
+
+    return [pid for pid, ppid, _ in worker_processes() if ppid == controller_pid]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -11,11 +11,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from controlkit import registration_for, report, start_run, temporaries, wait_progress
+from controlkit import (
+    registration_for,
+    report,
+    start_run,
+    temporaries,
+    wait_for,
+    wait_progress,
+)
 
 from zexport.sample import make_sample
 
@@ -31,13 +37,16 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _press_until_exit(proc: subprocess.Popen[str], gap: float) -> None:
     """Send SIGINT to the run's process group every ``gap`` seconds until it exits."""
-    deadline = time.monotonic() + 20
-    while proc.poll() is None and time.monotonic() < deadline:
+    def pressed_or_gone() -> bool:
+        if proc.poll() is not None:
+            return True
         try:
             os.killpg(proc.pid, signal.SIGINT)
         except ProcessLookupError:
-            return
-        time.sleep(gap)
+            return True
+        return False
+
+    wait_for(pressed_or_gone, 20, "the run to exit under repeated Ctrl-C", step=gap)
 
 
 @pytest.mark.parametrize("gap", [0.002, 0.01])

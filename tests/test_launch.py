@@ -9,11 +9,11 @@ run folder behind.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from controlkit import wait_for, worker_processes
 
 from zexport.launch import EarlyWorkers
 
@@ -43,26 +43,8 @@ def zexport_formats():
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains ``text`` (live workers of a run folder)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and "zexport.worker" in cmdline:
-            found.append(int(pid))
-    return found
-
-
-def wait_gone(text: str, seconds: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    """PIDs of live workers whose command line contains ``text`` (a run folder)."""
+    return [pid for pid, _, cmdline in worker_processes() if text in cmdline]
 
 
 def test_early_worker_logs_reach_the_output_folder(
@@ -101,7 +83,8 @@ def test_refused_run_leaves_no_worker_and_no_run_folder(
     res = run_cli(args, isolated_env, timeout=60)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
-    assert wait_gone(runtime) == []
+    wait_for(lambda: not processes_mentioning(runtime), 5, "the early workers to be gone")
+    assert processes_mentioning(runtime) == []
     assert os.listdir(runtime) == []
     assert not out.exists()
 
@@ -111,9 +94,8 @@ def test_early_workers_not_adopted_are_killed_and_their_folder_removed(
     runtime = isolated_env["ZEXPORT_RUNTIME_DIR"]
     monkeypatch.setenv("ZEXPORT_RUNTIME_DIR", runtime)
     with EarlyWorkers(2, "markdown") as early:
-        deadline = time.monotonic() + 10  # until both children have exec'd the worker
-        while len(processes_mentioning(early.run_dir)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: len(processes_mentioning(early.run_dir)) == 2, 10,
+                 "both children to have exec'd the worker")
         assert len(processes_mentioning(early.run_dir)) == 2
         assert os.path.isdir(early.run_dir)
     assert processes_mentioning(early.run_dir) == []  # killed and reaped on the way out
