@@ -36,6 +36,15 @@ def report(out: Path) -> dict[str, Any]:
     return json.loads((out / ".zexport" / "report.json").read_text())  # type: ignore[no-any-return]
 
 
+def export(cli: Any, db: Path, out: Path, *options: str) -> tuple[Any, dict[str, Any]]:
+    """``zexport run`` on a dirty archive: it must end without a traceback. Returns the
+    result and the run report (empty if the run wrote none)."""
+    res = cli("run", "--db", str(db), "--out", str(out), "--tz", "UTC", *options, timeout=60)
+    assert "Traceback" not in res.stderr, res.stderr
+    has_report = (out / ".zexport" / "report.json").is_file()
+    return res, report(out) if has_report else {}
+
+
 def test_dirty_conversation_rows_are_listed_and_exported(cli: Any, tmp_path: Path) -> None:
     db = tmp_path / "dirty.db"
     con = make_archive(db)
@@ -49,12 +58,8 @@ def test_dirty_conversation_rows_are_listed_and_exported(cli: Any, tmp_path: Pat
     con.close()
     out = tmp_path / "out"
 
-    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "2", "--tz", "UTC",
-              timeout=60)
-
-    assert "Traceback" not in res.stderr, res.stderr
+    res, rep = export(cli, db, out, "--workers", "2")
     assert res.returncode == 0, res.stderr
-    rep = report(out)
     assert rep["counts"]["exported"] == 6 and rep["failures"] == []
     files = sorted(p.parent.name for p in out.glob("*/conversation.md"))
     assert "2023-11-14 REAL created_at" in files
@@ -83,11 +88,7 @@ def test_dirty_attachment_rows_do_not_kill_workers(cli: Any, tmp_path: Path) -> 
     con.close()
     out = tmp_path / "out"
 
-    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
-              "--progress", "none", timeout=60)
-
-    assert "Traceback" not in res.stderr, res.stderr
-    rep = report(out)
+    res, rep = export(cli, db, out, "--workers", "1", "--progress", "none")
     assert rep["worker_deaths"] == [] and rep["failures"] == []
     assert rep["counts"]["exported"] == 2
     folder = out / "2023-11-14 Attachments"
@@ -114,10 +115,7 @@ def test_messages_with_non_utf8_text_or_blob_parts_are_kept(cli: Any, tmp_path: 
     con.close()
     out = tmp_path / "out"
 
-    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
-              "--batch-size", "3", timeout=60)
-
-    rep = report(out)
+    res, rep = export(cli, db, out, "--workers", "1", "--batch-size", "3")
     assert rep["failures"] == [], rep["failures"]
     assert res.returncode == 0, res.stderr
     latin1 = (out / "2023-11-14 T latin1" / "conversation.md").read_text()
@@ -145,11 +143,7 @@ def test_attachment_text_that_is_not_utf8_but_typed_text_is_repaired(
     con.close()
     out = tmp_path / "out"
 
-    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
-              "--progress", "none", timeout=60)
-
-    assert "Traceback" not in res.stderr, res.stderr
-    rep = report(out)
+    res, rep = export(cli, db, out, "--workers", "1", "--progress", "none")
     assert rep["worker_deaths"] == [] and rep["failures"] == [], rep
     assert res.returncode == 0, res.stderr
     folder = out / "2023-11-14 Attachments"
@@ -184,12 +178,8 @@ def test_conversation_rows_whose_id_is_null_or_a_blob_fail_alone(cli: Any,
     assert (plan["selected"], plan["render"], plan["unexportable"], plan["unchanged"]) == (
         5, 2, 3, 0)
 
-    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "2", "--tz", "UTC",
-              timeout=60)
-
-    assert "Traceback" not in res.stderr, res.stderr
+    res, rep = export(cli, db, out, "--workers", "2")
     assert res.returncode == 1, res.stderr  # some conversations failed, the rest exported
-    rep = report(out)
     assert rep["status"] == "partial"
     assert rep["counts"]["selected"] == 5 and rep["counts"]["exported"] == 2
     assert rep["counts"]["failed"] == 3 and rep["counts"]["not_reached"] == 0
@@ -221,8 +211,7 @@ def test_a_utf16_archive_is_read_as_text_not_as_garbled_bytes(cli: Any, tmp_path
     con.close()
     out = tmp_path / "out"
 
-    res = cli("run", "--db", str(db), "--out", str(out), "--workers", "1", "--tz", "UTC",
-              "--format", "json", timeout=60)
+    res, _ = export(cli, db, out, "--workers", "1", "--format", "json")
 
     assert res.returncode == 0, res.stderr
     doc = json.loads((out / "2023-11-14 Café 日本 🎉" / "conversation.json").read_text())
@@ -247,10 +236,7 @@ def test_unreadable_attachments_table_makes_the_run_partial(cli: Any, tmp_path: 
         fh.seek((root[0] - 1) * page[0])
         fh.write(b"\xff" * 64)
     out = tmp_path / "out"
-    res = cli("run", "--db", str(db), "--out", str(out), "--tz", "UTC", "--no-downloads",
-              "--progress", "none", timeout=60)
-    assert "Traceback" not in res.stderr, res.stderr
+    res, rep = export(cli, db, out, "--no-downloads", "--progress", "none")
     assert res.returncode == 1  # partial
-    rep = report(out)
     assert rep["status"] == "partial" and rep["counts"]["exported"] == 30
     assert any("attachments could not be read" in e for e in rep["run_errors"])
