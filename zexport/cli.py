@@ -124,10 +124,10 @@ def _early_workers(db: str | None, out: str, count: int, format_name: str, force
     (a re-run may have nothing to render) start no worker early.
     """
     from .launch import EarlyWorkers
+    from .layout import renders_everything
 
-    manifest = os.path.join(out, ".zexport", "manifest.db")
     if (dry_run or (db is not None and not os.path.isfile(db)) or os.path.isfile(out)
-            or (not force and os.path.exists(manifest))):
+            or not renders_everything(out, force)):
         return nullcontext(None)
     try:
         return EarlyWorkers(count, format_name)

@@ -60,10 +60,10 @@ from .dryrun import DryRun
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
 from .formats.base import Format
 from .launch import EarlyWorkers, start_worker
+from .layout import MANIFEST_NAME, STATE_DIR, renders_everything
 from .locations import cache_dir
 from .lock import OutputLock
 from .manifest import (
-    MANIFEST_NAME,
     RENDER_AGAIN,
     Resume,
     options_fingerprint,
@@ -93,7 +93,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zexport.controller")
 
-STATE_DIR = ".zexport"
 # Download progress is shown at most this often (seconds), and once at the end.
 DOWNLOAD_PROGRESS_EVERY = 0.1
 # Answers per fetched_many frame: far below the frame size limit with long paths.
@@ -979,7 +978,7 @@ class Controller:
         tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self.control.serve())]
         try:
             self.phase = "counting"
-            if self.opts.force or not os.path.exists(os.path.join(self.state_dir, MANIFEST_NAME)):
+            if renders_everything(self.out, self.opts.force):
                 # Everything will be rendered: worker interpreters boot while we plan.
                 for _ in range(max(1, self.opts.workers)):
                     self._spawn()

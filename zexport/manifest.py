@@ -47,12 +47,13 @@ from typing import TYPE_CHECKING, Any
 import apsw
 import orjson
 
+from .layout import MANIFEST_NAME
+
 if TYPE_CHECKING:
     from .plan import Plan
 
 log = logging.getLogger("zexport.manifest")
 
-MANIFEST_NAME = "manifest.db"
 SCHEMA_VERSION = "1"
 MOVE_PREFIX = ".zexport-move-"
 # The source fingerprint recorded for a conversation exported with an attachment missing:

@@ -27,9 +27,9 @@ from typing import IO, Any
 import msgpack
 import orjson
 
+from .layout import STATE_DIR
 from .output import atomic_write, ensure_dir
 
-STATE_DIR = ".zexport"
 SHARDS_DIR = "shards"
 
 
