@@ -150,7 +150,7 @@ def list_conversations(conn: apsw.Connection, selection: Selection,
     for raw_id, title, created, updated, count, provider, current in conn.execute(
             for_encoding(sql, is_utf8(conn)), args):
         text = title.decode("utf-8", "replace") if type(title) is bytes else _text(title)
-        if selection.title is not None and not selection.title_matches(text):
+        if not selection.title_matches(text):
             continue
         try:
             cid = raw_id if type(raw_id) is str else raw_id.decode("utf-8")

@@ -277,7 +277,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
             f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {controller.out}"
         )
         if report.failures or report.attachments_failed:
-            say(f"Failures are listed in {os.path.join(controller.out, '.zexport', 'report.json')}")
+            say(f"Failures are listed in {os.path.join(controller.state_dir, 'report.json')}")
         if early is not None:
             early.close()  # (every worker was adopted: this kills nothing)
         _exit_now(status)
