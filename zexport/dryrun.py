@@ -18,6 +18,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .attachments.options import human_size
+
 if TYPE_CHECKING:
     from .plan import Plan
 
@@ -84,9 +86,9 @@ class DryRun:
             said.append(f"  {self.suffixed:,} share a name with another and get an id suffix")
         if self.attachments:
             said.append(f"  attachments: {self.attachments:,}: {self.on_disk:,} on disk"
-                        f" ({_size(self.on_disk_bytes)})")
+                        f" ({human_size(self.on_disk_bytes)})")
             if self.to_download:
-                known = f", {_size(self.to_download_bytes)} known" if self.to_download_bytes \
+                known = f", {human_size(self.to_download_bytes)} known" if self.to_download_bytes \
                     else ""
                 said.append(f"    {self.to_download:,} to download{known}")
             if self.unavailable:
@@ -94,11 +96,3 @@ class DryRun:
                 said.append(f"    {self.unavailable:,} unavailable ({why})")
         return said
 
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1000
-    return f"{n} B"

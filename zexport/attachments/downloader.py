@@ -47,12 +47,12 @@ import httpx
 import orjson
 
 from .auth import Credentials, host_label, is_loopback, origin_of
+from .options import MB, human_size
 
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 T = TypeVar("T")
-MB = 1024 * 1024
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 FAIL_FAST = {401: "unauthorized", 403: "forbidden", 404: "not found", 410: "gone"}
 CHUNK = 64 * 1024
@@ -96,15 +96,6 @@ class Received:
     content_type: str | None
     content_disposition: str | None
     final_url: str
-
-
-def human_size(n: int) -> str:
-    """``100 MB``-style size for messages."""
-    for unit, scale in (("GB", 1 << 30), ("MB", MB), ("KB", 1024)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def redirect_target(current: str, location: str) -> str:

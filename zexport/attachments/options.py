@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 MB = 1024 * 1024
 
 
+def human_size(n: int) -> str:
+    """``100 MB``-style size for messages (powers of 1024, as ``--max-attachment-size``)."""
+    for unit, scale in (("GB", 1 << 30), ("MB", MB), ("KB", 1024)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
 @dataclass
 class DownloadOptions:
     """The download-related options of ``zexport run`` (none of them secret)."""
