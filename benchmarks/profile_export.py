@@ -31,6 +31,26 @@ from pathlib import Path
 
 import _harness as h
 
+# ``zexport run`` leaves with os._exit (cli._exit_now), so ``python -m cProfile``
+# would never write its stats: profile the CLI in-process and turn that exit
+# into SystemExit, after which the stats are dumped.
+CONTROLLER_UNDER_PROFILE = """
+import cProfile, sys
+import zexport.cli as cli
+def leave(status):
+    raise SystemExit(status)
+cli._exit_now = leave
+out = sys.argv[1]
+sys.argv = ["zexport", *sys.argv[2:]]
+profiler = cProfile.Profile()
+try:
+    profiler.runcall(cli.cli)
+except SystemExit:
+    pass
+finally:
+    profiler.dump_stats(out)
+"""
+
 
 def top(stats_files: list[Path], title: str, n: int) -> str:
     """The top ``n`` entries by tottime and by cumtime of the merged ``stats_files``."""
@@ -64,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         controller_prof = prof_dir / "controller.prof"
         cmd = h.run_args(db, out, args.format, args.workers)
         assert cmd[1:3] == ["-m", "zexport"]
-        cmd = [sys.executable, "-m", "cProfile", "-o", str(controller_prof), *cmd[1:]]
+        cmd = [sys.executable, "-c", CONTROLLER_UNDER_PROFILE, str(controller_prof), *cmd[3:]]
         env = {**os.environ, "ZEXPORT_PROFILE_DIR": str(prof_dir)}
         load = h.load_average()
         start = time.perf_counter()
