@@ -8,6 +8,7 @@ from datetime import timezone
 
 import pytest
 
+from zexport.archive import ConversationHead
 from zexport.naming import (
     FolderNamer,
     name_key,
@@ -15,6 +16,7 @@ from zexport.naming import (
     truncate_utf8,
     unique_names,
 )
+from zexport.plan import Plan
 
 WINDOWS_FORBIDDEN = set('<>:"/\\|?*')
 
@@ -92,6 +94,33 @@ def test_names_do_not_depend_on_input_order() -> None:
             namer.add(*e)
         results.append(namer.assign())
     assert results[0] == results[1] == results[2]
+
+
+def test_a_suffixed_name_never_takes_another_conversations_plain_name() -> None:
+    """Two "Notes" share a name, so the later gets "Notes (abcdefgh)"; but a third
+    conversation is titled exactly that. It keeps its plain name, and the suffix
+    grows until free (the plan claims each name in one statement: a name already
+    taken must be seen as taken)."""
+    namer = FolderNamer(timezone.utc)
+    namer.add("aaaaaaaa-1", "Notes", None)
+    namer.add("abcdefgh1234-2", "Notes", None)
+    namer.add("zzz-3", "Notes (abcdefgh)", None)
+    names = namer.assign()
+    assert names == {"aaaaaaaa-1": "Notes", "abcdefgh1234-2": "Notes (abcdefgh1234)",
+                     "zzz-3": "Notes (abcdefgh)"}
+
+
+def test_names_a_format_writes_itself_are_never_given_to_a_conversation() -> None:
+    plan = Plan(":memory:")
+    try:
+        plan.add([ConversationHead("c1", "index.html", None, None, None),
+                  ConversationHead("c2", "INDEX.HTML", None, None, None),
+                  ConversationHead("c3", "other", None, None, None)], timezone.utc)
+        plan.assign_folders(["index.html"])
+        folders = plan.folders()
+    finally:
+        plan.close()
+    assert folders == {"c1": "index.html (c1)", "c2": "INDEX.HTML (c2)", "c3": "other"}
 
 
 def test_windows_reserved_names_are_renamed() -> None:

@@ -141,6 +141,10 @@ class Manifest:
             " source TEXT NOT NULL, options TEXT NOT NULL, renderer TEXT NOT NULL)")
         return conn
 
+    def is_empty(self) -> bool:
+        """Whether no conversation has been recorded (a first export into this folder)."""
+        return self.conn.execute("SELECT 1 FROM done LIMIT 1").fetchone() is None
+
     def load(self) -> dict[str, Entry]:
         """Every row, keyed by conversation id."""
         return {row[0]: Entry(*row[1:]) for row in self.conn.execute(
@@ -255,6 +259,9 @@ class Resume:
         ``dry_run``: move nothing, and decide as if every move had been made
         (``self.moved`` counts the folders a real run would move).
         """
+        if self.manifest.is_empty():  # nothing to move or skip: spare two passes over the plan
+            plan.freeze_todo()
+            return
         moves: dict[str, tuple[str, str]] = {}
         # Also under --force: rendering everything again must not leave old folders behind.
         for _seq, cid, folder, _src, old_folder, *_ in plan.with_manifest(self.manifest.path):

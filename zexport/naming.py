@@ -177,9 +177,9 @@ def _sanitized_title(title: str) -> str:
 class NameSet(Protocol):
     """The folder-name keys already in use."""
 
-    def __contains__(self, key: object) -> bool: ...
-
-    def add(self, key: str) -> None: ...
+    def claim(self, key: str) -> bool:
+        """Record ``key`` as used if it is free; whether it was."""
+        ...
 
 
 def suffixed_name(base: str, conversation_id: str, used: NameSet) -> str:
@@ -188,15 +188,13 @@ def suffixed_name(base: str, conversation_id: str, used: NameSet) -> str:
     for length in (8, 12, 16, len(token)):
         suffix = f" ({token[:length]})"
         name = truncate_utf8(base, MAX_NAME_BYTES - len(suffix.encode())).rstrip(". ") + suffix
-        if name_key(name) not in used:
-            used.add(name_key(name))
+        if used.claim(name_key(name)):
             return name
     n = 2
     while True:
         suffix = f" ({token} {n})"
         name = truncate_utf8(base, MAX_NAME_BYTES - len(suffix.encode())).rstrip(". ") + suffix
-        if name_key(name) not in used:
-            used.add(name_key(name))
+        if used.claim(name_key(name)):
             return name
         n += 1
 

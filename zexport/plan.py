@@ -33,11 +33,11 @@ class _TakenNames:
     def __init__(self, conn: apsw.Connection) -> None:
         self.conn = conn
 
-    def __contains__(self, key: object) -> bool:
-        return self.conn.execute("SELECT 1 FROM taken WHERE key = ?", (key,)).fetchone() is not None
-
-    def add(self, key: str) -> None:
+    def claim(self, key: str) -> bool:
+        """Take ``key`` if it is free (one statement per suffixed name: a third of the
+        sample's conversations share a "New chat"-like name with an earlier one)."""
         self.conn.execute("INSERT OR IGNORE INTO taken VALUES (?)", (key,))
+        return self.conn.changes() == 1
 
 
 class Plan:
@@ -77,12 +77,12 @@ class Plan:
                 base = base_name(h.title or "", h.created_at, tz)
                 source = fingerprint(h) if callable(fingerprint) else None
                 yield (h.id, h.title, h.provider, h.created_at, h.updated_at,
-                       h.message_count, source, base, name_key(base))
+                       h.message_count, source, base, name_key(base), base)
 
-        with self.conn:
+        with self.conn:  # folder = base until assign_folders() renames the few that collide
             self.conn.executemany(
                 "INSERT INTO plan (id, title, provider, created, updated, count, source, base,"
-                " key) VALUES (?,?,?,?,?,?,?,?,?)", rows())
+                " key, folder) VALUES (?,?,?,?,?,?,?,?,?,?)", rows())
         self.total = _count(self.conn, "SELECT count(*) FROM plan")
         self.todo = self.total
         return int(self.total)
@@ -97,19 +97,20 @@ class Plan:
         and the format's finish step could not write its index there.
         """
         conn = self.conn
+        reserved_keys = {name_key(name) for name in reserved}
         with conn:
             conn.execute("CREATE INDEX plan_key ON plan(key)")
             conn.execute("CREATE TEMP TABLE reserved (key TEXT PRIMARY KEY) WITHOUT ROWID")
             conn.executemany("INSERT OR IGNORE INTO reserved VALUES (?)",
-                             ((name_key(name),) for name in reserved))
+                             ((key,) for key in reserved_keys))
             conn.execute("INSERT INTO taken SELECT DISTINCT key FROM plan")
             conn.execute("INSERT OR IGNORE INTO taken SELECT key FROM reserved")
-            conn.execute("UPDATE plan SET folder = base")
             conn.execute("CREATE TEMP TABLE renames (seq INTEGER PRIMARY KEY, folder TEXT)")
             taken = _TakenNames(conn)
             previous_key: str | None = None
+            renames: list[tuple[int, str]] = []
             # Only groups that share a name; the earliest member keeps it. Rows are
-            # streamed, and each new name goes to another table while plan is read.
+            # streamed, and new names go to another table (in chunks) while plan is read.
             for seq, cid, base, key in conn.execute(
                     "SELECT seq, id, base, key FROM plan WHERE key IN"
                     " (SELECT key FROM plan GROUP BY key HAVING count(*) > 1)"
@@ -117,13 +118,14 @@ class Plan:
                     " ORDER BY key, created IS NULL, created, id"):
                 if key != previous_key:
                     previous_key = key
-                    if not _reserved(conn, key):
+                    if key not in reserved_keys:
                         continue  # the earliest keeps the name
-                conn.execute("INSERT INTO renames VALUES (?, ?)",
-                             (seq, suffixed_name(base, cid, taken)))
-            conn.execute(
-                "UPDATE plan SET folder = (SELECT folder FROM renames r WHERE r.seq = plan.seq)"
-                " WHERE seq IN (SELECT seq FROM renames)")
+                renames.append((seq, suffixed_name(base, cid, taken)))
+                if len(renames) >= _CHUNK:
+                    conn.executemany("INSERT INTO renames VALUES (?, ?)", renames)
+                    renames = []
+            conn.executemany("INSERT INTO renames VALUES (?, ?)", renames)
+            conn.execute("UPDATE plan SET folder = r.folder FROM renames r WHERE r.seq = plan.seq")
             conn.execute("DROP TABLE renames")
             conn.execute("DROP TABLE reserved")
 
@@ -192,10 +194,6 @@ class Plan:
                 " d.renderer FROM plan p LEFT JOIN man.done d ON d.id = p.id ORDER BY p.seq")
         finally:
             self.conn.execute("DETACH DATABASE man")
-
-
-def _reserved(conn: apsw.Connection, key: str) -> bool:
-    return conn.execute("SELECT 1 FROM reserved WHERE key = ?", (key,)).fetchone() is not None
 
 
 def _count(conn: apsw.Connection, sql: str) -> int:
