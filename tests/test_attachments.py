@@ -41,6 +41,7 @@ from zexport.attachments.downloader import (
 from zexport.attachments.providers import AttachmentProvider, AttachmentRef
 from zexport.attachments.service import AttachmentService
 from zexport.errors import UsageError
+from zexport.sample import make_sample
 from zexport.schema import DDL
 
 pytestmark = pytest.mark.timeout(60)
@@ -191,6 +192,57 @@ def test_reserved_invalid_hosts_fail_without_a_lookup(tmp_path: Path) -> None:
         return "downloaded?"
 
     assert asyncio.run(go()) == "cannot resolve host files.example.invalid"
+
+
+def test_clients_are_made_on_first_use_and_share_one_ssl_context(
+        server: AttachmentServer, tmp_path: Path) -> None:
+    """Loading the CA bundle costs ~30 ms of the controller's loop per SSL context:
+    a downloader that fetched nothing made no client, and its shards share one."""
+    async def go() -> tuple[int, int, int]:
+        dl = Downloader(_limits(concurrency=32, per_host=32), str(tmp_path / "staging"))
+        before = len(dl._clients)
+        server.extra_delay = 0.05  # enough requests at once to use several shards
+        got = await asyncio.gather(*(dl.get_file(server.url(f"/blob/ok/{i}"), None)
+                                     for i in range(24)))
+        assert all(Path(g.path).read_bytes() == body_for(str(i)) for i, g in enumerate(got))
+        made = len(dl._clients)
+        contexts = {id(c._transport._pool._ssl_context) for c in dl._clients.values()}
+        await dl.close()
+        return before, made, len(contexts)
+
+    before, made, contexts = asyncio.run(go())
+    assert before == 0
+    assert made >= 2  # 24 requests at once do not fit in one shard of 8
+    assert contexts == 1
+
+
+def test_a_run_that_can_download_nothing_never_imports_httpx(
+        isolated_env: dict[str, str], tmp_path: Path) -> None:
+    """The sample's missing files belong to providers without credentials or to hosts
+    under .invalid: nothing can be downloaded, so httpx (0.2 s of the controller's
+    loop, with its SSL contexts) must not be imported; the failures are still reported."""
+    db = tmp_path / "a.db"
+    make_sample(db, conversations=40, seed=3)
+    out = tmp_path / "out"
+    code = (
+        "import sys\n"
+        "import zexport.cli as cli\n"
+        "def leave(status):\n"
+        "    print('httpx imported:', 'httpx' in sys.modules, flush=True)\n"
+        "    raise SystemExit(status)\n"
+        "cli._exit_now = leave\n"
+        f"sys.argv = ['zexport', 'run', '--db', {str(db)!r}, '--out', {str(out)!r},"
+        " '--workers', '1', '--progress', 'none', '-q']\n"
+        "cli.cli()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=isolated_env, timeout=120,
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1, res.stderr  # partial: the attachments that could not be had
+    assert "httpx imported: False" in res.stdout
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    reasons = {f["reason"] for f in report["attachment_failures"]}
+    assert "cannot resolve host files.example.invalid" in reasons
+    assert any(r.startswith("no credentials for ") for r in reasons)
 
 
 def test_https_to_http_downgrade_refused_except_loopback() -> None:
@@ -633,7 +685,6 @@ def test_download_progress_is_throttled_and_ends_with_the_final_counts(
         cli: Any, tmp_path: Path) -> None:
     """The sample's missing files all fail at once (no credentials, .invalid hosts):
     a JSON progress line each would flood a GUI; the last line still has every count."""
-    from zexport.sample import make_sample
 
     db = tmp_path / "sample.db"
     make_sample(db, conversations=400, seed=3)

@@ -38,6 +38,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,7 +48,10 @@ import httpx
 import orjson
 
 from .auth import Credentials, host_label, is_loopback, origin_of
-from .options import MB, human_size
+from .limits import DownloadError, Limits, check_resolvable
+from .options import human_size
+
+__all__ = ["DownloadError", "Downloader", "Limits", "Received"]  # the first two live in .limits
 
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -57,34 +61,6 @@ REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 FAIL_FAST = {401: "unauthorized", 403: "forbidden", 404: "not found", 410: "gone"}
 CHUNK = 64 * 1024
 SHARD_SIZE = 8
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How hard, how long and how much to download."""
-
-    concurrency: int = 8
-    per_host: int = 8
-    max_bytes: int = 100 * MB
-    deadline: float = 120.0          # total active seconds per file, over every attempt
-    idle_timeout: float = 30.0       # httpx read/connect timeout (network silence)
-    attempts: int = 4                # tries per file for 429 / 5xx / transport errors
-    backoff: float = 0.5             # first backoff, doubled per retry
-    max_backoff: float = 10.0
-    max_retry_after: float = 60.0    # a longer Retry-After fails the file instead
-    max_redirects: int = 5
-    max_json_bytes: int = 1 * MB
-
-
-class DownloadError(Exception):
-    """A download failed; ``reason`` is safe to show (no URL path, no secret)."""
-
-    def __init__(self, reason: str, retryable: bool = False,
-                 retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -171,28 +147,44 @@ class Downloader:
         conc = max(1, limits.concurrency)
         sizes = [SHARD_SIZE] * (conc // SHARD_SIZE) + ([conc % SHARD_SIZE] if conc % SHARD_SIZE
                                                        else [])
-        self._shards = [(self._client(size, transport), asyncio.Semaphore(size))
-                        for size in sizes]
+        self._transport = transport
+        # Each shard's client is made when the shard is first used, and all of them
+        # share one SSL context: loading the CA bundle costs ~30 ms of the event loop
+        # per context, and a run may need one client, or none.
+        self._ssl: ssl.SSLContext | None = None
+        self._shards: list[tuple[asyncio.Semaphore, int]] = [
+            (asyncio.Semaphore(size), size) for size in sizes]
+        self._clients: dict[int, httpx.AsyncClient] = {}
         self._global = asyncio.Semaphore(conc)
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
-    def _client(self, size: int, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            trust_env=False, follow_redirects=False, transport=transport,
-            cookies=http.cookiejar.CookieJar(policy=_RejectAll()),
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            timeout=httpx.Timeout(self.limits.idle_timeout, pool=None),
-            headers={"User-Agent": "zexport (+https://github.com/mlshv/OwnYourChat)"},
-        )
+    def _client(self, index: int) -> httpx.AsyncClient:
+        """Shard ``index``'s client, made on first use."""
+        client = self._clients.get(index)
+        if client is None:
+            size = self._shards[index][1]
+            if self._transport is None and self._ssl is None:
+                self._ssl = httpx.create_ssl_context(trust_env=False)
+            client = self._clients[index] = httpx.AsyncClient(
+                trust_env=False, follow_redirects=False, transport=self._transport,
+                verify=self._ssl if self._ssl is not None else True,
+                cookies=http.cookiejar.CookieJar(policy=_RejectAll()),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                timeout=httpx.Timeout(self.limits.idle_timeout, pool=None),
+                headers={"User-Agent": "zexport (+https://github.com/mlshv/OwnYourChat)"},
+            )
+        return client
 
     async def close(self) -> None:
-        """Close every pooled connection."""
-        for client, _ in self._shards:
+        """Close every pooled connection (of the clients that were made)."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
             await client.aclose()
 
     def _pick_shard(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         """The shard with the most free slots (one always has one: global <= sum)."""
-        return max(self._shards, key=lambda shard: _free(shard[1]))
+        index = max(range(len(self._shards)), key=lambda i: _free(self._shards[i][0]))
+        return self._client(index), self._shards[index][0]
 
     def _host_sem(self, url: str) -> asyncio.Semaphore:
         key = host_label(url)
@@ -292,13 +284,9 @@ class Downloader:
         current = url
         carry_creds = creds
         for _hop in range(self.limits.max_redirects + 1):
-            origin = origin_of(current)
-            if origin is None:
+            if origin_of(current) is None:
                 raise DownloadError("not an http(s) URL")
-            if origin[1].rstrip(".").rsplit(".", 1)[-1] == "invalid":
-                # RFC 6761: never resolves. Saying so without asking DNS keeps runs on
-                # the sample archive fast and identical offline (EAI_AGAIN) and online.
-                raise DownloadError(f"cannot resolve host {host_label(current)}")
+            check_resolvable(current)  # every hop: a redirect may point at .invalid too
             if carry_creds is not None and origin_of(current) != carry_creds.origin:
                 carry_creds = None  # left the origin: never send them again in this chain
             headers = credentials_for(current, carry_creds)

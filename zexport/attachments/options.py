@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .downloader import Limits
+    from .limits import Limits
 
 MB = 1024 * 1024
 
@@ -40,7 +40,7 @@ class DownloadOptions:
 
     def limits(self) -> Limits:
         """The downloader limits these options imply."""
-        from .downloader import Limits
+        from .limits import Limits
 
         return Limits(concurrency=self.concurrency,
                       per_host=self.per_host or self.concurrency,

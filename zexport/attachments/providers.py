@@ -24,8 +24,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 from ..hookspecs import hookimpl
 from ..naming import sanitize_component
+from .limits import check_resolvable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .auth import Credentials
     from .downloader import Downloader, Received
 
@@ -75,9 +78,9 @@ class Downloaded:
 class ProviderSession:
     """A provider's access to the network, with its credentials scoped to their origin."""
 
-    def __init__(self, downloader: Downloader, credentials: Credentials | None,
+    def __init__(self, downloader: Callable[[], Downloader], credentials: Credentials | None,
                  base_url: str | None) -> None:
-        self._downloader = downloader
+        self._downloader = downloader  # made (and httpx imported) at the first request
         self._credentials = credentials
         self.base_url = base_url
 
@@ -96,12 +99,14 @@ class ProviderSession:
 
     async def get_json(self, url: str) -> Any:
         """GET a small JSON document."""
-        return await self._downloader.get_json(url, self._credentials)
+        check_resolvable(url)
+        return await self._downloader().get_json(url, self._credentials)
 
     async def get_file(self, url: str, ref: AttachmentRef,
                        name_hint: str | None = None) -> Downloaded:
         """GET the file into staging and choose its name (see :func:`choose_name`)."""
-        got = await self._downloader.get_file(url, self._credentials)
+        check_resolvable(url)
+        got = await self._downloader().get_file(url, self._credentials)
         return Downloaded(got.path, choose_name(got, ref, name_hint), got.size)
 
 
@@ -156,7 +161,7 @@ class AttachmentProvider:
 
     async def download(self, ref: AttachmentRef, session: ProviderSession) -> Downloaded:
         """Fetch ``ref``'s bytes through ``session`` (raise ProviderError or let
-        :class:`~zexport.attachments.downloader.DownloadError` through)."""
+        :class:`~zexport.attachments.limits.DownloadError` through)."""
         raise NotImplementedError
 
 

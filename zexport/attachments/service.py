@@ -23,14 +23,17 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
 from .auth import Credentials
 from .cache import AttachmentCache, cache_key
-from .downloader import Downloader, DownloadError, Limits
+from .limits import DownloadError, Limits
 from .providers import AttachmentProvider, AttachmentRef, ProviderError, ProviderSession
+
+if TYPE_CHECKING:
+    from .downloader import Downloader
 
 log = logging.getLogger("zexport.attachments")
 
@@ -95,8 +98,14 @@ class AttachmentService:
 
     @property
     def downloader(self) -> Downloader:
-        """The shared downloader, created on first use inside the running loop."""
+        """The shared downloader, created on first use inside the running loop.
+
+        Its module (and httpx with it) is imported only then: see
+        :mod:`zexport.attachments.limits`.
+        """
         if self._downloader is None:
+            from .downloader import Downloader
+
             self._downloader = Downloader(self.limits, self.cache.run_staging(),
                                           on_bytes=self._count_bytes)
         return self._downloader
@@ -207,7 +216,7 @@ class AttachmentService:
         provider = self.providers[ref.provider]  # _refusal checked it is there
         creds = self.credentials.get(ref.provider)
         base = creds.base_url if creds else provider.default_base_url
-        session = ProviderSession(self.downloader, creds, base)
+        session = ProviderSession(lambda: self.downloader, creds, base)
         try:
             got = await provider.download(ref, session)
         except (DownloadError, ProviderError) as exc:
