@@ -38,9 +38,11 @@ from zexport.attachments.downloader import (
     credentials_for,
     redirect_target,
 )
+from zexport.attachments.pipeline import FetchPipeline
 from zexport.attachments.providers import AttachmentProvider, AttachmentRef
 from zexport.attachments.service import AttachmentService
 from zexport.errors import UsageError
+from zexport.model import Attachment, Conversation, Message
 from zexport.sample import make_sample
 from zexport.schema import DDL
 
@@ -363,6 +365,52 @@ def test_service_answers_without_waiting_when_no_download_is_needed(
     assert hit is not None and hit.path == downloaded.path and provider.calls == 1
     assert (stats.requested, stats.downloaded, stats.failed) == (2, 1, 1)
     assert (stats2.requested, stats2.cached) == (1, 1)
+
+
+def _conversation_with_files(cid: str, files: int) -> Conversation:
+    atts = [Attachment(f"{cid}-a{i}", f"{cid}-m", "file", f"f-{cid}-{i}", None, None,
+                       f"{i}.txt", "text/plain", None, None, None, None) for i in range(files)]
+    msg = Message(f"{cid}-m", "user", [], b"[]", None, None, None, 0, None, None, None, atts)
+    return Conversation(cid, cid, "chatgpt", None, None, 1, None, [msg], cid)
+
+
+def test_pipeline_renders_ready_conversations_first_and_forgets_everything() -> None:
+    """Conversations without missing files come first, in batch order; the others as
+    their last answer arrives; a cancel yields none of the waiting ones; and nothing
+    about a finished (or abandoned) conversation is kept."""
+    sent: list[list[dict[str, Any]]] = []
+    pipe = FetchPipeline(lambda t, items: sent.append(items), "/nonexistent")
+    convs = [_conversation_with_files("c0", 2), _conversation_with_files("c1", 0),
+             _conversation_with_files("c2", 1), _conversation_with_files("c3", 0)]
+    reqs = {}  # (conversation, attachment) -> req
+    answers = [("c2", "c2-a0"), ("c0", "c0-a0"), ("c0", "c0-a1")]  # one per wait()
+
+    def wait() -> bool:
+        cid, aid = answers.pop(0)
+        pipe.deliver({"req": reqs[(cid, aid)], "path": f"/cache/{aid}", "name": aid})
+        return True
+
+    order = []
+    gen = pipe.schedule(convs, wait)
+    for conv in gen:
+        if not reqs:
+            reqs.update({(i["conversation_id"], i["attachment"]["id"]): i["req"]
+                         for i in sent[0]})
+        order.append(conv.id)
+        for msg in conv.messages:
+            for att in msg.attachments:
+                assert pipe.result(conv, att) == (f"/cache/{att.id}", None)
+        pipe.forget(conv)
+    assert order == ["c1", "c3", "c2", "c0"]
+    assert len(sent) == 1 and len(sent[0]) == 3  # one fetch_many frame for the batch
+    assert not pipe.pending and not pipe.answers and not pipe.waiting and not pipe.requests_of
+
+    # Cancelled while waiting: the waiting conversation is not yielded, and is forgotten.
+    pipe2 = FetchPipeline(lambda t, items: None, "/nonexistent")
+    got = [c.id for c in pipe2.schedule([_conversation_with_files("d0", 1),
+                                         _conversation_with_files("d1", 0)], lambda: False)]
+    assert got == ["d1"]
+    assert not pipe2.pending and not pipe2.waiting and not pipe2.requests_of
 
 
 async def _fetch_once(provider: AttachmentProvider, cache: AttachmentCache) -> Any:

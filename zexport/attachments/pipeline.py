@@ -51,6 +51,9 @@ class FetchPipeline:
         self.pending: dict[int, tuple[str, Attachment]] = {}
         self.waiting: dict[str, int] = {}
         self.answers: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        # conversation id -> its requests (req, attachment id): forget() drops exactly
+        # those, instead of scanning every pending request and answer of the batch.
+        self.requests_of: dict[str, list[tuple[int, str]]] = {}
 
     def request(self, conv: Conversation, outbox: list[dict[str, Any]]) -> int:
         """Add a request for each missing attachment of ``conv`` to ``outbox``; return
@@ -62,6 +65,7 @@ class FetchPipeline:
                     continue
                 self.next_req += 1
                 self.pending[self.next_req] = (conv.id, att)
+                self.requests_of.setdefault(conv.id, []).append((self.next_req, att.id))
                 outbox.append({"req": self.next_req, "conversation_id": conv.id,
                                "attachment": _wire(att, conv.provider)})
                 count += 1
@@ -114,10 +118,9 @@ class FetchPipeline:
     def forget(self, conv: Conversation) -> None:
         """Drop what is left for ``conv`` (answers it did not use, cancelled waits)."""
         self.waiting.pop(conv.id, None)
-        for key in [k for k in self.answers if k[0] == conv.id]:
-            del self.answers[key]
-        for req in [r for r, (cid, _) in self.pending.items() if cid == conv.id]:
-            del self.pending[req]
+        for req, att_id in self.requests_of.pop(conv.id, ()):
+            self.pending.pop(req, None)
+            self.answers.pop((conv.id, att_id), None)
 
     def schedule(self, conversations: list[Conversation],
                  wait: Callable[[], bool]) -> Iterator[Conversation]:
@@ -133,16 +136,19 @@ class FetchPipeline:
         self.send_requests(outbox)
         left = list(conversations)
         while left:
-            ready = [c for c in left if self.ready(c)]
-            if not ready:
-                if not wait():
-                    for conv in left:
-                        self.forget(conv)
-                    return
-                continue
-            conv = ready[0]
-            left.remove(conv)
-            yield conv
+            # One pass in batch order yields every ready conversation (answers read
+            # while they render count in the same pass); block only when none was.
+            still: list[Conversation] = []
+            for conv in left:
+                if self.ready(conv):
+                    yield conv
+                else:
+                    still.append(conv)
+            if len(still) == len(left) and not wait():
+                for conv in still:
+                    self.forget(conv)
+                return
+            left = still
 
 
 def _wire(att: Attachment, provider: str) -> dict[str, Any]:
