@@ -9,16 +9,19 @@ from zexport.formats.markdown import MarkdownFormat
 from zexport.model import Attachment, Conversation, Message
 
 
-def render(parts: list[dict[str, object]], attachments: list[Attachment] | None = None) -> str:
+def render(parts: list[dict[str, object]], attachments: list[Attachment] | None = None,
+           **options: str) -> str:
     msg = Message(id="m1", role="assistant", parts=parts, parts_raw="", parts_error=None,
                   created_at=1_700_000_000, updated_at=None, order_index=0, parent_id=None,
                   sibling_ids=None, sibling_index=None, attachments=attachments or [])
     conv = Conversation(id="c1", title="T", provider="claude", created_at=None,
                         updated_at=None, message_count=1, current_node_id="m1",
                         messages=[msg], folder="T")
-    ctx = RenderContext(out_dir="/nowhere", folder="/nowhere/T", options={}, tz=timezone.utc,
+    fmt = MarkdownFormat()
+    ctx = RenderContext(out_dir="/nowhere", folder="/nowhere/T",
+                        options=fmt.parse_options(options), tz=timezone.utc,
                         branches="active", exported_at="x")
-    return MarkdownFormat().render(conv, ctx)
+    return fmt.render(conv, ctx)
 
 
 def test_sources_are_links_and_a_source_without_url_is_plain_text() -> None:
@@ -31,9 +34,29 @@ def test_sources_are_links_and_a_source_without_url_is_plain_text() -> None:
 
 
 def test_unknown_parts_are_kept_in_a_fence_longer_than_their_content() -> None:
-    body = render([{"type": "reasoning", "text": "```python\nx\n```"}])
-    assert "*[reasoning part]*" in body
+    body = render([{"type": "artifact", "text": "```python\nx\n```"}])
+    assert "*[artifact part]*" in body
     assert "````json" in body and '"text": "```python\\nx\\n```"' in body
+
+
+def test_reasoning_is_a_folded_callout_and_both_kinds_can_be_hidden() -> None:
+    parts: list[dict[str, object]] = [
+        {"type": "reasoning", "text": "First, think.\n\n```py\nx = 1\n```\n"},
+        {"type": "text", "text": "Answer"},
+        {"type": "tool-call", "toolName": "web_search", "args": {"query": "q"}},
+        {"type": "tool-result", "result": "r"},
+        {"type": "reasoning", "text": "   "},  # nothing to show: no empty callout
+    ]
+    body = render(parts)
+    assert ("> [!note]- Reasoning\n> First, think.\n>\n> ```py\n> x = 1\n> ```\n\nAnswer"
+            in body)
+    assert body.count("[!note]") == 1
+    assert "*[tool-call part]*" in body and "*[tool-result part]*" in body
+    hidden = render(parts, reasoning="hide", tool_calls="hide")
+    assert "Reasoning" not in hidden and "think" not in hidden and "tool" not in hidden
+    assert "## Assistant\n\n*2023-11-14T22:13:20+00:00*\n\nAnswer" in hidden
+    only_tools_hidden = render(parts, tool_calls="hide")
+    assert "[!note]- Reasoning" in only_tools_hidden and "tool" not in only_tools_hidden
 
 
 def test_attachments_embedded_linked_or_placeholder() -> None:

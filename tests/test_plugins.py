@@ -285,9 +285,12 @@ def test_run_context_writes_only_inside_the_output_folder(tmp_path: Path) -> Non
 
 def test_parse_options_in_process() -> None:
     fmt = load_registry().get_format("markdown")
-    assert fmt.parse_options({}) == {}
+    assert fmt.parse_options({}) == {"reasoning": "show", "tool_calls": "show"}
+    assert fmt.parse_options({"reasoning": "hide"})["reasoning"] == "hide"
     with pytest.raises(UsageError, match="has no option 'x'"):
         fmt.parse_options({"x": "1"})
+    with pytest.raises(UsageError, match="must be one of show, hide, not 'maybe'"):
+        fmt.parse_options({"reasoning": "maybe"})
 
 
 def test_builtin_formats_constant_matches_the_builtin_plugins() -> None:

@@ -2,7 +2,9 @@
 
 YAML front matter, one section per message with its role, text verbatim,
 sources as links, attachments embedded or linked (URL-encoded), a visible
-placeholder for an attachment that could not be had. By default only the
+placeholder for an attachment that could not be had, reasoning ("thinking")
+as a folded callout and other parts as JSON blocks (``-o reasoning=hide``,
+``-o tool_calls=hide`` leave those out, for search indexes). By default only the
 active branch is rendered and the file says how many messages it left out;
 ``--branches all`` renders every branch, depth first, each marked.
 Nothing in the file depends on when the export ran.
@@ -11,7 +13,8 @@ Nothing in the file depends on when the export ran.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -19,7 +22,7 @@ import orjson
 from ..hookspecs import hookimpl
 from ..model import Attachment, Conversation, Message, Part
 from ..timezones import formatter_for
-from .base import Format, RenderContext, iso_time
+from .base import Format, Option, RenderContext, iso_time
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 _HEADERS = {role: f"## {name}" for role, name in ROLE_NAMES.items()}
@@ -47,14 +50,25 @@ class MarkdownFormat(Format):
 
     name = "markdown"
     extension = "md"
-    version = "1"
+    version = "2"  # 2: reasoning parts as a folded callout, not a JSON block
     description = "Markdown with YAML front matter (Obsidian-friendly)"
+    options = {
+        "reasoning": Option(
+            help="reasoning (thinking) parts: show them as a folded callout, or hide them "
+                 "(e.g. for search indexes, where they add noise)",
+            default="show", choices=("show", "hide")),
+        "tool_calls": Option(
+            help="tool parts (tool-call, tool-result, ...): show them as JSON blocks, "
+                 "or hide them",
+            default="show", choices=("show", "hide")),
+    }
 
     def render(self, conversation: Conversation, ctx: RenderContext) -> str:
         """Render the conversation as Markdown text."""
         conv = conversation
         tz = ctx.tz
         iso = formatter_for(tz)
+        hide = _hidden_kinds(ctx.options)
         out: list[str] = [
             "---",
             f"id: {_yaml_str(conv.id)}",
@@ -78,7 +92,7 @@ class MarkdownFormat(Format):
             for msg, number, count in entries:
                 label = f" · branch {number} of {count}" if count > 1 else ""
                 star = " ★" if branched and msg.id in active else ""
-                _message(out.append, msg, label + star, iso)
+                _message(out.append, msg, label + star, iso, hide)
         else:
             path = conv.active_branch()
             left_out = len(conv.messages) - len(path)
@@ -87,7 +101,7 @@ class MarkdownFormat(Format):
                 out += [f"> {left_out} {noun} on other branches not shown "
                         "(export with `--branches all` to include them).", ""]
             for msg in path:
-                _message(out.append, msg, "", iso)
+                _message(out.append, msg, "", iso, hide)
         # Blocks are separated by a blank line: each ends with "" in ``out``. The last
         # ones are dropped here instead of stripping (and so copying) the whole text.
         while out and out[-1] == "":
@@ -96,8 +110,25 @@ class MarkdownFormat(Format):
         return "\n".join(out)
 
 
+def _hidden_kinds(options: Mapping[str, Any]) -> Callable[[str], bool]:
+    """Which non-text part types the options leave out (``-o reasoning=hide`` ...)."""
+    no_reasoning = options.get("reasoning") == "hide"
+    no_tools = options.get("tool_calls") == "hide"
+
+    def hidden(kind: str) -> bool:
+        return (no_reasoning and kind == "reasoning") or (no_tools and kind.startswith("tool"))
+    return hidden
+
+
+def _callout(title: str, text: str) -> str:
+    """An Obsidian callout, folded (``> [!note]- Title``); elsewhere a plain quote."""
+    lines = text.strip("\n").split("\n")
+    return f"> [!note]- {title}\n" + "\n".join(f"> {line}" if line else ">" for line in lines)
+
+
 def _message(append: Callable[[str], None], msg: Message, label: str,
-             iso: Callable[[int | None], str | None]) -> None:
+             iso: Callable[[int | None], str | None],
+             hidden: Callable[[str], bool] = lambda kind: False) -> None:
     # Runs once per message of the export: kept to plain appends, and a text
     # part is appended as it is (a block ends with "", which the join turns
     # into the blank line) rather than copied to add a newline.
@@ -137,6 +168,12 @@ def _message(append: Callable[[str], None], msg: Message, label: str,
             if sources is None:
                 sources = []
             sources.append(part)
+        elif type(kind) is str and hidden(kind):
+            continue
+        elif kind == "reasoning" and type(part.get("text")) is str:
+            if part["text"].strip():
+                append(_callout("Reasoning", part["text"]))
+                append("")
         else:
             body = orjson.dumps(part, option=orjson.OPT_INDENT_2).decode()
             fence = _fence(body)
