@@ -28,11 +28,6 @@ from urllib.parse import urlsplit
 
 from ..errors import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 Origin = tuple[str, str, int]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -119,6 +114,11 @@ def _str_table(value: Any, where: str) -> dict[str, str]:
 
 def parse_auth(text: str, source: str = "auth file") -> dict[str, Credentials]:
     """Parse auth TOML text into ``{provider: Credentials}`` (UsageError if malformed)."""
+    # Imported here: every controller imports this module, few runs have an auth file.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

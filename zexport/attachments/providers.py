@@ -18,7 +18,6 @@ from __future__ import annotations
 import mimetypes
 import os
 from dataclasses import dataclass
-from email.message import Message
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -113,6 +112,8 @@ class ProviderSession:
 def _disposition_name(value: str | None) -> str | None:
     if not value:
         return None
+    from email.message import Message  # ~10 ms to import: only for a real download
+
     msg = Message()
     msg["content-disposition"] = value
     name = msg.get_filename()
