@@ -39,7 +39,7 @@ from zexport.attachments.downloader import (
     redirect_target,
 )
 from zexport.attachments.pipeline import FetchPipeline
-from zexport.attachments.providers import AttachmentProvider, AttachmentRef
+from zexport.attachments.providers import AttachmentProvider, AttachmentRef, ProviderSession
 from zexport.attachments.service import AttachmentService
 from zexport.errors import UsageError
 from zexport.model import Attachment, Conversation, Message
@@ -197,10 +197,21 @@ def test_reserved_invalid_hosts_fail_without_a_lookup(tmp_path: Path) -> None:
 
 
 def test_clients_are_made_on_first_use_and_share_one_ssl_context(
-        server: AttachmentServer, tmp_path: Path) -> None:
+        server: AttachmentServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading the CA bundle costs ~30 ms of the controller's loop per SSL context:
     a downloader that fetched nothing made no client, and its shards share one."""
-    async def go() -> tuple[int, int, int]:
+    import httpx
+
+    made_contexts = []
+    real = httpx.create_ssl_context
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made_contexts.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+
+    async def go() -> tuple[int, int]:
         dl = Downloader(_limits(concurrency=32, per_host=32), str(tmp_path / "staging"))
         before = len(dl._clients)
         server.extra_delay = 0.05  # enough requests at once to use several shards
@@ -208,14 +219,60 @@ def test_clients_are_made_on_first_use_and_share_one_ssl_context(
                                      for i in range(24)))
         assert all(Path(g.path).read_bytes() == body_for(str(i)) for i, g in enumerate(got))
         made = len(dl._clients)
-        contexts = {id(c._transport._pool._ssl_context) for c in dl._clients.values()}
         await dl.close()
-        return before, made, len(contexts)
+        return before, made
 
-    before, made, contexts = asyncio.run(go())
+    before, made = asyncio.run(go())
     assert before == 0
     assert made >= 2  # 24 requests at once do not fit in one shard of 8
-    assert contexts == 1
+    assert len(made_contexts) == 1
+
+
+def test_a_closed_downloader_makes_no_new_client(tmp_path: Path) -> None:
+    async def go() -> str:
+        dl = Downloader(_limits(), str(tmp_path / "staging"))
+        await dl.close()  # before any client exists: nothing to close, no error
+        try:
+            await dl.get_file("http://127.0.0.1:9/x", None)
+        except DownloadError as exc:
+            return exc.reason
+        return "downloaded?"
+
+    assert asyncio.run(go()) == "the downloader was closed"
+
+
+def test_the_provider_session_refuses_invalid_hosts_without_making_a_downloader(
+        tmp_path: Path) -> None:
+    made: list[Downloader] = []
+
+    def factory() -> Downloader:
+        made.append(Downloader(_limits(), str(tmp_path / "staging")))
+        return made[-1]
+
+    ref = AttachmentRef.from_wire("custom", {"id": "a1", "file_id": "f"})
+
+    async def go() -> list[str]:
+        reasons = []
+        session = ProviderSession(factory, None, None)
+        for call in (session.get_json("https://x.example.invalid/j"),
+                     session.get_file("https://files.example.invalid/a?sig=s", ref)):
+            try:
+                await call
+            except DownloadError as exc:
+                reasons.append(exc.reason)
+        # A Downloader itself is still accepted (the constructor's old form).
+        dl = Downloader(_limits(), str(tmp_path / "staging2"))
+        try:
+            await ProviderSession(dl, None, None).get_json("https://y.example.invalid/")
+        except DownloadError as exc:
+            reasons.append(exc.reason)
+        await dl.close()
+        return reasons
+
+    assert asyncio.run(go()) == ["cannot resolve host x.example.invalid",
+                                 "cannot resolve host files.example.invalid",
+                                 "cannot resolve host y.example.invalid"]
+    assert made == []
 
 
 def test_a_run_that_can_download_nothing_never_imports_httpx(

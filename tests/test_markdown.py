@@ -71,3 +71,28 @@ def test_attachments_embedded_linked_or_placeholder() -> None:
     body = render([{"type": "text", "text": "see"}], [img, gone])
     assert "![my pic.png](attachments/my%20pic.png)" in body
     assert "> ⚠ Attachment unavailable: notes.pdf: HTTP 404" in body
+
+
+def test_every_line_of_a_callout_is_quoted_whatever_its_line_endings() -> None:
+    """A line left out of the quote could open a code fence that swallows the rest of
+    the file: CommonMark ends lines at LF, CRLF and a lone CR."""
+    for text in ("Plan:\r```\rcode", "Plan:\r\n```\r\ncode", "Plan:\n```\ncode",
+                 "> quoted\n```unclosed"):
+        body = render([{"type": "reasoning", "text": text}, {"type": "text", "text": "Answer"}])
+        callout = body.split("> [!note]- Reasoning\n", 1)[1].split("\n\nAnswer", 1)[0]
+        assert all(line.startswith(">") for line in callout.split("\n")), (text, callout)
+        assert "\r" not in callout
+        assert body.endswith("\n\nAnswer\n")
+
+
+def test_tool_parts_of_every_naming_are_hidden_and_redacted_reasoning_is_kept() -> None:
+    parts: list[dict[str, object]] = [
+        {"type": "dynamic-tool", "toolName": "x"}, {"type": "tool-weather", "input": {}},
+        {"type": "tool_use", "name": "y"}, {"type": "toolbox-note", "text": "kept"},
+        {"type": "reasoning", "text": "", "signature": "abc"},
+        {"type": "text", "text": "Answer"}]
+    hidden = render(parts, tool_calls="hide")
+    assert "dynamic-tool" not in hidden and "tool-weather" not in hidden
+    assert "tool_use" not in hidden
+    assert "*[toolbox-note part]*" in hidden  # not a tool part: kept
+    assert '"signature": "abc"' in hidden  # blank reasoning with data: a JSON block

@@ -51,7 +51,8 @@ from .auth import Credentials, host_label, is_loopback, origin_of
 from .limits import DownloadError, Limits, check_resolvable
 from .options import human_size
 
-__all__ = ["DownloadError", "Downloader", "Limits", "Received"]  # the first two live in .limits
+# DownloadError and Limits live in .limits (importable without httpx); kept here too.
+__all__ = ["DownloadError", "Downloader", "Limits", "Received"]
 
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -155,13 +156,16 @@ class Downloader:
         self._shards: list[tuple[asyncio.Semaphore, int]] = [
             (asyncio.Semaphore(size), size) for size in sizes]
         self._clients: dict[int, httpx.AsyncClient] = {}
+        self._closed = False
         self._global = asyncio.Semaphore(conc)
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
     def _client(self, index: int) -> httpx.AsyncClient:
-        """Shard ``index``'s client, made on first use."""
+        """Shard ``index``'s client, made on first use (never after :meth:`close`)."""
         client = self._clients.get(index)
         if client is None:
+            if self._closed:
+                raise DownloadError("the downloader was closed")
             size = self._shards[index][1]
             if self._transport is None and self._ssl is None:
                 self._ssl = httpx.create_ssl_context(trust_env=False)
@@ -176,7 +180,8 @@ class Downloader:
         return client
 
     async def close(self) -> None:
-        """Close every pooled connection (of the clients that were made)."""
+        """Close every pooled connection (of the clients that were made); no new ones."""
+        self._closed = True
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()

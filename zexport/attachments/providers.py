@@ -77,9 +77,12 @@ class Downloaded:
 class ProviderSession:
     """A provider's access to the network, with its credentials scoped to their origin."""
 
-    def __init__(self, downloader: Callable[[], Downloader], credentials: Credentials | None,
-                 base_url: str | None) -> None:
-        self._downloader = downloader  # made (and httpx imported) at the first request
+    def __init__(self, downloader: Downloader | Callable[[], Downloader],
+                 credentials: Credentials | None, base_url: str | None) -> None:
+        # The service passes a factory: the downloader (and httpx) is made at the first
+        # request. A Downloader itself is still accepted, as before.
+        self._downloader: Callable[[], Downloader] = (
+            downloader if callable(downloader) else (lambda: downloader))
         self._credentials = credentials
         self.base_url = base_url
 

@@ -28,6 +28,7 @@ ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 _HEADERS = {role: f"## {name}" for role, name in ROLE_NAMES.items()}
 _BACKTICKS = re.compile(r"`{3,}")
 _LINK_TEXT = re.compile(r"([\[\]\\])")
+_LINE_ENDING = re.compile(r"\r\n?|\n")
 
 
 def _yaml_str(value: str) -> str:
@@ -116,13 +117,22 @@ def _hidden_kinds(options: Mapping[str, Any]) -> Callable[[str], bool]:
     no_tools = options.get("tool_calls") == "hide"
 
     def hidden(kind: str) -> bool:
-        return (no_reasoning and kind == "reasoning") or (no_tools and kind.startswith("tool"))
+        return (no_reasoning and kind == "reasoning") or (no_tools and _is_tool_part(kind))
     return hidden
 
 
+def _is_tool_part(kind: str) -> bool:
+    """``tool-call``, ``tool-result``, ``tool-<name>`` (AI SDK 5), ``dynamic-tool``, ..."""
+    return kind.startswith(("tool-", "tool_")) or kind in ("tool", "dynamic-tool")
+
+
 def _callout(title: str, text: str) -> str:
-    """An Obsidian callout, folded (``> [!note]- Title``); elsewhere a plain quote."""
-    lines = text.strip("\n").split("\n")
+    """An Obsidian callout, folded (``> [!note]- Title``); elsewhere a plain quote.
+
+    Every CommonMark line ending (LF, CRLF, a lone CR) starts a quoted line:
+    a line left unquoted could open a code fence that swallows the rest.
+    """
+    lines = _LINE_ENDING.split(text.strip("\r\n"))
     return f"> [!note]- {title}\n" + "\n".join(f"> {line}" if line else ">" for line in lines)
 
 
@@ -170,7 +180,10 @@ def _message(append: Callable[[str], None], msg: Message, label: str,
             sources.append(part)
         elif type(kind) is str and hidden(kind):
             continue
-        elif kind == "reasoning" and type(part.get("text")) is str:
+        elif kind == "reasoning" and type(part.get("text")) is str and (
+                part["text"].strip() or part.keys() <= {"type", "text"}):
+            # Blank and nothing else: dropped. Blank with other fields (redacted
+            # reasoning's data): a JSON block below, as any other part.
             if part["text"].strip():
                 append(_callout("Reasoning", part["text"]))
                 append("")
