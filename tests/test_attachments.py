@@ -424,6 +424,28 @@ def test_service_answers_without_waiting_when_no_download_is_needed(
     assert (stats2.requested, stats2.cached) == (1, 1)
 
 
+def test_cache_skips_the_file_system_for_a_provider_it_has_nothing_of(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run without credentials asks the cache about every missing attachment; when the
+    provider's folder does not exist, one check answers them all. What this run stores
+    is found at once; what another run stores, by the next run."""
+    cache = AttachmentCache(str(tmp_path / "cache"))
+    listed: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: (listed.append(str(p)), real_listdir(p))[1])
+    assert [cache.lookup("chatgpt", f"file-{i}") for i in range(50)] == [None] * 50
+    assert listed == []
+    other = AttachmentCache(str(tmp_path / "cache"))  # another run, same cache
+    staged = tmp_path / "staged.bin"
+    staged.write_bytes(b"x")
+    stored = other.store("chatgpt", "file-7", str(staged), "a.bin")
+    assert cache.lookup("chatgpt", "file-7") is None  # this run decided: nothing there
+    assert AttachmentCache(str(tmp_path / "cache")).lookup("chatgpt", "file-7") == stored
+    staged.write_bytes(b"y")
+    mine = cache.store("chatgpt", "file-8", str(staged), "b.bin")
+    assert cache.lookup("chatgpt", "file-8") == mine  # its own store clears the mark
+
+
 def _conversation_with_files(cid: str, files: int) -> Conversation:
     atts = [Attachment(f"{cid}-a{i}", f"{cid}-m", "file", f"f-{cid}-{i}", None, None,
                        f"{i}.txt", "text/plain", None, None, None, None) for i in range(files)]
