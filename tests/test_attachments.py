@@ -441,6 +441,12 @@ def test_cache_skips_the_file_system_for_a_provider_it_has_nothing_of(
     stored = other.store("chatgpt", "file-7", str(staged), "a.bin")
     assert cache.lookup("chatgpt", "file-7") is None  # this run decided: nothing there
     assert AttachmentCache(str(tmp_path / "cache")).lookup("chatgpt", "file-7") == stored
+    # This run downloads the same key too: the other run's file wins, one file per key
+    # (store looks on disk, whatever lookup decided).
+    staged.write_bytes(b"z")
+    assert cache.store("chatgpt", "file-7", str(staged), "c.bin") == stored
+    assert not staged.exists()
+    assert sorted(p.name for p in Path(stored).parent.iterdir()) == ["a.bin"]
     staged.write_bytes(b"y")
     mine = cache.store("chatgpt", "file-8", str(staged), "b.bin")
     assert cache.lookup("chatgpt", "file-8") == mine  # its own store clears the mark

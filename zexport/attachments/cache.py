@@ -72,7 +72,11 @@ class AttachmentCache:
                 self._absent.add(provider)
         if provider in self._absent:
             return None
-        folder = self.folder(provider, key)
+        return self._find(self.folder(provider, key))
+
+    @staticmethod
+    def _find(folder: str) -> str | None:
+        """The file in a key's folder, if any (temporaries and symlinks skipped)."""
         try:
             names = sorted(n for n in os.listdir(folder) if not n.startswith(TEMP_PREFIX))
         except OSError:
@@ -89,11 +93,11 @@ class AttachmentCache:
         If another run stored the same key meanwhile, its file wins and
         ``staged`` is removed: one file per key, always.
         """
-        existing = self.lookup(provider, key)
+        folder = self.folder(provider, key)
+        existing = self._find(folder)  # on disk, whatever lookup() decided for this run
         if existing is not None:
             os.unlink(staged)
             return existing
-        folder = self.folder(provider, key)
         os.makedirs(folder, mode=0o700, exist_ok=True)
         self._absent.discard(provider)
         target = os.path.join(folder, name)
