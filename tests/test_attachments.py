@@ -822,6 +822,8 @@ def test_download_progress_is_throttled_and_ends_with_the_final_counts(
     db = tmp_path / "sample.db"
     make_sample(db, conversations=400, seed=3)
     out = tmp_path / "out"
+    for provider in ("chatgpt", "claude"):  # something "cached": the controller answers
+        (tmp_path / "cache" / provider).mkdir(parents=True)
     started = time.monotonic()
     res = cli("run", "--db", str(db), "--out", str(out), "--progress", "json",
               "--workers", "2", "--cache-dir", str(tmp_path / "cache"), timeout=120)
@@ -834,3 +836,32 @@ def test_download_progress_is_throttled_and_ends_with_the_final_counts(
     assert 0 < len(downloading) <= min(seconds / 0.1 + 2, stats["requested"] / 3)
     assert downloading[-1]["current"] == downloading[-1]["total"] == stats["requested"]
     assert downloading[-1]["failed"] == stats["failed"]
+
+
+def test_workers_refuse_providers_without_credentials_themselves_with_the_same_result(
+        cli: Any, tmp_path: Path) -> None:
+    """With no credentials and nothing cached for a provider, workers answer its missing
+    files themselves (config refused_providers) instead of asking the controller for
+    each: the report must list exactly the failures the controller would have given."""
+    db = tmp_path / "sample.db"
+    make_sample(db, conversations=120, seed=5)
+
+    def run(name: str, cached: bool) -> tuple[set[tuple[str, str]], dict[str, Any]]:
+        cache = tmp_path / f"cache-{name}"
+        if cached:  # a provider folder exists: every request goes to the controller
+            for provider in ("chatgpt", "claude", "perplexity"):
+                (cache / provider).mkdir(parents=True)
+        out = tmp_path / name
+        res = cli("run", "--db", str(db), "--out", str(out), "--progress", "none",
+                  "--workers", "2", "--cache-dir", str(cache), timeout=120)
+        assert res.returncode == 1, res.stderr
+        report = json.loads((out / ".zexport" / "report.json").read_text())
+        return ({(f["attachment_id"], f["reason"]) for f in report["attachment_failures"]},
+                report["downloads"])
+
+    local, local_stats = run("local", cached=False)
+    remote, remote_stats = run("remote", cached=True)
+    assert local == remote and any(r.startswith("no credentials for ") for _, r in local)
+    refused = sum(r.startswith("no credentials for ") for _, r in remote)
+    assert refused > 20
+    assert remote_stats["requested"] == local_stats["requested"] + refused

@@ -194,6 +194,7 @@ class Controller:
         self.attachments: AttachmentService | None = None  # started only if downloads are on
         self.fetch_tasks: set[asyncio.Task[None]] = set()
         self.attachments_unreadable = False  # the side index could not be built
+        self._refused: dict[str, str] | None = None  # see _refused_providers()
         self.download_shown = 0.0  # when download progress was last shown
         self.download_pending = False  # counts changed since
         self.format_options = self.fmt.parse_options(opts.format_options)
@@ -342,11 +343,30 @@ class Controller:
             "exported_at": self.exported_at, "attachments": self.opts.attachments,
             "attachment_index": None if self.attachments_unreadable
             else os.path.join(self.run_dir, "attachments.db"),
-            "downloads": self.opts.attachments != "off" and self.opts.downloads.enabled,
+            "downloads": self._downloads_on(),
+            "refused_providers": self._refused_providers(),
             "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
             "controller_pid": os.getpid(),
         }
+
+    def _downloads_on(self) -> bool:
+        return self.opts.attachments != "off" and self.opts.downloads.enabled
+
+    def _attachment_cache(self) -> AttachmentCache:
+        dl = self.opts.downloads
+        return AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))
+
+    def _refused_providers(self) -> dict[str, str]:
+        """Providers whose downloads workers refuse themselves (computed once per run)."""
+        if self._refused is None:
+            self._refused = {}
+            if self._downloads_on():
+                from .attachments.service import refused_providers
+
+                self._refused = refused_providers(self.providers, self.credentials,
+                                                  self._attachment_cache())
+        return self._refused
 
     def _worker_config(self, wid: int) -> dict[str, Any]:
         return {**self._config(), "log": self._worker_log(wid)}
@@ -511,14 +531,13 @@ class Controller:
 
     def _start_attachments(self) -> None:
         """The download service, inside the running loop (httpx shares it with zmq)."""
-        if self.opts.attachments == "off" or not self.opts.downloads.enabled:
+        if not self._downloads_on():
             return
         dl = self.opts.downloads
-        from .attachments.service import AttachmentService  # imports httpx: only when needed
+        from .attachments.service import AttachmentService
 
-        cache = AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))
         self.attachments = AttachmentService(
-            self.providers, self.credentials, cache, dl.limits(),
+            self.providers, self.credentials, self._attachment_cache(), dl.limits(),
             archive=os.path.abspath(self.opts.db) if dl.update_archive else None,
             on_change=self._download_progress)
 

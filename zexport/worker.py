@@ -243,7 +243,11 @@ class Worker:
             plugin=registry.format_plugin[fmt.name].label,
         )
         if config.get("downloads"):
-            self.pipeline = FetchPipeline(self.send_control, settings.archive_dir)
+            refused = config.get("refused_providers")
+            self.pipeline = FetchPipeline(
+                self.send_control, settings.archive_dir,
+                {str(k): str(v) for k, v in refused.items()}
+                if isinstance(refused, dict) else None)
         exporter = ConversationExporter(
             settings, fetch=self.pipeline.result if self.pipeline else None)
         watchdog = RenderWatchdog(

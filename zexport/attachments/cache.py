@@ -64,11 +64,15 @@ class AttachmentCache:
         """The folder that holds the file for ``(provider, key)``."""
         return os.path.join(self._provider_dir(provider), _component(key))
 
+    def holds_any(self, provider: str) -> bool:
+        """Whether anything of ``provider`` may be cached (its folder exists)."""
+        return os.path.isdir(self._provider_dir(provider))
+
     def lookup(self, provider: str, key: str) -> str | None:
         """The cached file for ``(provider, key)``, or None."""
         if provider not in self._checked:
             self._checked.add(provider)
-            if not os.path.isdir(self._provider_dir(provider)):
+            if not self.holds_any(provider):
                 self._absent.add(provider)
         if provider in self._absent:
             return None

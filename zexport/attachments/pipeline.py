@@ -44,9 +44,13 @@ def local_file(att: Attachment, archive_dir: str) -> str | None:
 class FetchPipeline:
     """Tracks a worker's outstanding ``fetch`` requests and their answers."""
 
-    def __init__(self, send: Send, archive_dir: str) -> None:
+    def __init__(self, send: Send, archive_dir: str,
+                 refused: dict[str, str] | None = None) -> None:
         self.send = send
         self.archive_dir = archive_dir
+        # provider -> reason: requests the controller would refuse anyway (no credentials,
+        # nothing cached; config ``refused_providers``) are answered here, no round trip.
+        self.refused = dict(refused or {})
         self.next_req = 0
         self.pending: dict[int, tuple[str, Attachment]] = {}
         self.waiting: dict[str, int] = {}
@@ -59,9 +63,10 @@ class FetchPipeline:
         """Add a request for each missing attachment of ``conv`` to ``outbox``; return
         how many."""
         count = 0
+        refused = conv.provider in self.refused  # result() answers those
         for msg in conv.messages:
             for att in msg.attachments:
-                if local_file(att, self.archive_dir) is not None:
+                if refused or local_file(att, self.archive_dir) is not None:
                     continue
                 self.next_req += 1
                 self.pending[self.next_req] = (conv.id, att)
@@ -112,8 +117,13 @@ class FetchPipeline:
         return conv.id not in self.waiting
 
     def result(self, conv: Conversation, att: Attachment) -> tuple[str | None, str | None]:
-        """The exporter's fetcher: the answer already received for ``att``."""
-        return self.answers.pop((conv.id, att.id), (None, "file vanished before export"))
+        """The exporter's fetcher: the answer already received for ``att`` (or, for a
+        refused provider, its reason)."""
+        answer = self.answers.pop((conv.id, att.id), None)
+        if answer is not None:
+            return answer
+        reason = self.refused.get(conv.provider)
+        return None, reason or "file vanished before export"
 
     def forget(self, conv: Conversation) -> None:
         """Drop what is left for ``conv`` (answers it did not use, cancelled waits)."""

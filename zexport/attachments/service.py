@@ -73,6 +73,34 @@ class Stats:
         return dataclasses.asdict(self)
 
 
+def lacks_credentials(provider: AttachmentProvider, creds: Credentials | None) -> bool:
+    """Whether ``provider`` cannot download at all with ``creds``."""
+    return provider.needs_credentials and (creds is None or not creds.has_secrets)
+
+
+def no_credentials_reason(provider_name: str) -> str:
+    """The failure reason of every download refused for want of credentials."""
+    return (f"no credentials for {provider_name} (add a [{provider_name}] table to the "
+            "--auth file)")
+
+
+def refused_providers(providers: dict[str, AttachmentProvider],
+                      credentials: dict[str, Credentials],
+                      cache: AttachmentCache) -> dict[str, str]:
+    """``{provider: reason}`` for providers whose every request would be refused: no
+    credentials, and nothing of theirs in the cache.
+
+    Workers get this in ``config`` and answer those requests themselves: on an
+    archive without an auth file, nearly every missing attachment is one, and a
+    round trip to the controller each cost ~10% of a default run at 10,000
+    conversations. A provider with anything cached still goes through the
+    controller, which may find the file.
+    """
+    return {name: no_credentials_reason(name) for name, provider in sorted(providers.items())
+            if lacks_credentials(provider, credentials.get(name))
+            and not cache.holds_any(name)}
+
+
 class AttachmentService:
     """Serves ``fetch`` requests in the controller's event loop."""
 
@@ -188,10 +216,8 @@ class AttachmentService:
             known = ", ".join(sorted(self.providers)) or "none"
             return FetchResult(error=f"no attachment provider for {ref.provider!r} "
                                      f"(installed: {known})")
-        creds = self.credentials.get(ref.provider)
-        if provider.needs_credentials and (creds is None or not creds.has_secrets):
-            return FetchResult(error=f"no credentials for {ref.provider} (add a "
-                                     f"[{ref.provider}] table to the --auth file)")
+        if lacks_credentials(provider, self.credentials.get(ref.provider)):
+            return FetchResult(error=no_credentials_reason(ref.provider))
         return None
 
     async def _obtain(self, ref: AttachmentRef, key: str) -> FetchResult:
