@@ -104,3 +104,32 @@ def test_dry_run_text_and_refusals(isolated_env: dict[str, str], sample_db: Path
                    "--dry-run"], isolated_env, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert tree_digest(tmp_path) == before and not out.exists()
+
+
+def test_dry_run_names_the_attachments_no_credentials_can_fetch(
+        isolated_env: dict[str, str], sample_db: Path, tmp_path: Path) -> None:
+    """Without an auth file, the files of providers that need credentials will fail at
+    once: the dry run says so per provider instead of counting them "to download"."""
+    opts = ["--cache-dir", str(tmp_path / "cache")]
+    res = run_cli(["run", "--db", str(sample_db), "--out", str(tmp_path / "o1"), "--tz", "UTC",
+                   "--workers", "2", "--dry-run", "--progress", "json", *opts],
+                  isolated_env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    said = json.loads(res.stdout)
+    refused = said["unavailable_no_credentials"]
+    assert set(refused) == {"chatgpt", "claude"} and all(n > 0 for n in refused.values())
+    assert said["attachments"] == said["on_disk"] + said["to_download"] + said["unavailable"]
+    text = run_cli(["run", "--db", str(sample_db), "--out", str(tmp_path / "o1"), "--tz",
+                    "UTC", "--dry-run", "--progress", "none", *opts], isolated_env, timeout=60)
+    assert f"{sum(refused.values()):,} unavailable (no credentials for chatgpt, claude:" \
+        in text.stdout
+    res = run_cli(["run", "--db", str(sample_db), "--out", str(tmp_path / "o2"), "--tz", "UTC",
+                   "--workers", "2", "--progress", "none", *opts], isolated_env, timeout=90)
+    assert res.returncode == 1, res.stderr
+    report = json.loads((tmp_path / "o2" / ".zexport" / "report.json").read_text())
+    failed: dict[str, int] = {}
+    for f in report["attachment_failures"]:
+        if f["reason"].startswith("no credentials for "):
+            name = f["reason"].split()[3]
+            failed[name] = failed.get(name, 0) + 1
+    assert failed == refused

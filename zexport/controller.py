@@ -897,7 +897,8 @@ class Controller:
                     index = os.path.join(tmp, "attachments.db")
                     build_attachment_index(self.opts.db, index)
                     summary.count_attachments(self.plan, index, os.path.dirname(
-                        os.path.abspath(self.opts.db)), self.opts.downloads.enabled)
+                        os.path.abspath(self.opts.db)), self.opts.downloads.enabled,
+                        refused=self._refused_providers())
             except apsw.Error as exc:
                 raise ArchiveError(f"cannot plan the export: {exc}") from None
             finally:

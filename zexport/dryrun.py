@@ -15,12 +15,14 @@ not an estimate; this module holds the result and says it.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .attachments.options import human_size
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from .plan import Plan
 
 
@@ -41,13 +43,20 @@ class DryRun:
     to_download: int = 0  # missing here, with a URL or file id to try
     to_download_bytes: int = 0  # as far as the archive knows their size
     unavailable: int = 0  # missing, and nowhere to get them from (or downloads off)
+    # of which, per provider: a source, but a provider that has no credentials (and
+    # nothing cached): a run fails them at once, as it will
+    unavailable_no_credentials: dict[str, int] = field(default_factory=dict)
     downloads: bool = True
 
     def count_attachments(self, plan: Plan, index_path: str, archive_dir: str,
-                          downloads: bool) -> None:
-        """Classify the attachments of the conversations to render (stats each file)."""
+                          downloads: bool, refused: Collection[str] = ()) -> None:
+        """Classify the attachments of the conversations to render (stats each file).
+
+        ``refused``: providers whose downloads a run refuses at once (no credentials,
+        nothing cached): their missing files are unavailable, not "to download".
+        """
         self.downloads = downloads
-        for local, size, has_source in plan.todo_attachments(index_path):
+        for local, size, has_source, provider in plan.todo_attachments(index_path):
             self.attachments += 1
             path = local.decode("utf-8", "replace") if local else ""
             if path and not os.path.isabs(path):
@@ -59,7 +68,11 @@ class DryRun:
                     continue
             except OSError:
                 pass
-            if has_source and downloads:
+            if has_source and downloads and provider in refused:
+                self.unavailable += 1
+                self.unavailable_no_credentials[provider] = \
+                    self.unavailable_no_credentials.get(provider, 0) + 1
+            elif has_source and downloads:
                 self.to_download += 1
                 self.to_download_bytes += size or 0
             else:
@@ -91,8 +104,13 @@ class DryRun:
                 known = f", {human_size(self.to_download_bytes)} known" if self.to_download_bytes \
                     else ""
                 said.append(f"    {self.to_download:,} to download{known}")
-            if self.unavailable:
+            refused = sum(self.unavailable_no_credentials.values())
+            if self.unavailable - refused:
                 why = "no URL or file id" if self.downloads else "downloads are off"
-                said.append(f"    {self.unavailable:,} unavailable ({why})")
+                said.append(f"    {self.unavailable - refused:,} unavailable ({why})")
+            if refused:
+                names = ", ".join(sorted(self.unavailable_no_credentials))
+                said.append(f"    {refused:,} unavailable (no credentials for {names}:"
+                            " see --auth)")
         return said
 

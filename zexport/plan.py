@@ -134,19 +134,22 @@ class Plan:
         return _count(self.conn, "SELECT count(*) FROM plan WHERE folder != base")
 
     def todo_attachments(self, index_path: str) -> Iterator[tuple[bytes | None, int | None,
-                                                                   bool]]:
-        """``(local_path, size, has_source)`` of each attachment of a conversation to render.
+                                                                   bool, str]]:
+        """``(local_path, size, has_source, provider)`` of each attachment of a
+        conversation to render.
 
         ``index_path`` is an attachment side index (``build_attachment_index``);
-        ``has_source``: it names a URL or a provider file id to download from.
+        ``has_source``: it names a URL or a provider file id to download from;
+        ``provider``: the conversation's (whose credentials a download needs).
         """
         self.conn.execute("ATTACH DATABASE ? AS ai", (index_path,))
         try:
-            for local, size, url, file_id in self.conn.execute(
-                    "SELECT CAST(a.local_path AS BLOB), a.size, a.original_url, a.file_id"
-                    " FROM todo t JOIN plan p ON p.seq = t.seq"
+            for local, size, url, file_id, provider in self.conn.execute(
+                    "SELECT CAST(a.local_path AS BLOB), a.size, a.original_url, a.file_id,"
+                    " p.provider FROM todo t JOIN plan p ON p.seq = t.seq"
                     " JOIN ai.att a ON a.conversation_id = p.id"):
-                yield local, size if isinstance(size, int) else None, bool(url or file_id)
+                yield (local, size if isinstance(size, int) else None, bool(url or file_id),
+                       provider if isinstance(provider, str) else "")
         finally:
             self.conn.execute("DETACH DATABASE ai")
 
