@@ -131,6 +131,15 @@ def wait_progress(reg: dict[str, Any], done: int, timeout: float = 20,
 alive = pid_alive  # a process that exists and is not a zombie (zexport.runtime)
 
 
+def kill_group(*procs: subprocess.Popen[Any] | None) -> None:
+    """Kill the process group of each run still going, and reap it (a test's ``finally``:
+    a failed assertion must not leave a controller and its workers running)."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:
     """Wait for a run to exit; its (status, stdout, stderr). Kills it on timeout."""
     try:

@@ -26,6 +26,7 @@ from controlkit import (
     ask,
     finish,
     full_tree,
+    kill_group,
     registration_for,
     report,
     start_run,
@@ -112,8 +113,7 @@ def test_status_then_cancel_then_resume_gives_the_clean_tree(
         assert not any(alive(p) for p in pids)
         code, _, err = finish(proc, timeout=10)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert code == 130, err
     rep = report(out)
     assert rep["status"] == "cancelled"
@@ -202,9 +202,7 @@ def test_second_run_on_held_output_is_refused_and_several_runs_need_run_id(
             assert res.returncode == 0, res.stderr
         assert finish(first)[0] == 130 and finish(second)[0] == 130
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(first, second)
 
 
 @pytest.mark.parametrize("presses", [1, 2])
@@ -225,8 +223,7 @@ def test_ctrl_c_inside_long_conversations_stops_fast_and_clean(
         code, _, err = finish(proc, timeout=10)
         took = time.monotonic() - started
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert code == 130, err
     assert took < 3, took
     assert not any(alive(p) for p in pids)
@@ -251,8 +248,7 @@ def test_worker_killed_mid_run_is_replaced_and_its_work_redone(
                  "the killed worker to be declared dead")
         code, _, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert code in (0, 1), err
     rep = report(out)
     assert rep["status"] in ("ok", "partial")
@@ -278,8 +274,7 @@ def test_stopped_worker_past_the_deadline_counts_as_dead(
     finally:
         if victim and alive(victim["pid"]):
             os.kill(victim["pid"], signal.SIGCONT)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert code in (0, 1), err
     rep = report(out)
     deaths = rep["worker_deaths"]
@@ -301,8 +296,7 @@ def test_workers_exit_by_themselves_when_the_controller_is_killed(
         proc.wait(timeout=10)
         wait_for(lambda: not any(alive(p) for p in pids), 5, "workers to exit by themselves")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     # The dead controller's registration is swept by the next client; nothing is running.
     res = run_cli(["status"], isolated_env, timeout=20)
     assert res.returncode == 1 and "no zexport export is running" in res.stderr
@@ -356,8 +350,7 @@ def test_bad_frames_on_live_sockets_are_rejected_and_the_run_goes_on(
         assert st["phase"] in ("exporting", "finishing")
         code, _, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert code in (0, 1), err
     assert "dropped bad result frame" in err
     rep = report(out)
@@ -461,8 +454,7 @@ def test_status_and_cancel_are_answered_while_the_run_is_still_planning(
         assert time.monotonic() - started < 3.0  # both answered inside the 4 s plan
         code, _, err = finish(proc, timeout=30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert code == 130, err
     rep = report(out)
     assert rep["status"] == "cancelled" and rep["counts"]["exported"] == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from controlkit import (
+    kill_group,
     registration_for,
     report,
     start_run,
@@ -60,9 +61,7 @@ def test_repeated_ctrl_c_still_ends_cancelled_with_a_report_and_no_leftovers(
         _press_until_exit(proc, gap)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        kill_group(proc)
     assert proc.returncode == 130, (proc.returncode, stdout, stderr)
     assert "Aborted" not in stdout + stderr and "Traceback" not in stderr, stderr
     assert report(out)["status"] == "cancelled"

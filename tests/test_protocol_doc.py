@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from controlkit import wait_for
+from controlkit import kill_group, wait_for
 
 from zexport import protocol
 from zexport.sample import make_sample
@@ -115,7 +114,5 @@ def test_a_client_built_from_the_document_gets_status_and_cancels(tmp_path: Path
         report = json.loads((out / ".zexport" / "report.json").read_text())
         assert report["status"] == "cancelled"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc)
         ctx.destroy(linger=0)
