@@ -50,8 +50,7 @@ class AttachmentCache:
         # is cached, so their lookups need no file system call (a run without credentials
         # asks about every missing attachment: 6,313 on the 10k sample). A file another
         # run stores meanwhile is found by the next run; store() here clears the mark.
-        self._absent: set[str] = set()
-        self._checked: set[str] = set()
+        self._holds: dict[str, bool] = {}
         self._provider_dirs: dict[str, str] = {}
 
     def _provider_dir(self, provider: str) -> str:
@@ -70,11 +69,10 @@ class AttachmentCache:
 
     def lookup(self, provider: str, key: str) -> str | None:
         """The cached file for ``(provider, key)``, or None."""
-        if provider not in self._checked:
-            self._checked.add(provider)
-            if not self.holds_any(provider):
-                self._absent.add(provider)
-        if provider in self._absent:
+        holds = self._holds.get(provider)
+        if holds is None:
+            holds = self._holds[provider] = self.holds_any(provider)
+        if not holds:
             return None
         return self._find(self.folder(provider, key))
 
@@ -103,7 +101,7 @@ class AttachmentCache:
             os.unlink(staged)
             return existing
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        self._absent.discard(provider)
+        self._holds[provider] = True
         target = os.path.join(folder, name)
         os.replace(staged, target)
         return target
