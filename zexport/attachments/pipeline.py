@@ -62,11 +62,12 @@ class FetchPipeline:
     def request(self, conv: Conversation, outbox: list[dict[str, Any]]) -> int:
         """Add a request for each missing attachment of ``conv`` to ``outbox``; return
         how many."""
+        if conv.provider in self.refused:
+            return 0  # nothing to ask: result() answers with the reason
         count = 0
-        refused = conv.provider in self.refused  # result() answers those
         for msg in conv.messages:
             for att in msg.attachments:
-                if refused or local_file(att, self.archive_dir) is not None:
+                if local_file(att, self.archive_dir) is not None:
                     continue
                 self.next_req += 1
                 self.pending[self.next_req] = (conv.id, att)
