@@ -1,4 +1,4 @@
-"""Control-plane latency during a full-speed export (BRIEF §8: status < 50 ms, cancel < 1 s).
+"""Control-plane latency during a full-speed export (BRIEF §8: status p99 < 5 ms, cancel < 1 s).
 
 What it does, on a synthetic archive made with ``zexport sample`` and outputs
 on tmpfs (``/dev/shm``):
@@ -10,9 +10,9 @@ on tmpfs (``/dev/shm``):
    script as a user runs it, human and ``--json`` (interpreter start-up
    included). Under the same load it also times the console script's
    interpreter doing nothing (``python -c pass``): the floor no client code can
-   go below, so the numbers above it are zexport's own; and the same interpreter
-   importing only what ``zexport status`` imports (``python_imports``), so what
-   is left above that is the request itself. Only samples taken
+   go below, so the numbers above it are zexport's own. The target is the
+   controller's answer over its socket (the raw kinds: p99 under 5 ms); the
+   console script is reported by its median. Only samples taken
    while the run was exporting count; runs are restarted (``--force``) until
    there are enough.
    With ``--no-downloads`` the export fetches no missing attachment (by
@@ -146,10 +146,10 @@ class Bench:
     def bench_status(self) -> dict[str, list[float]]:
         samples: dict[str, list[float]] = {"raw_kept_socket": [], "raw_fresh_socket": [],
                                            "cli_status": [], "cli_status_json": [],
-                                           "python_c_pass": [], "python_imports": []}
+                                           "python_c_pass": []}
         want = {"raw_kept_socket": self.args.raw, "raw_fresh_socket": self.args.raw,
                 "cli_status": self.args.cli, "cli_status_json": self.args.cli,
-                "python_c_pass": self.args.cli, "python_imports": self.args.cli}
+                "python_c_pass": self.args.cli}
         cli_args = {"cli_status": ["status"], "cli_status_json": ["status", "--json"]}
         for _ in range(10 + self.args.cli // 20):
             if all(len(samples[k]) >= want[k] for k in want):
@@ -175,9 +175,6 @@ class Bench:
                         sock.close()
                     elif kind == "python_c_pass":
                         subprocess.run([self.python, "-c", "pass"], env=self.env, check=True)
-                    elif kind == "python_imports":
-                        subprocess.run([self.python, "-c", STATUS_IMPORTS], env=self.env,
-                                       check=True)
                     else:
                         res = subprocess.run(self.zexport(*cli_args[kind]), env=self.env,
                                              capture_output=True, text=True)
@@ -227,13 +224,6 @@ class Bench:
         return results
 
 
-# What `zexport status` imports before it asks anything: the console-script wrapper's
-# `re` (pip's template), then the fast path (entry, cli_control) and its client (json for
-# the registration, msgpack for frames, socket for ZMTP). Timed alone under the same load,
-# it is the floor of any Python client built on these libraries.
-STATUS_IMPORTS = "import re, zexport.entry, zexport.cli_control, zexport.client, zexport.zmtp"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--conversations", type=int, default=10_000)
@@ -241,8 +231,7 @@ def main() -> None:
     parser.add_argument("--dir", default="/dev/shm/zexport-bench-control")
     parser.add_argument("--raw", type=int, default=500, help="raw status samples per kind")
     parser.add_argument("--cli", type=int, default=40,
-                        help="samples of each CLI kind (status, status --json, python -c pass,"
-                             " the status imports alone)")
+                        help="samples of each CLI kind (status, status --json, python -c pass)")
     parser.add_argument("--zexport", default=os.path.join(os.path.dirname(sys.executable),
                                                           "zexport"),
                         help="the zexport console script to measure (default: %(default)s)")
@@ -261,10 +250,11 @@ def main() -> None:
           f"{', --no-downloads' if args.no_downloads else ''} (ms):")
     for kind, values in status.items():
         if values:
-            over = sum(v >= 50 for v in values)
+            limit = 5 if kind.startswith("raw_") else 50
+            over = sum(v >= limit for v in values)
             print(f"  {kind:18} n={len(values):4}  median {statistics.median(values):7.2f}"
                   f"  p90 {pct(values, 0.90):7.2f}  p99 {pct(values, 0.99):7.2f}"
-                  f"  max {max(values):7.2f}  >=50ms {over}")
+                  f"  max {max(values):7.2f}  >={limit}ms {over}")
     cancels = bench.bench_cancel()
     print("zexport cancel at ~20% done (s):")
     for c in cancels:

@@ -1,5 +1,5 @@
 """``python -m zexport``: the same entry point as the ``zexport`` console script."""
 
-from .entry import main
+from .cli import main
 
 main()

@@ -331,12 +331,6 @@ def formats() -> None:
         click.echo(line)
 
 
-def _echo(text: str, err: bool) -> None:
-    click.echo(text, err=err)
-
-
-# status and cancel: their work is in cli_control, shared with the fast path of
-# zexport.entry (which must accept exactly these options: tests/test_entry.py).
 @cli.command()
 @click.option("--run", "run_id", metavar="ID", help="Which export (when several are running).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status reply's JSON.")
@@ -344,7 +338,7 @@ def _echo(text: str, err: bool) -> None:
               hidden=True)
 def status(run_id: str | None, as_json: bool, timeout: float) -> None:
     """Show how a running export is doing: phase, counts, rate, ETA, workers."""
-    code = cli_control.status(run_id, as_json, timeout, _echo)
+    code = cli_control.status(run_id, as_json, timeout)
     if code:
         sys.exit(code)
 
@@ -361,13 +355,13 @@ def cancel(run_id: str | None, no_wait: bool, timeout: float) -> None:
     half-written is left, the report says ``cancelled``, and the next
     ``zexport run`` on the same folder resumes where this one stopped.
     """
-    code = cli_control.cancel(run_id, no_wait, timeout, _echo)
+    code = cli_control.cancel(run_id, no_wait, timeout)
     if code:
         sys.exit(code)
 
 
 def main() -> None:
-    """The click CLI alone (the console script is :func:`zexport.entry.main`)."""
+    """The ``zexport`` console script."""
     cli()
 
 

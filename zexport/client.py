@@ -7,26 +7,22 @@ a clear error in a second or two instead of a hang (Lazy Pirate, without the
 retry: status is cheap to ask again). Replies carry the request's ``id``;
 anything else is dropped.
 
-The controller's ``ipc://`` endpoint is spoken to by :mod:`zexport.zmtp`,
-not pyzmq: importing pyzmq costs 20-40 ms, most of the 50 ms a status may
-take (README, "Control"). pyzmq remains for any other endpoint, imported only
-then. No :mod:`secrets` either (it brings ``hmac`` and OpenSSL, 3 ms):
-request ids need to be unlikely to repeat, not unpredictable.
+Request ids need to be unlikely to repeat, not unpredictable: :func:`os.urandom`
+is enough.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator
+from typing import Any
+
+import zmq
 
 from . import protocol
 from .errors import ControlError, ProtocolError, UsageError
-from .runtime import list_runs, pid_alive
-
-TYPE_CHECKING = False  # typing's, without importing typing (3 ms of `zexport status`)
-if TYPE_CHECKING:
-    from collections.abc import Generator
-    from typing import Any
+from .runtime import existing_runtime_base, list_runs, pid_alive
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -64,9 +60,7 @@ def request(info: dict[str, Any], msg_type: str, timeout: float = DEFAULT_TIMEOU
     frame = protocol.encode(msg_type, id=req_id, **fields)
     endpoint = str(info["control"])
     deadline = time.monotonic() + timeout
-    path = zmtp_path(endpoint)
-    frames = _zmq_frames(endpoint, frame, deadline) if path is None else \
-        _zmtp_frames(path, frame, deadline)
+    frames = _frames(endpoint, frame, deadline)
     try:
         for data in frames:
             try:
@@ -77,10 +71,6 @@ def request(info: dict[str, Any], msg_type: str, timeout: float = DEFAULT_TIMEOU
                 return reply
     except TimeoutError:
         pass
-    except ConnectionError as exc:  # zmtp: closed, or not a peer we can talk to
-        raise ControllerUnreachable(
-            f"run {info['run_id']} (pid {info['pid']}) did not answer: {exc}; "
-            "it may be finishing or stuck") from None
     finally:
         frames.close()
     raise ControllerUnreachable(
@@ -88,30 +78,9 @@ def request(info: dict[str, Any], msg_type: str, timeout: float = DEFAULT_TIMEOU
         f"{timeout:g}s; it may be finishing or stuck")
 
 
-def zmtp_path(endpoint: str) -> str | None:
-    """The socket path when :mod:`zexport.zmtp` can reach ``endpoint``, else None (pyzmq)."""
-    from .zmtp import ipc_path
-
-    return ipc_path(endpoint) if os.name == "posix" else None
-
-
-def _zmtp_frames(path: str, frame: bytes, deadline: float) -> Generator[bytes, None, None]:
-    """Frames received after sending ``frame``; TimeoutError at the deadline."""
-    from .zmtp import Dealer
-
-    dealer = Dealer(path, deadline, max_frame=protocol.MAX_FRAME_BYTES)
-    try:
-        dealer.send(frame, deadline)
-        while True:
-            yield dealer.recv(deadline)
-    finally:
-        dealer.close()
-
-
-def _zmq_frames(endpoint: str, frame: bytes, deadline: float) -> Generator[bytes, None, None]:
-    """The same over pyzmq (LINGER 0, MAXMSGSIZE), for endpoints zmtp does not handle."""
-    import zmq
-
+def _frames(endpoint: str, frame: bytes, deadline: float) -> Generator[bytes, None, None]:
+    """Frames received after sending ``frame`` (DEALER, LINGER 0, MAXMSGSIZE); TimeoutError
+    at the deadline."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -130,8 +99,6 @@ def _zmq_frames(endpoint: str, frame: bytes, deadline: float) -> Generator[bytes
 
 def wait_stopped(info: dict[str, Any], timeout: float) -> bool:
     """Wait until the run has stopped (its registration is gone or its process dead)."""
-    from .runtime import existing_runtime_base
-
     base = existing_runtime_base()
     path = os.path.join(base, f"{info['run_id']}.json") if base else ""
     deadline = time.monotonic() + timeout
