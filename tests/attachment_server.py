@@ -52,6 +52,13 @@ def body_for(name: str) -> bytes:
     return f"attachment body of {name}\n".encode() * 8
 
 
+class _Server(ThreadingHTTPServer):
+    """http.server listens with a backlog of 5: tests open dozens of connections at once,
+    and a dropped SYN is retried only after a second, past the tests' download deadlines."""
+
+    request_queue_size = 128
+
+
 class AttachmentServer:
     """Start with :meth:`start`; ``url(path)`` gives ``http://127.0.0.1:<port>/path``."""
 
@@ -74,7 +81,7 @@ class AttachmentServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 outer._handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
