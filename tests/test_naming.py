@@ -160,6 +160,8 @@ def test_date_prefix_spells_dates_as_strftime_does() -> None:
     ("ab👍🏽", 2 + 4, "ab"),                              # no toneless thumb
     ("cafe\u0301s", 4, "caf"),                            # e + accent goes together
     ("a1\ufe0f\u20e3z", 2, "a"),                          # keycap one: all or nothing
+    ("कि" * 100, 10, "कि"),                               # a vowel sign stays with its letter
+    ("ab👩🏽\u200d💻", 2 + 4 + 4 + 3, "ab"),                 # skin-toned ZWJ sequence, whole
 ])
 def test_truncate_keeps_user_perceived_characters_whole(text: str, cap: int,
                                                          expected: str) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from datetime import datetime, tzinfo
 from typing import Protocol
 
+import regex
+
 MAX_NAME_BYTES = 255
 FALLBACK_TITLE = "Untitled"
 
@@ -28,50 +30,25 @@ _WINDOWS_RESERVED = frozenset(
     ["con", "prn", "aux", "nul"]
     + [f"{p}{d}" for p in ("com", "lpt") for d in "123456789\u00b9\u00b2\u00b3"]
 )
-_ZWJ = "\u200d"
-_REGIONAL = range(0x1F1E6, 0x1F200)  # flags are pairs of these
-
-
-def _extends(ch: str) -> bool:
-    """True for a character that belongs to the one before it in a user-perceived
-    character: combining marks, joiners, variation selectors, emoji skin-tone
-    modifiers, the keycap mark and emoji tag characters."""
-    code = ord(ch)
-    return (ch == _ZWJ or 0xFE00 <= code <= 0xFE0F or 0x1F3FB <= code <= 0x1F3FF
-            or code == 0x20E3 or 0xE0020 <= code <= 0xE007F
-            or unicodedata.combining(ch) != 0)
-
-
-def _cluster_boundary(text: str, end: int) -> int:
-    """The largest index <= ``end`` that does not split a user-perceived character.
-
-    A cut inside "👨‍👩‍👧" would leave a different emoji ("👨‍👩"), one between
-    the two halves of a flag a lone letter box, one before a combining accent
-    another letter: the whole sequence goes instead.
-    """
-    while 0 < end < len(text) and (_extends(text[end]) or text[end - 1] == _ZWJ):
-        end -= 1
-    if 0 < end < len(text) and ord(text[end]) in _REGIONAL:
-        run = 0
-        while run < end and ord(text[end - 1 - run]) in _REGIONAL:
-            run += 1
-        if run % 2:
-            end -= 1
-    return end
+_CLUSTER = regex.compile(r"\X")
+_TRAILING_MARKS = regex.compile(r"[\p{M}\u200d]+$")
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
     """Cut ``text`` to at most ``max_bytes`` UTF-8 bytes, on a whole user-perceived
-    character (never inside a character, an emoji sequence, a flag or an accent)."""
-    data = text.encode("utf-8")
-    if len(data) <= max_bytes:
+    character (an extended grapheme cluster: never inside an emoji sequence, a flag,
+    an accent or an Indic syllable's vowel sign)."""
+    if len(text.encode("utf-8")) <= max_bytes:
         return text
-    cut = data[:max_bytes].decode("utf-8", errors="ignore")
-    end = _cluster_boundary(text, len(cut))
-    if end == 0:  # one "character" longer than the cap (Zalgo text): whole code points
-        end = len(cut)
-        while end and _extends(text[end - 1]):
-            end -= 1
+    end = used = 0
+    for cluster in _CLUSTER.finditer(text):
+        used += len(cluster.group().encode("utf-8"))
+        if used > max_bytes:
+            break
+        end = cluster.end()
+    if end == 0:  # one "character" longer than the cap (Zalgo text): its base alone
+        cut = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+        return _TRAILING_MARKS.sub("", cut)
     return text[:end]
 
 
