@@ -24,13 +24,14 @@ def render(parts: list[dict[str, object]], attachments: list[Attachment] | None 
     return fmt.render(conv, ctx)
 
 
-def test_sources_are_links_and_a_source_without_url_is_plain_text() -> None:
+def test_sources_are_links_at_their_cut_and_listed_once_below() -> None:
     body = render([{"type": "text", "text": "Answer"},
                    {"type": "source-url", "url": "https://e.example/a b", "title": "A [x]"},
                    {"type": "source-url", "url": None, "title": "Offline book"}])
-    assert "- [A \\[x\\]](<https://e.example/a b>)" in body
-    assert "- Offline book" in body and "None" not in body
-    assert "## Assistant\n\n*2023-11-14T22:13:20+00:00*\n\nAnswer\n\n**Sources**" in body
+    assert ("Answer[\\[1\\]](<https://e.example/a%20b> \"A [x]\")\\[2\\]\n\n**Sources**\n\n"
+            "1. [A \\[x\\]](<https://e.example/a%20b>)\n2. Offline book\n") in body
+    assert "None" not in body
+    assert "## Assistant\n\n*2023-11-14T22:13:20+00:00*\n\nAnswer" in body
 
 
 def test_unknown_parts_are_kept_in_a_fence_longer_than_their_content() -> None:

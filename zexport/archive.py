@@ -309,7 +309,7 @@ class BatchReader:
         self.att: apsw.Connection | None = None
         self.attachment_index = attachment_index
         utf8 = is_utf8(self.conn)  # the side index is UTF-16 too when the archive is
-        self._conversation_select = for_encoding(_CONVERSATION_SELECT, utf8)
+        self._conversation_select = for_encoding(_conversation_select(self.conn), utf8)
         self._message_select = for_encoding(_MESSAGE_SELECT, utf8)
         self._tolerant_select = for_encoding(_TOLERANT_MESSAGE_SELECT, utf8)
         self._attachment_select = for_encoding(_ATTACHMENT_SELECT, utf8)
@@ -336,13 +336,15 @@ class BatchReader:
         folders = dict(items)
         with self.conn:  # one snapshot for the batch
             for row in self.conn.execute(self._conversation_select + f" ({marks})", ids):
-                cid, title, provider, created, updated, count, current = row
+                cid, title, provider, created, updated, count, current, *sync = row
                 conv = Conversation(
                     id=cid, title=_text(title),
                     provider=_text(provider), created_at=_int(created),
                     updated_at=_int(updated), message_count=_int(count),
                     current_node_id=None if current is None else _text(current),
-                    messages=[], folder=folders[cid],
+                    messages=[], folder=folders[cid], synced_at=_int(sync[0]),
+                    sync_error=None if sync[1] is None else _text(sync[1]),
+                    sync_retry_count=_int(sync[2]),
                 )
                 if not conv.title:
                     conv.warnings.append("conversation has no title")
@@ -391,8 +393,22 @@ class BatchReader:
 # conversation (apsw would raise on it). Completed with the ids' placeholders.
 _CONVERSATION_SELECT = (
     "SELECT id, CAST(title AS BLOB), CAST(provider AS BLOB), created_at, updated_at,"
-    " message_count, CAST(current_node_id AS BLOB) FROM conversations WHERE id IN"
+    " message_count, CAST(current_node_id AS BLOB), {synced_at}, {sync_error},"
+    " {sync_retry_count} FROM conversations WHERE id IN"
 )
+_SYNC_COLUMNS = {"synced_at": "synced_at", "sync_error": "CAST(sync_error AS BLOB)",
+                 "sync_retry_count": "sync_retry_count"}
+
+
+def _conversation_select(conn: apsw.Connection) -> str:
+    """The conversations query, reading NULL for sync columns an archive lacks.
+
+    The app's migrations create them, but zexport requires only the columns it
+    needs to export (``REQUIRED_TABLES``): an archive without them still exports.
+    """
+    have = {c[1] for c in conn.execute("PRAGMA table_info(conversations)")}
+    return _CONVERSATION_SELECT.format(
+        **{name: expr if name in have else "NULL" for name, expr in _SYNC_COLUMNS.items()})
 _MESSAGE_SELECT = (
     "SELECT conversation_id, id, role, CAST(parts AS BLOB), created_at, updated_at,"
     " order_index, parent_id, sibling_ids, sibling_index FROM messages"

@@ -9,9 +9,9 @@ it. Objects are plain slotted dataclasses: cheap to build on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-Part = dict[str, Any]
+from .textparts import Cite, MessageText, join_parts, markdown_citation
+from .textparts import Part as Part  # re-exported: formats type their parts with it
 
 
 @dataclass(slots=True)
@@ -93,11 +93,15 @@ class Message:
             raw = self._parts_raw = raw.decode("utf-8", "replace")
         return raw
 
-    def text(self) -> str:
-        """The text parts joined by blank lines (sources and other parts excluded)."""
-        return "\n\n".join(
-            str(p.get("text", "")) for p in self.parts if p.get("type") == "text"
-        )
+    def text(self, provider: str = "") -> str:
+        """The message's text as one text, without its sources or other parts.
+
+        The text parts are joined as :func:`zexport.textparts.join_parts` joins
+        them (pass the conversation's ``provider``: Claude's text parts are
+        separate paragraphs); use :meth:`Conversation.message_text` for the text
+        with each source at its cut.
+        """
+        return join_parts(self.parts, provider, cite=None).text
 
 
 @dataclass(slots=True)
@@ -105,7 +109,9 @@ class Conversation:
     """A conversation with every message of every branch, in ``order_index`` order.
 
     ``folder`` is the output folder name the controller chose (unique, safe on
-    every OS); formats write inside it.
+    every OS); formats write inside it. ``synced_at``, ``sync_error`` and
+    ``sync_retry_count`` are the row's sync bookkeeping, kept for formats that
+    write the whole row (the JSON format).
     """
 
     id: str
@@ -118,6 +124,20 @@ class Conversation:
     messages: list[Message]
     folder: str
     warnings: list[str] = field(default_factory=list)
+    synced_at: int | None = None
+    sync_error: str | None = None
+    sync_retry_count: int | None = None
+
+    def message_text(self, message: Message,
+                     cite: Cite | None = markdown_citation) -> MessageText:
+        """``message``'s parts as one text with each source where the app cut the text.
+
+        The one place every format gets a message's text from (see
+        :mod:`zexport.textparts`): text parts joined as the pieces of one text,
+        a numbered inline link at each citation (or what ``cite`` returns),
+        other parts in their place, and the distinct sources, numbered.
+        """
+        return join_parts(message.parts, self.provider, cite)
 
     def by_id(self) -> dict[str, Message]:
         """Messages keyed by id."""

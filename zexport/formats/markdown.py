@@ -21,6 +21,7 @@ import orjson
 
 from ..hookspecs import hookimpl
 from ..model import Attachment, Conversation, Message, Part
+from ..textparts import Source, join_parts, markdown_sources
 from ..timezones import formatter_for
 from .base import Format, Option, RenderContext, iso_time
 
@@ -51,7 +52,9 @@ class MarkdownFormat(Format):
 
     name = "markdown"
     extension = "md"
-    version = "2"  # 2: reasoning parts as a folded callout, not a JSON block
+    # 2: reasoning parts as a folded callout, not a JSON block. 3: text parts joined as
+    # one text, each source a numbered link where the app cut the text.
+    version = "3"
     description = "Markdown with YAML front matter (Obsidian-friendly)"
     options = {
         "reasoning": Option(
@@ -93,7 +96,7 @@ class MarkdownFormat(Format):
             for msg, number, count in entries:
                 label = f" · branch {number} of {count}" if count > 1 else ""
                 star = " ★" if branched and msg.id in active else ""
-                _message(out.append, msg, label + star, iso, hide)
+                _message(out.append, msg, label + star, iso, hide, conv.provider)
         else:
             path = conv.active_branch()
             left_out = len(conv.messages) - len(path)
@@ -102,7 +105,7 @@ class MarkdownFormat(Format):
                 out += [f"> {left_out} {noun} on other branches not shown "
                         "(export with `--branches all` to include them).", ""]
             for msg in path:
-                _message(out.append, msg, "", iso, hide)
+                _message(out.append, msg, "", iso, hide, conv.provider)
         # Blocks are separated by a blank line: each ends with "" in ``out``. The last
         # ones are dropped here instead of stripping (and so copying) the whole text.
         while out and out[-1] == "":
@@ -138,7 +141,7 @@ def _callout(title: str, text: str) -> str:
 
 def _message(append: Callable[[str], None], msg: Message, label: str,
              iso: Callable[[int | None], str | None],
-             hidden: Callable[[str], bool] = lambda kind: False) -> None:
+             hidden: Callable[[str], bool] = lambda kind: False, provider: str = "") -> None:
     # Runs once per message of the export: kept to plain appends, and a text
     # part is appended as it is (a block ends with "", which the join turns
     # into the blank line) rather than copied to add a newline.
@@ -157,54 +160,46 @@ def _message(append: Callable[[str], None], msg: Message, label: str,
         append(f"> ⚠ The stored parts of this message are not valid JSON "
                f"({msg.parts_error}); the raw text follows.")
         append("")
-    sources: list[Part] | None = None
-    for part in msg.parts:
-        kind = part.get("type")
-        if kind == "text":
-            text = part.get("text")
-            if text and type(text) is str:
-                if text[-1] == "\n":
-                    text = text.rstrip("\n")
-                    if not text.strip():
-                        continue
-                elif text.isspace():
-                    continue
-                append(text)
-                append("")
-            elif text:
-                append(str(text))
-                append("")
-        elif kind == "source-url":
-            if sources is None:
-                sources = []
-            sources.append(part)
-        elif type(kind) is str and hidden(kind):
-            continue
-        elif kind == "reasoning" and type(part.get("text")) is str and (
-                part["text"].strip() or part.keys() <= {"type", "text"}):
-            # Blank and nothing else: dropped. Blank with other fields (redacted
-            # reasoning's data): a JSON block below, as any other part.
-            if part["text"].strip():
-                append(_callout("Reasoning", part["text"]))
-                append("")
-        else:
-            body = orjson.dumps(part, option=orjson.OPT_INDENT_2).decode()
-            fence = _fence(body)
-            append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}")
-            append("")
-    if sources:
-        links = []
-        for src in sources:
-            raw_url = src.get("url")
-            url = str(raw_url) if raw_url else ""
-            title = str(src.get("title") or url or "source without a URL")
-            links.append(f"- [{_link_text(title)}](<{url.replace('>', '%3E')}>)" if url
-                         else f"- {_link_text(title)}")
-        append("**Sources**\n\n" + "\n".join(links))
+    joined = join_parts(msg.parts, provider)
+    _blocks(append, joined.blocks, hidden)
+    if joined.sources:
+        append(_sources(joined.sources))
         append("")
     for att in msg.attachments:
         append(_attachment(att))
         append("")
+
+
+def _blocks(append: Callable[[str], None], blocks: list[str | Part],
+            hidden: Callable[[str], bool]) -> None:
+    """A message's texts (each source a link at its cut) and its other parts, in order."""
+    for block in blocks:
+        if type(block) is str:
+            append(block.strip("\r\n") if block[0] in "\r\n" or block[-1] in "\r\n"
+                   else block)
+            append("")
+            continue
+        assert isinstance(block, dict)
+        kind = block.get("type")
+        if type(kind) is str and hidden(kind):
+            continue
+        if kind == "reasoning" and type(block.get("text")) is str and (
+                block["text"].strip() or block.keys() <= {"type", "text"}):
+            # Blank and nothing else: dropped. Blank with other fields (redacted
+            # reasoning's data): a JSON block below, as any other part.
+            if block["text"].strip():
+                append(_callout("Reasoning", block["text"]))
+                append("")
+        else:
+            body = orjson.dumps(block, option=orjson.OPT_INDENT_2).decode()
+            fence = _fence(body)
+            append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}")
+            append("")
+
+
+def _sources(sources: list[Source]) -> str:
+    """Each distinct source once, numbered as the links at the cuts are."""
+    return "**Sources**\n\n" + markdown_sources(sources)
 
 
 def _attachment(att: Attachment) -> str:

@@ -33,7 +33,7 @@ class JsonlFormat(Format):
 
     name = "jsonl"
     extension = "jsonl"
-    version = "1"
+    version = "2"  # 2: content is the one text, each source a numbered link at its cut
     description = "One conversations.jsonl, OpenAI chat fine-tuning shape (active branch)"
     files_per_conversation = False
     options = {
@@ -46,7 +46,9 @@ class JsonlFormat(Format):
         """The conversation's line (with its newline), or None to leave it out."""
         messages: list[dict[str, Any]] = []
         for msg in conversation.active_branch():
-            content = msg.text().strip()
+            # The message's text parts are pieces of one text: joined by zexport's
+            # shared join, each source a Markdown link where the app cut the text.
+            content = conversation.message_text(msg).text.strip()
             if not content:
                 continue
             role = msg.role if msg.role in ROLES else "user"
