@@ -1,8 +1,11 @@
 """zexport: fast, parallel, plugin-based export of local AI chat archives.
 
 Public API for plugin authors: :data:`hookimpl`, :class:`Format`,
-:class:`Option`, :class:`RenderContext`, :class:`RunContext` and the model
-classes :class:`Conversation`, :class:`Message`, :class:`Attachment`.
+:class:`Option`, :class:`RenderContext`, :class:`RunContext`, the model
+classes :class:`Conversation`, :class:`Message`, :class:`Attachment`, and a
+message's text with its sources at their cuts (:mod:`zexport.textparts`):
+:class:`MessageText`, :class:`Source`, :func:`join_parts`,
+:func:`markdown_citation`, :func:`markdown_sources`.
 
 The names are imported lazily (PEP 562): ``zexport status`` and
 ``zexport cancel`` must answer in tens of milliseconds, and importing the
@@ -20,17 +23,24 @@ __all__ = [
     "Conversation",
     "Format",
     "Message",
+    "MessageText",
     "Option",
     "RenderContext",
     "RunContext",
+    "Source",
     "__version__",
     "hookimpl",
+    "join_parts",
+    "markdown_citation",
+    "markdown_sources",
 ]
 
 _LAZY = {
     "Format": ".formats.base", "Option": ".formats.base", "RenderContext": ".formats.base",
     "RunContext": ".formats.base", "hookimpl": ".hookspecs", "Attachment": ".model",
-    "Conversation": ".model", "Message": ".model",
+    "Conversation": ".model", "Message": ".model", "MessageText": ".textparts",
+    "Source": ".textparts", "join_parts": ".textparts", "markdown_citation": ".textparts",
+    "markdown_sources": ".textparts",
 }
 
 if TYPE_CHECKING:
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
     from .formats.base import Format, Option, RenderContext, RunContext
     from .hookspecs import hookimpl
     from .model import Attachment, Conversation, Message
+    from .textparts import MessageText, Source, join_parts, markdown_citation, markdown_sources
 
 
 def __getattr__(name: str) -> Any:
