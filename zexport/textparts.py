@@ -98,7 +98,9 @@ def markdown_url(url: str) -> str:
     whole is put in angle brackets so unbalanced parentheses stay inside. A
     ``|`` left as it is would end the cell of a GFM table row.
     """
-    return "<" + _URL_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", url) + ">"
+    if _URL_UNSAFE.search(url):
+        url = _URL_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", url)
+    return f"<{url}>"
 
 
 def markdown_label(text: str) -> str:
@@ -164,6 +166,7 @@ def join_parts(parts: Sequence[Part], provider: str = "",
         return MessageText([text] if text.strip() else [], [])
     out = MessageText()
     numbers: dict[tuple[str, str], Source] = {}
+    marks: dict[int, str] = {}  # a source cited again gets the same mark: made once
     pieces: list[str] = []
     after_text = False  # the last thing in ``pieces`` is text, not a citation mark
     blocks_per_part = provider in BLOCK_PER_PART_PROVIDERS
@@ -180,7 +183,9 @@ def join_parts(parts: Sequence[Part], provider: str = "",
         elif kind == "source-url":
             source = _numbered(part, numbers, out.sources)
             if cite is not None:
-                mark = cite(source)
+                mark = marks.get(source.number)
+                if mark is None:
+                    mark = marks[source.number] = cite(source)
                 if pieces and mark.startswith("["):
                     pieces[-1] = _unlinkable_end(pieces[-1])
                 pieces.append(mark)

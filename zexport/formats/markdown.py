@@ -21,7 +21,7 @@ import orjson
 
 from ..hookspecs import hookimpl
 from ..model import Attachment, Conversation, Message, Part
-from ..textparts import Source, join_parts, markdown_sources
+from ..textparts import Source, join_parts, markdown_sources, part_text
 from ..timezones import formatter_for
 from .base import Format, Option, RenderContext, iso_time
 
@@ -160,11 +160,16 @@ def _message(append: Callable[[str], None], msg: Message, label: str,
         append(f"> ⚠ The stored parts of this message are not valid JSON "
                f"({msg.parts_error}); the raw text follows.")
         append("")
-    joined = join_parts(msg.parts, provider)
-    _blocks(append, joined.blocks, hidden)
-    if joined.sources:
-        append(_sources(joined.sources))
-        append("")
+    parts = msg.parts
+    if len(parts) == 1 and parts[0].get("type") == "text":
+        # Most messages: one text part, nothing to join (join_parts gives the same).
+        _text_block(append, part_text(parts[0].get("text")))
+    else:
+        joined = join_parts(parts, provider)
+        _blocks(append, joined.blocks, hidden)
+        if joined.sources:
+            append(_sources(joined.sources))
+            append("")
     for att in msg.attachments:
         append(_attachment(att))
         append("")
@@ -175,9 +180,7 @@ def _blocks(append: Callable[[str], None], blocks: list[str | Part],
     """A message's texts (each source a link at its cut) and its other parts, in order."""
     for block in blocks:
         if type(block) is str:
-            append(block.strip("\r\n") if block[0] in "\r\n" or block[-1] in "\r\n"
-                   else block)
-            append("")
+            _text_block(append, block)
             continue
         assert isinstance(block, dict)
         kind = block.get("type")
@@ -195,6 +198,17 @@ def _blocks(append: Callable[[str], None], blocks: list[str | Part],
             fence = _fence(body)
             append(f"*[{kind} part]*\n\n{fence}json\n{body}\n{fence}")
             append("")
+
+
+def _text_block(append: Callable[[str], None], text: str) -> None:
+    """One text, without the blank lines around it (the blocks' join adds them)."""
+    if not text:
+        return
+    if text[-1] in "\r\n" or text[0] in "\r\n":
+        text = text.strip("\r\n")
+    if text and not text.isspace():
+        append(text)
+        append("")
 
 
 def _sources(sources: list[Source]) -> str:
