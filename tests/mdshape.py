@@ -46,12 +46,18 @@ def _plain(children: list[Token], hrefs: list[str]) -> str:
     return "".join(out)
 
 
-def shape(text: str) -> Shape:
-    """The structure of ``text`` as CommonMark (+ GFM tables) parses it."""
+def shape(text: str, heading_levels: bool = True) -> Shape:
+    """The structure of ``text`` as CommonMark (+ GFM tables) parses it.
+
+    ``heading_levels=False`` compares headings without their level (a note's
+    message headings are demoted below its role headings).
+    """
     found = Shape()
     for tok in MD.parse(text):
         if tok.type == "inline":
             found.blocks.append(("inline", _plain(tok.children or [], found.hrefs)))
+        elif not heading_levels and tok.type.startswith("heading_"):
+            found.blocks.append((tok.type, "h"))
         else:
             found.blocks.append((tok.type, tok.tag))
     return found
