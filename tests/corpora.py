@@ -22,6 +22,23 @@ from typing import Any
 SPEC_MEMBER = "tests/test_cmark_spec/commonmark.json"
 
 
+def _shared() -> Path:
+    """The project's ``shared/`` folder: beside the checkout (as CI lays it), or
+    ``ZEXPORT_SHARED``, or the developers' ``/work/shared``."""
+    given = os.environ.get("ZEXPORT_SHARED")
+    candidates = [Path(given)] if given else []
+    candidates += [Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")]
+    for path in candidates:
+        if (path / "fixtures").is_dir():
+            return path
+    raise FileNotFoundError("no shared/ folder with fixtures: set ZEXPORT_SHARED")
+
+
+SHARED = _shared()
+APP_FIXTURES = SHARED / "fixtures" / "app"
+EXPORT_FIXTURES = SHARED / "fixtures" / "exports"
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "zexport-tests"

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
+from corpora import APP_FIXTURES
 from mdshape import MD, cell_texts, normalize_link, shape, table_cells
 
 pytestmark = pytest.mark.timeout(120)
 
-FIXTURES = Path("/work/shared/fixtures/app")
+FIXTURES = APP_FIXTURES
 REALISTIC = FIXTURES / "realistic.db"
 TABLE = FIXTURES / "table.db"
 # A message's heading and time line, as the markdown format writes them.

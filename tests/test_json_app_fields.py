@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
+from corpora import APP_FIXTURES
 
 from zexport.schema import DDL
 
 pytestmark = pytest.mark.timeout(120)
 
-REALISTIC = Path("/work/shared/fixtures/app/realistic.db")
+REALISTIC = APP_FIXTURES / "realistic.db"
 TO_ISO_STRING = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")  # Date.toISOString()
 
 

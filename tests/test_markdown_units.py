@@ -103,7 +103,11 @@ def test_math_becomes_dollars_outside_code_and_money_stays_money() -> None:
     assert closed_unit(text) == (
         "Area $\\pi r^2$, `\\(code\\)` costs \\$5.\n\n$$\nE = mc^2\n$$\n\n```\n\\(x\\)\n```")
     assert closed_unit(text, KEEP) == text
-    assert closed_unit("- item \\( a \\)\n  - nested \\[b\\]") == "- item $a$\n  - nested $$b$$"
+    assert closed_unit("- item \\( a \\)\n  - nested \\[b^2\\]") == \
+        "- item $a$\n  - nested $$b^2$$"
+    # Escaped brackets and parentheses that are not math stay as they are.
+    assert closed_unit("see \\[1\\] and \\[note\\] and \\(3\\)") == \
+        "see \\[1\\] and \\[note\\] and \\(3\\)"
 
 
 def test_titles_and_links_stay_on_one_line() -> None:

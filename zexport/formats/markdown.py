@@ -24,12 +24,14 @@ from ..model import Attachment, Conversation, Message, Part
 from ..textparts import Source, join_parts, markdown_sources, part_text
 from ..timezones import formatter_for
 from .base import Format, Option, RenderContext, iso_time
+from .markdown_units import UnitOptions, closed_unit, one_line
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 _HEADERS = {role: f"## {name}" for role, name in ROLE_NAMES.items()}
 _BACKTICKS = re.compile(r"`{3,}")
 _LINK_TEXT = re.compile(r"([\[\]\\])")
 _LINE_ENDING = re.compile(r"\r\n?|\n")
+_DEFAULT_UNITS = UnitOptions()
 
 
 def _yaml_str(value: str) -> str:
@@ -53,8 +55,9 @@ class MarkdownFormat(Format):
     name = "markdown"
     extension = "md"
     # 2: reasoning parts as a folded callout, not a JSON block. 3: text parts joined as
-    # one text, each source a numbered link where the app cut the text.
-    version = "3"
+    # one text, each source a numbered link where the app cut the text. 4: each message a
+    # closed unit, math in dollars, Obsidian properties (aliases, source, tags).
+    version = "4"
     description = "Markdown with YAML front matter (Obsidian-friendly)"
     options = {
         "reasoning": Option(
@@ -65,6 +68,15 @@ class MarkdownFormat(Format):
             help="tool parts (tool-call, tool-result, ...): show them as JSON blocks, "
                  "or hide them",
             default="show", choices=("show", "hide")),
+        "math": Option(
+            help="ChatGPT's \\( \\) and \\[ \\] math: 'dollars' turns it into $ $ and $$ $$ "
+                 "(which Obsidian renders), outside code; 'keep' leaves the text as stored",
+            default="dollars", choices=("dollars", "keep")),
+        "properties": Option(
+            help="front matter: 'obsidian' adds aliases (the title), source (the "
+                 "conversation's web address, where the provider has one) and tags; "
+                 "'basic' only id, title, provider, times and message count",
+            default="obsidian", choices=("obsidian", "basic")),
     }
 
     def render(self, conversation: Conversation, ctx: RenderContext) -> str:
@@ -73,6 +85,8 @@ class MarkdownFormat(Format):
         tz = ctx.tz
         iso = formatter_for(tz)
         hide = _hidden_kinds(ctx.options)
+        units = UnitOptions(math=ctx.options.get("math", "dollars"))
+        title = one_line(conv.title) or "Untitled"
         out: list[str] = [
             "---",
             f"id: {_yaml_str(conv.id)}",
@@ -81,11 +95,10 @@ class MarkdownFormat(Format):
             f"created: {iso_time(conv.created_at, tz) or 'null'}",
             f"updated: {iso_time(conv.updated_at, tz) or 'null'}",
             f"messages: {len(conv.messages)}",
-            "---",
-            "",
-            f"# {conv.title or 'Untitled'}",
-            "",
         ]
+        if ctx.options.get("properties", "obsidian") == "obsidian":
+            out += _obsidian_properties(conv, self.note_stem(ctx))
+        out += ["---", "", f"# {title}", ""]
         if ctx.branches == "all":
             entries = conv.tree_order()
             active = {m.id for m in conv.active_branch()}
@@ -96,7 +109,7 @@ class MarkdownFormat(Format):
             for msg, number, count in entries:
                 label = f" · branch {number} of {count}" if count > 1 else ""
                 star = " ★" if branched and msg.id in active else ""
-                _message(out.append, msg, label + star, iso, hide, conv.provider)
+                _message(out.append, msg, label + star, iso, hide, conv.provider, units)
         else:
             path = conv.active_branch()
             left_out = len(conv.messages) - len(path)
@@ -105,13 +118,44 @@ class MarkdownFormat(Format):
                 out += [f"> {left_out} {noun} on other branches not shown "
                         "(export with `--branches all` to include them).", ""]
             for msg in path:
-                _message(out.append, msg, "", iso, hide, conv.provider)
+                _message(out.append, msg, "", iso, hide, conv.provider, units)
         # Blocks are separated by a blank line: each ends with "" in ``out``. The last
         # ones are dropped here instead of stripping (and so copying) the whole text.
         while out and out[-1] == "":
             out.pop()
         out.append("")
         return "\n".join(out)
+
+    def note_stem(self, ctx: RenderContext) -> str:
+        """The note's file name without ``.md``: Obsidian's name for it."""
+        return "conversation"
+
+
+# Where each provider shows a conversation on the web. Perplexity's address is a
+# slug of the question plus an id the archive does not keep whole: none is made up.
+WEB_ADDRESSES = {
+    "chatgpt": "https://chatgpt.com/c/{id}",
+    "claude": "https://claude.ai/chat/{id}",
+}
+
+
+def _obsidian_properties(conv: Conversation, stem: str) -> list[str]:
+    """``aliases`` (the title, when the file is named otherwise), ``source`` and ``tags``.
+
+    Obsidian lists every note of a folder layout as "conversation": the alias
+    is how a search or a ``[[link]]`` finds it by its title.
+    """
+    lines: list[str] = []
+    title = one_line(conv.title)
+    if title and title != stem:
+        lines += ["aliases:", f"  - {_yaml_str(title)}"]
+    address = WEB_ADDRESSES.get(conv.provider)
+    if address:
+        lines.append(f"source: {_yaml_str(address.format(id=quote(conv.id, safe='')))}")
+    tag = re.sub(r"[^\w/-]+", "-", conv.provider).strip("-")
+    if tag:
+        lines += ["tags:", f"  - {_yaml_str(tag)}"]
+    return lines
 
 
 def _hidden_kinds(options: Mapping[str, Any]) -> Callable[[str], bool]:
@@ -141,7 +185,8 @@ def _callout(title: str, text: str) -> str:
 
 def _message(append: Callable[[str], None], msg: Message, label: str,
              iso: Callable[[int | None], str | None],
-             hidden: Callable[[str], bool] = lambda kind: False, provider: str = "") -> None:
+             hidden: Callable[[str], bool] = lambda kind: False, provider: str = "",
+             units: UnitOptions = _DEFAULT_UNITS) -> None:
     # Runs once per message of the export: kept to plain appends, and a text
     # part is appended as it is (a block ends with "", which the join turns
     # into the blank line) rather than copied to add a newline.
@@ -163,10 +208,10 @@ def _message(append: Callable[[str], None], msg: Message, label: str,
     parts = msg.parts
     if len(parts) == 1 and parts[0].get("type") == "text":
         # Most messages: one text part, nothing to join (join_parts gives the same).
-        _text_block(append, part_text(parts[0].get("text")))
+        _text_block(append, part_text(parts[0].get("text")), units)
     else:
         joined = join_parts(parts, provider)
-        _blocks(append, joined.blocks, hidden)
+        _blocks(append, joined.blocks, hidden, units)
         if joined.sources:
             append(_sources(joined.sources))
             append("")
@@ -176,11 +221,11 @@ def _message(append: Callable[[str], None], msg: Message, label: str,
 
 
 def _blocks(append: Callable[[str], None], blocks: list[str | Part],
-            hidden: Callable[[str], bool]) -> None:
+            hidden: Callable[[str], bool], units: UnitOptions) -> None:
     """A message's texts (each source a link at its cut) and its other parts, in order."""
     for block in blocks:
         if type(block) is str:
-            _text_block(append, block)
+            _text_block(append, block, units)
             continue
         assert isinstance(block, dict)
         kind = block.get("type")
@@ -200,14 +245,15 @@ def _blocks(append: Callable[[str], None], blocks: list[str | Part],
             append("")
 
 
-def _text_block(append: Callable[[str], None], text: str) -> None:
-    """One text, without the blank lines around it (the blocks' join adds them)."""
+def _text_block(append: Callable[[str], None], text: str, units: UnitOptions) -> None:
+    """One text, without the blank lines around it (the blocks' join adds them), closed
+    so that nothing in it runs into the next block or passes for a turn."""
     if not text:
         return
     if text[-1] in "\r\n" or text[0] in "\r\n":
         text = text.strip("\r\n")
     if text and not text.isspace():
-        append(text)
+        append(closed_unit(text, units))
         append("")
 
 

@@ -56,6 +56,11 @@ _QUICK_LINES = re.compile(
     r"|^ *\t", re.MULTILINE)
 _INLINE_MATH = re.compile(r"(?<!\\)\\\((.+?)(?<!\\)\\\)", re.DOTALL)
 _DISPLAY_MATH = re.compile(r"(?<!\\)\\\[(.+?)(?<!\\)\\\]", re.DOTALL)
+# Escaped brackets are common Markdown (``\\[1\\]``, a citation mark): display math is
+# taken to be math only when it holds TeX (a command, ^, _, =, braces) or a line break;
+# inline math when it holds more than digits and punctuation.
+_DISPLAY_LIKE = re.compile(r"[\\^_={}\n]")
+_INLINE_LIKE = re.compile(r"[^\d\s.,;:()\[\]-]")
 _MONEY = re.compile(r"(?<!\\)\$(?=\d)")
 _BACKTICKS = re.compile(r"`+")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -291,8 +296,11 @@ def _convert_math(lines: list[str], tokens: list[Token]) -> None:
 
 def _math_in_text(text: str) -> str:
     text = _MONEY.sub(r"\\$", text)
-    text = _DISPLAY_MATH.sub(lambda m: f"$${m.group(1)}$$", text)
-    return _INLINE_MATH.sub(lambda m: f"${m.group(1).strip()}$", text)
+    text = _DISPLAY_MATH.sub(
+        lambda m: f"$${m.group(1)}$$" if _DISPLAY_LIKE.search(m.group(1)) else m.group(), text)
+    return _INLINE_MATH.sub(
+        lambda m: f"${m.group(1).strip()}$" if _INLINE_LIKE.search(m.group(1)) else m.group(),
+        text)
 
 
 def _outside_code_spans(text: str, change: Callable[[str], str]) -> str:
