@@ -39,6 +39,7 @@ from zexport.attachments.downloader import (
     redirect_target,
 )
 from zexport.attachments.pipeline import FetchPipeline
+from zexport.attachments.sources import AttachmentSources
 from zexport.attachments.providers import AttachmentProvider, AttachmentRef, ProviderSession
 from zexport.attachments.service import AttachmentService
 from zexport.errors import UsageError
@@ -464,7 +465,8 @@ def test_pipeline_renders_ready_conversations_first_and_forgets_everything() -> 
     their last answer arrives; a cancel yields none of the waiting ones; and nothing
     about a finished (or abandoned) conversation is kept."""
     sent: list[list[dict[str, Any]]] = []
-    pipe = FetchPipeline(lambda t, items: sent.append(items), "/nonexistent")
+    pipe = FetchPipeline(lambda t, items: sent.append(items),
+                         AttachmentSources("/nonexistent", ["/nonexistent"]))
     convs = [_conversation_with_files("c0", 2), _conversation_with_files("c1", 0),
              _conversation_with_files("c2", 1), _conversation_with_files("c3", 0)]
     reqs = {}  # (conversation, attachment) -> req
@@ -491,7 +493,8 @@ def test_pipeline_renders_ready_conversations_first_and_forgets_everything() -> 
     assert not pipe.pending and not pipe.answers and not pipe.waiting and not pipe.requests_of
 
     # Cancelled while waiting: the waiting conversation is not yielded, and is forgotten.
-    pipe2 = FetchPipeline(lambda t, items: None, "/nonexistent")
+    pipe2 = FetchPipeline(lambda t, items: None,
+                          AttachmentSources("/nonexistent", ["/nonexistent"]))
     got = [c.id for c in pipe2.schedule([_conversation_with_files("d0", 1),
                                          _conversation_with_files("d1", 0)], lambda: False)]
     assert got == ["d1"]

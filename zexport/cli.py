@@ -176,6 +176,10 @@ def _default_db() -> tuple[str, str]:
               default="copy", show_default=True,
               help="Copy attachments, or hard-link them (copy across file systems).")
 @click.option("--no-attachments", is_flag=True, help="Export no attachment files.")
+@click.option("--attachment-root", "attachment_roots", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False),
+              help="Also copy attachment files from this folder (repeatable); by default only"
+                   " from the archive's folder, the app's attachments and the download cache.")
 @click.option("--auth", "auth_file", type=click.Path(dir_okay=False), envvar="ZEXPORT_AUTH_FILE",
               show_envvar=True, default=None,
               help="TOML file of provider credentials for attachment downloads.")
@@ -208,7 +212,8 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         workers: int | None, providers: tuple[str, ...], since: str | None,
         until: str | None, ids: tuple[str, ...], title: str | None, branches: str, tz: str,
         attachments: str,
-        no_attachments: bool, auth_file: str | None, cache_dir: str | None,
+        no_attachments: bool, attachment_roots: tuple[str, ...], auth_file: str | None,
+        cache_dir: str | None,
         download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
         download_timeout: float, no_downloads: bool, update_archive: bool,
         progress: str | None,
@@ -245,6 +250,7 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                     until=_parse_time(until, "--until", zone), ids=ids,
                     title=_check_pattern(title)),
                 branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
+                attachment_roots=tuple(os.path.abspath(r) for r in attachment_roots),
                 batch_size=batch_size, render_timeout=render_timeout, force=force,
                 downloads=DownloadOptions(
                     auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,

@@ -55,6 +55,7 @@ from .archive import (
 from .attachments.auth import auth_file_warning, load_auth
 from .attachments.cache import AttachmentCache
 from .attachments.options import DownloadOptions
+from .attachments.sources import AttachmentSources
 from .control import ControlServer
 from .dryrun import DryRun
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
@@ -70,7 +71,7 @@ from .manifest import (
     source_fingerprint,
     tz_identity,
 )
-from .output import UnsafePathError, ensure_dir, sweep_temporaries
+from .output import UnsafePathError, ensure_dir, open_append, sweep_temporaries
 from .plan import Plan
 from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
@@ -121,6 +122,7 @@ class RunOptions:
     branches: str = "active"
     tz: str = "local"
     attachments: str = "copy"
+    attachment_roots: tuple[str, ...] = ()  # --attachment-root: more folders to copy from
     batch_size: int | None = None
     # ZEXPORT_HB_INTERVAL / ZEXPORT_HB_TIMEOUT: tests shorten them to provoke faults fast.
     hb_interval: float = field(default_factory=lambda: _env_seconds("ZEXPORT_HB_INTERVAL", 0.5))
@@ -137,8 +139,8 @@ class RunOptions:
             "format_options": self.format_options, "workers": self.workers,
             "providers": list(sel.providers), "since": sel.since, "until": sel.until,
             "ids": list(sel.ids), "title": sel.title, "branches": self.branches, "tz": self.tz,
-            "attachments": self.attachments, "render_timeout": self.render_timeout,
-            **self.downloads.public(),
+            "attachments": self.attachments, "attachment_roots": list(self.attachment_roots),
+            "render_timeout": self.render_timeout, **self.downloads.public(),
         }
 
 
@@ -344,6 +346,7 @@ class Controller:
             "attachment_index": None if self.attachments_unreadable
             else os.path.join(self.run_dir, "attachments.db"),
             "downloads": self._downloads_on(),
+            **self._attachment_sources(),
             "refused_providers": self._refused_providers(),
             "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
@@ -352,6 +355,16 @@ class Controller:
 
     def _downloads_on(self) -> bool:
         return self.opts.attachments != "off" and self.opts.downloads.enabled
+
+    def _attachment_sources(self) -> dict[str, Any]:
+        """The folders workers may copy attachment files from (config keys)."""
+        sources = AttachmentSources.for_archive(
+            self._archive_dir(), self._attachment_cache().root, self.opts.attachment_roots)
+        return {"attachment_roots": list(sources.roots),
+                "app_attachments": list(sources.app_dirs), "attachment_cache": sources.cache}
+
+    def _archive_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.opts.db))
 
     def _attachment_cache(self) -> AttachmentCache:
         dl = self.opts.downloads
@@ -402,9 +415,10 @@ class Controller:
                 with open(boot, "rb") as fh:
                     text = fh.read()
                 if text:
-                    with open(self._worker_log(wid), "ab") as log_file:
+                    # Never through a link planted at the log's name.
+                    with os.fdopen(open_append(self._worker_log(wid)), "ab") as log_file:
                         log_file.write(b"[while starting]\n" + text)
-            except OSError:
+            except (OSError, UnsafePathError):
                 continue
 
     def live_workers(self) -> list[WorkerHandle]:

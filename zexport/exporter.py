@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
+from .attachments.sources import AttachmentSources, Located, open_checked
 from .formats.base import Format, RefusedWrite, RenderContext
 from .model import Attachment, Conversation
 from .naming import sanitize_component, unique_names
@@ -77,9 +78,11 @@ class ConversationExporter:
     """
 
     def __init__(self, settings: ExportSettings, fetch: Fetcher | None = None,
-                 guard: Guard | None = None) -> None:
+                 guard: Guard | None = None, sources: AttachmentSources | None = None) -> None:
         self.s = settings
         self.fetch = fetch
+        # Where attachment files may be copied from (the fetch pipeline shares it).
+        self.sources = sources or AttachmentSources(settings.archive_dir, [settings.archive_dir])
         self.guard: Guard = guard or contextlib.nullcontext
         self.current: Conversation | None = None
         self.current_batch = 0
@@ -129,6 +132,7 @@ class ConversationExporter:
             outcome.error = f"{self._who()} failed: {type(exc).__name__}: {exc}"
         finally:
             self.current = None
+            self.sources.forget(conv.id)
         return outcome
 
     def flush_records(self, batch: int, order: list[str]) -> str | None:
@@ -154,20 +158,16 @@ class ConversationExporter:
         target_dir = os.path.join(folder, ATTACHMENTS_DIR)
         made_dir = False
         for att, name in zip(atts, names, strict=True):
-            source, reason = self._source(conv, att)
-            if source is None:
-                att.unavailable_reason = reason
-                outcome.attachments_failed.append((att.id, reason or "unavailable"))
+            found = self._source(conv, att)
+            if found.path is None:
+                att.unavailable_reason = found.reason or "unavailable"
+                outcome.attachments_failed.append((att.id, att.unavailable_reason))
                 continue
             try:
                 if not made_dir:
                     ensure_dir(target_dir)
                     made_dir = True
-                target = os.path.join(target_dir, name)
-                if self.s.attachments == "link":
-                    atomic_link(source, target)
-                else:
-                    atomic_copy(source, target)
+                _place(found, os.path.join(target_dir, name), self.s.attachments == "link")
             except OSError as exc:
                 att.unavailable_reason = f"copy failed: {exc.strerror or exc}"
                 outcome.attachments_failed.append((att.id, att.unavailable_reason))
@@ -175,17 +175,31 @@ class ConversationExporter:
             att.exported_path = f"{ATTACHMENTS_DIR}/{name}"
             outcome.attachments_ok += 1
 
-    def _source(self, conv: Conversation, att: Attachment) -> tuple[str | None, str | None]:
-        """Where the attachment's bytes are on this machine, or why there are none."""
-        if att.local_path:
-            path = att.local_path
-            if not os.path.isabs(path):
-                path = os.path.join(self.s.archive_dir, path)
-            if os.path.isfile(path):
-                return path, None
+    def _source(self, conv: Conversation, att: Attachment) -> Located:
+        """Where the attachment's bytes are on this machine, or why there are none
+        (decided once per attachment: the fetch pipeline asked the same question)."""
+        found = self.sources.locate(conv.id, att)
+        if not found.missing:
+            return found
         if self.fetch is None:
-            return None, "file not on disk (downloads off)"
-        return self.fetch(conv, att)
+            return Located(reason="file not on disk (downloads off)")
+        path, reason = self.fetch(conv, att)
+        if path is None:
+            return Located(reason=reason or "download failed")
+        return self.sources.accept(path)
+
+
+def _place(found: Located, target: str, link: bool) -> None:
+    """Put the checked file at ``target``: hard-linked when asked and it is the very
+    file checked (and not executable), else copied from a descriptor on it."""
+    assert found.path is not None
+    if link and found.linkable and atomic_link(found.path, target, found.ident):
+        return
+    fd = open_checked(found)
+    try:
+        atomic_copy(fd, target, found.mode)
+    finally:
+        os.close(fd)
 
 
 def _attachment_name(att: Attachment) -> str:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+from .output import open_append
 from .runtime import new_run_dir, remove_run_dir
 
 # An environment variable whose name holds one of these words is not passed to workers.
@@ -62,12 +63,16 @@ def sigint_ignored_in_children() -> Iterator[None]:
 def start_worker(run_dir: str, index: int, log_path: str,
                  format_name: str) -> subprocess.Popen[bytes]:
     """Start ``python -m zexport.worker RUN_DIR INDEX FORMAT``, stderr appended to ``log_path``."""
-    with open(log_path, "ab") as log_file, sigint_ignored_in_children():
-        return subprocess.Popen(
-            [sys.executable, "-m", "zexport.worker", run_dir, str(index), format_name],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
-            env=worker_env(), close_fds=True,
-        )
+    log_fd = open_append(log_path)  # never through a link planted at the log's name
+    try:
+        with sigint_ignored_in_children():
+            return subprocess.Popen(
+                [sys.executable, "-m", "zexport.worker", run_dir, str(index), format_name],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
+                env=worker_env(), close_fds=True,
+            )
+    finally:
+        os.close(log_fd)
 
 
 class EarlyWorkers:

@@ -1,4 +1,4 @@
-"""Where things are by default: the app's archive, zexport's cache, the sample."""
+"""Where things are by default: the app's folder and archive, zexport's cache, the sample."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import os
 import sys
 
 
-def app_archive_path() -> str:
-    """Where OwnYourChat keeps ``ownyourchat.db`` on this OS (it may not exist)."""
+def app_data_dir() -> str:
+    """OwnYourChat's user-data folder on this OS (Electron's ``userData``): its archive
+    and its ``attachments/`` live there (it may not exist)."""
     home = os.path.expanduser("~")
     if sys.platform == "darwin":
         base = os.path.join(home, "Library", "Application Support")
@@ -15,7 +16,12 @@ def app_archive_path() -> str:
         base = os.environ.get("APPDATA", os.path.join(home, "AppData", "Roaming"))
     else:
         base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    return os.path.join(base, "ownyourchat", "ownyourchat.db")
+    return os.path.join(base, "ownyourchat")
+
+
+def app_archive_path() -> str:
+    """Where OwnYourChat keeps ``ownyourchat.db`` on this OS (it may not exist)."""
+    return os.path.join(app_data_dir(), "ownyourchat.db")
 
 
 def cache_dir() -> str:

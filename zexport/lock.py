@@ -11,10 +11,13 @@ names the holder (pid and run id) so the refusal can say who holds it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 
 from .errors import OutputError
+from .output import UnsafePathError
 
 LOCK_NAME = "lock"
 
@@ -28,7 +31,17 @@ class OutputLock:
 
     def acquire(self, out: str, run_id: str = "") -> None:
         """Take the lock or raise :class:`OutputError` naming the run that holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY
+                         | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePathError(f"refusing to follow symlink: {self.path}") from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # it is truncated and written
+            os.close(fd)
+            raise UnsafePathError(f"not a file of its own (a FIFO, a hard link): {self.path}")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

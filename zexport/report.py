@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import orjson
 
-from .output import atomic_file
+from .output import atomic_file, create_new
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -59,9 +59,15 @@ class RunReport:
             for name in ("attachment_failures", "warnings")}
 
     def spool_to(self, folder: str) -> None:
-        """Spool the growing lists into ``folder`` from now on (call before any outcome)."""
+        """Spool the growing lists into ``folder`` from now on (call before any outcome).
+
+        The spool files are created here, afresh (see :meth:`_Spool.create`), so a
+        folder where they cannot be made is refused before the run starts.
+        """
         self.spool_dir = folder
         self.__post_init__()
+        for spool in self._spools.values():
+            spool.create()
 
     def failure(self, conversation_id: str, folder: str, reason: str) -> None:
         """Record a conversation that was not exported."""
@@ -169,33 +175,42 @@ class RunReport:
 
 
 class _Spool:
-    """An append-only list of JSON objects, in a file (or in memory without one)."""
+    """An append-only list of JSON objects, in a file (or in memory without one).
+
+    The file is read back through the descriptor it was written with, never
+    reopened by name: whatever else appears at that name (a symlink planted
+    in ``.zexport``, an earlier run's leftover) is never read into the report.
+    """
 
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._memory: list[bytes] = []
         self._fh: IO[bytes] | None = None
 
+    def create(self) -> None:
+        """Make the spool file: a new file at its name, replacing whatever is there."""
+        if self.path is not None and self._fh is None:
+            self._fh = os.fdopen(create_new(self.path), "a+b")  # closed in discard()
+
     def add(self, item: dict[str, Any]) -> None:
         data = orjson.dumps(item)
         if self.path is None:
             self._memory.append(data)
             return
-        if self._fh is None:
-            self._fh = open(self.path, "wb")  # closed in lines() / discard()
+        self.create()
+        assert self._fh is not None
         self._fh.write(data + b"\n")
 
     def lines(self) -> Iterator[bytes]:
         if self.path is None:
             yield from self._memory
             return
-        if self._fh is not None:
-            self._fh.flush()
-        if not os.path.exists(self.path):
+        if self._fh is None:
             return
-        with open(self.path, "rb") as fh:
-            for line in fh:
-                yield line.rstrip(b"\n")
+        self._fh.flush()
+        self._fh.seek(0)  # appends still go to the end (O_APPEND)
+        for line in self._fh:
+            yield line.rstrip(b"\n")
 
     def items(self) -> Iterator[dict[str, Any]]:
         for line in self.lines():
@@ -207,8 +222,6 @@ class _Spool:
             with contextlib.suppress(OSError):  # unflushed lines on a full disk
                 self._fh.close()
             self._fh = None
-        if self.path is not None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+            if self.path is not None:
+                with contextlib.suppress(OSError):  # removes the name only, never a target
+                    os.unlink(self.path)

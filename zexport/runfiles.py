@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -28,7 +29,7 @@ import msgpack
 import orjson
 
 from .layout import STATE_DIR
-from .output import atomic_write, ensure_dir
+from .output import atomic_write, ensure_dir, open_read
 
 SHARDS_DIR = "shards"
 
@@ -107,11 +108,22 @@ def shard_path(out_dir: str, format_name: str, batch: int) -> str:
 
 
 def clear_shards(out_dir: str, format_name: str) -> None:
-    """Remove an earlier run's shards (batch numbers differ per run); recreate the folder."""
+    """Remove an earlier run's shards (batch numbers differ per run); recreate the folder.
+
+    Whatever is at either folder's name but a real folder (a planted symlink, a
+    file) is removed, the name only, so shards are never written through a link.
+    """
     path = shard_dir(out_dir, format_name)
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
     for folder in (os.path.join(out_dir, STATE_DIR, SHARDS_DIR), path):
+        try:
+            st = os.lstat(folder)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(folder)
+            elif folder == path:
+                shutil.rmtree(path)
         ensure_dir(folder)
 
 
@@ -124,8 +136,9 @@ def write_shard(path: str, records: Iterable[tuple[str, bytes]]) -> None:
 def iter_records(paths: Iterable[str]) -> Iterator[Record]:
     """Stream the records of the given shards, in the order given."""
     for path in paths:
-        if not os.path.exists(path):
+        fh = open_read(path)  # a symlink planted among the shards is refused, not read
+        if fh is None:
             continue  # the batch emitted nothing
-        with open(path, "rb") as fh:
+        with fh:
             for cid, data in msgpack.Unpacker(fh, raw=False, max_buffer_size=1 << 30):
                 yield Record(str(cid), bytes(data))

@@ -40,9 +40,11 @@ import zmq
 from . import protocol
 from .archive import BatchReader
 from .attachments.pipeline import FetchPipeline
+from .attachments.sources import AttachmentSources
 from .errors import ProtocolError
 from .exporter import ConversationExporter, ExportSettings, Outcome
 from .model import Conversation
+from .output import UnsafePathError, open_append
 from .plugins import BUILTIN_FORMATS, load_registry
 from .runtime import endpoint
 from .timezones import resolve_tz
@@ -112,15 +114,27 @@ def _die_with_parent() -> None:
             pass
 
 
+def _attachment_sources(archive_dir: str, config: dict[str, Any]) -> AttachmentSources:
+    """The folders the controller allows attachment files from (``config``), checked."""
+    def paths(key: str) -> list[str]:
+        value = config.get(key)
+        return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
+
+    cache = config.get("attachment_cache")
+    return AttachmentSources(archive_dir, paths("attachment_roots") or [archive_dir],
+                             paths("app_attachments"), cache if isinstance(cache, str) else None)
+
+
 def _log_to(path: str) -> None:
     """Send stderr (warnings, tracebacks) to ``path`` from now on, appending.
 
     A worker started early writes to a log in the run's private folder until
     the controller, which has by then checked the output folder, names this one.
+    Never through a link planted at that name (see output.open_append).
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError as exc:
+        fd = open_append(path)
+    except (OSError, UnsafePathError) as exc:
         log.warning("cannot log to %s: %s", path, exc)
         return
     sys.stderr.flush()
@@ -242,14 +256,15 @@ class Worker:
             exported_at=config["exported_at"], attachments=config.get("attachments", "copy"),
             plugin=registry.format_plugin[fmt.name].label,
         )
+        sources = _attachment_sources(settings.archive_dir, config)
         if config.get("downloads"):
             refused = config.get("refused_providers")
             self.pipeline = FetchPipeline(
-                self.send_control, settings.archive_dir,
+                self.send_control, sources,
                 {str(k): str(v) for k, v in refused.items()}
                 if isinstance(refused, dict) else None)
         exporter = ConversationExporter(
-            settings, fetch=self.pipeline.result if self.pipeline else None)
+            settings, fetch=self.pipeline.result if self.pipeline else None, sources=sources)
         watchdog = RenderWatchdog(
             float(config.get("render_timeout", 0)), self.hb_interval,
             beat=lambda: self.send_control("hb"),

@@ -19,11 +19,11 @@ reported in batch order.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..model import Attachment, Conversation
+from .sources import AttachmentSources
 
 # send("fetch_many", **fields): sends one frame on the worker's control channel.
 Send = Callable[..., None]
@@ -31,23 +31,14 @@ Send = Callable[..., None]
 REQUESTS_PER_FRAME = 1000
 
 
-def local_file(att: Attachment, archive_dir: str) -> str | None:
-    """The attachment's file on this machine, if its stored path names one."""
-    if not att.local_path:
-        return None
-    path = att.local_path
-    if not os.path.isabs(path):
-        path = os.path.join(archive_dir, path)
-    return path if os.path.isfile(path) else None
-
-
 class FetchPipeline:
     """Tracks a worker's outstanding ``fetch`` requests and their answers."""
 
-    def __init__(self, send: Send, archive_dir: str,
+    def __init__(self, send: Send, sources: AttachmentSources,
                  refused: dict[str, str] | None = None) -> None:
         self.send = send
-        self.archive_dir = archive_dir
+        # The exporter's own: what is decided here (on disk, refused, missing) holds there.
+        self.sources = sources
         # provider -> reason: requests the controller would refuse anyway (no credentials,
         # nothing cached; config ``refused_providers``) are answered here, no round trip.
         self.refused = dict(refused or {})
@@ -67,8 +58,8 @@ class FetchPipeline:
         count = 0
         for msg in conv.messages:
             for att in msg.attachments:
-                if local_file(att, self.archive_dir) is not None:
-                    continue
+                if not self.sources.locate(conv.id, att).missing:
+                    continue  # on disk, or refused: nothing a download would change
                 self.next_req += 1
                 self.pending[self.next_req] = (conv.id, att)
                 self.requests_of.setdefault(conv.id, []).append((self.next_req, att.id))
