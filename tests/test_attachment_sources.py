@@ -96,13 +96,22 @@ def test_local_path_outside_the_allowed_folders_is_refused_not_copied(
     db = arch / "archive.db"
     _archive(db, rows)
     out = tmp_path / "out"
+    refused = {k for k in rows if k not in ("private", "tool")}
+
+    # The dry run decides as the run does: refused files are not "on disk".
+    res = cli("run", "--db", str(db), "--out", str(out), "--no-downloads", "--dry-run",
+              "--progress", "json", timeout=60)
+    assert res.returncode == 0, res.stderr
+    said = json.loads(res.stdout)
+    assert (said["on_disk"], said["unavailable"], said["unavailable_not_copied"]) == \
+        (2, len(refused), len(refused))
+    assert not out.exists()
 
     res = cli("run", "--db", str(db), "--out", str(out), "--no-downloads",
               "--progress", "none", "--tz", "UTC", timeout=90)
 
     assert res.returncode == 1, res.stderr
     failures = _failures(out)
-    refused = {k for k in rows if k not in ("private", "tool")}
     assert set(failures) == refused
     for aid in refused:
         assert "is outside the archive's folder" in failures[aid], (aid, failures[aid])

@@ -39,9 +39,9 @@ from zexport.attachments.downloader import (
     redirect_target,
 )
 from zexport.attachments.pipeline import FetchPipeline
-from zexport.attachments.sources import AttachmentSources
 from zexport.attachments.providers import AttachmentProvider, AttachmentRef, ProviderSession
 from zexport.attachments.service import AttachmentService
+from zexport.attachments.sources import AttachmentSources
 from zexport.errors import UsageError
 from zexport.model import Attachment, Conversation, Message
 from zexport.sample import make_sample

@@ -346,7 +346,7 @@ class Controller:
             "attachment_index": None if self.attachments_unreadable
             else os.path.join(self.run_dir, "attachments.db"),
             "downloads": self._downloads_on(),
-            **self._attachment_sources(),
+            **self._sources_config(),
             "refused_providers": self._refused_providers(),
             "render_timeout": self.opts.render_timeout,
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
@@ -356,10 +356,14 @@ class Controller:
     def _downloads_on(self) -> bool:
         return self.opts.attachments != "off" and self.opts.downloads.enabled
 
-    def _attachment_sources(self) -> dict[str, Any]:
-        """The folders workers may copy attachment files from (config keys)."""
-        sources = AttachmentSources.for_archive(
+    def _attachment_sources(self) -> AttachmentSources:
+        """The folders attachment files may be copied from, for this run's archive."""
+        return AttachmentSources.for_archive(
             self._archive_dir(), self._attachment_cache().root, self.opts.attachment_roots)
+
+    def _sources_config(self) -> dict[str, Any]:
+        """The same, as config keys for the workers."""
+        sources = self._attachment_sources()
         return {"attachment_roots": list(sources.roots),
                 "app_attachments": list(sources.app_dirs), "attachment_cache": sources.cache}
 
@@ -910,9 +914,9 @@ class Controller:
                 if self.opts.attachments != "off":
                     index = os.path.join(tmp, "attachments.db")
                     build_attachment_index(self.opts.db, index)
-                    summary.count_attachments(self.plan, index, os.path.dirname(
-                        os.path.abspath(self.opts.db)), self.opts.downloads.enabled,
-                        refused=self._refused_providers())
+                    summary.count_attachments(
+                        self.plan, index, self._attachment_sources(),
+                        self.opts.downloads.enabled, refused=self._refused_providers())
             except apsw.Error as exc:
                 raise ArchiveError(f"cannot plan the export: {exc}") from None
             finally:

@@ -14,6 +14,7 @@ not an estimate; this module holds the result and says it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from .attachments.options import human_size
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from .attachments.sources import AttachmentSources
     from .plan import Plan
 
 
@@ -46,29 +48,35 @@ class DryRun:
     # of which, per provider: a source, but a provider that has no credentials (and
     # nothing cached): a run fails them at once, as it will
     unavailable_no_credentials: dict[str, int] = field(default_factory=dict)
+    # of which: on disk but not copied (outside the allowed folders, or unreadable)
+    unavailable_not_copied: int = 0
     downloads: bool = True
 
-    def count_attachments(self, plan: Plan, index_path: str, archive_dir: str,
+    def count_attachments(self, plan: Plan, index_path: str, sources: AttachmentSources,
                           downloads: bool, refused: Collection[str] = ()) -> None:
         """Classify the attachments of the conversations to render (stats each file).
 
+        ``sources`` decides, as in a run, where a file may be copied from: a file
+        outside the allowed folders (or unreadable) is unavailable, not on disk.
         ``refused``: providers whose downloads a run refuses at once (no credentials,
         nothing cached): their missing files are unavailable, not "to download".
         """
         self.downloads = downloads
-        for local, size, has_source, provider in plan.todo_attachments(index_path):
+        previous = ""
+        for cid, att, size, has_source, provider in plan.todo_attachments(index_path):
+            if cid != previous:  # rows come conversation by conversation
+                sources.forget(previous)
+                previous = cid
             self.attachments += 1
-            path = local.decode("utf-8", "replace") if local else ""
-            if path and not os.path.isabs(path):
-                path = os.path.join(archive_dir, path)
-            try:
-                if path and os.path.isfile(path):
-                    self.on_disk += 1
-                    self.on_disk_bytes += os.path.getsize(path)
-                    continue
-            except OSError:
-                pass
-            if has_source and downloads and provider in refused:
+            found = sources.locate(cid, att)
+            if found.path is not None:
+                self.on_disk += 1
+                with contextlib.suppress(OSError):
+                    self.on_disk_bytes += os.path.getsize(found.path)
+            elif found.reason is not None:
+                self.unavailable += 1
+                self.unavailable_not_copied += 1
+            elif has_source and downloads and provider in refused:
                 self.unavailable += 1
                 self.unavailable_no_credentials[provider] = \
                     self.unavailable_no_credentials.get(provider, 0) + 1
@@ -77,6 +85,7 @@ class DryRun:
                 self.to_download_bytes += size or 0
             else:
                 self.unavailable += 1
+        sources.forget(previous)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (``--progress json``)."""
@@ -105,9 +114,13 @@ class DryRun:
                     else ""
                 said.append(f"    {self.to_download:,} to download{known}")
             refused = sum(self.unavailable_no_credentials.values())
-            if self.unavailable - refused:
+            if self.unavailable_not_copied:
+                said.append(f"    {self.unavailable_not_copied:,} not copied (outside the"
+                            " allowed folders, or unreadable: see --attachment-root)")
+            if self.unavailable - refused - self.unavailable_not_copied:
                 why = "no URL or file id" if self.downloads else "downloads are off"
-                said.append(f"    {self.unavailable - refused:,} unavailable ({why})")
+                said.append(f"    {self.unavailable - refused - self.unavailable_not_copied:,}"
+                            f" unavailable ({why})")
             if refused:
                 names = ", ".join(sorted(self.unavailable_no_credentials))
                 said.append(f"    {refused:,} unavailable (no credentials for {names}:"

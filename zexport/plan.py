@@ -22,6 +22,7 @@ from datetime import tzinfo
 import apsw
 
 from .archive import ConversationHead
+from .model import Attachment
 from .naming import base_name, name_key, suffixed_name
 
 _CHUNK = 2000
@@ -133,23 +134,31 @@ class Plan:
         """How many conversations got `` (id8)`` because another took their name."""
         return _count(self.conn, "SELECT count(*) FROM plan WHERE folder != base")
 
-    def todo_attachments(self, index_path: str) -> Iterator[tuple[bytes | None, int | None,
-                                                                   bool, str]]:
-        """``(local_path, size, has_source, provider)`` of each attachment of a
-        conversation to render.
+    def todo_attachments(self, index_path: str) -> Iterator[tuple[
+            str, Attachment, int | None, bool, str]]:
+        """``(conversation_id, attachment, size, has_source, provider)`` of each
+        attachment of a conversation to render, conversation by conversation.
 
         ``index_path`` is an attachment side index (``build_attachment_index``);
-        ``has_source``: it names a URL or a provider file id to download from;
-        ``provider``: the conversation's (whose credentials a download needs).
+        ``attachment`` carries what locating its file needs (id, file id, name,
+        local path); ``has_source``: it names a URL or a provider file id to
+        download from; ``provider``: the conversation's (whose credentials a
+        download needs).
         """
         self.conn.execute("ATTACH DATABASE ? AS ai", (index_path,))
         try:
-            for local, size, url, file_id, provider in self.conn.execute(
-                    "SELECT CAST(a.local_path AS BLOB), a.size, a.original_url, a.file_id,"
-                    " p.provider FROM todo t JOIN plan p ON p.seq = t.seq"
-                    " JOIN ai.att a ON a.conversation_id = p.id"):
-                yield (local, size if isinstance(size, int) else None, bool(url or file_id),
-                       provider if isinstance(provider, str) else "")
+            for cid, aid, local, size, url, file_id, filename, provider in self.conn.execute(
+                    "SELECT p.id, a.id, CAST(a.local_path AS BLOB), a.size, a.original_url,"
+                    " a.file_id, a.filename, p.provider FROM todo t JOIN plan p ON p.seq = t.seq"
+                    " JOIN ai.att a ON a.conversation_id = p.id ORDER BY p.seq"):
+                att = Attachment(
+                    id=_text(aid), message_id="", type="file", file_id=_text(file_id) or None,
+                    original_url=None,
+                    local_path=local.decode("utf-8", "replace") if local else None,
+                    filename=_text(filename) or None, mime_type=None, size=None, width=None,
+                    height=None, created_at=None)
+                yield (_text(cid), att, size if isinstance(size, int) else None,
+                       bool(url or file_id), provider if isinstance(provider, str) else "")
         finally:
             self.conn.execute("DETACH DATABASE ai")
 
@@ -202,3 +211,10 @@ class Plan:
 def _count(conn: apsw.Connection, sql: str) -> int:
     row = conn.execute(sql).fetchone()
     return int(row[0]) if row else 0
+
+
+def _text(value: object) -> str:
+    """A side-index value as text (it holds what the archive holds, BLOBs included)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
