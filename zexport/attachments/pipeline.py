@@ -120,6 +120,7 @@ class FetchPipeline:
     def forget(self, conv: Conversation) -> None:
         """Drop what is left for ``conv`` (answers it did not use, cancelled waits)."""
         self.waiting.pop(conv.id, None)
+        self.sources.forget(conv.id)
         for req, att_id in self.requests_of.pop(conv.id, ()):
             self.pending.pop(req, None)
             self.answers.pop((conv.id, att_id), None)

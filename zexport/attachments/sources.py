@@ -186,8 +186,12 @@ class AttachmentSources:
             return Located(reason=f"unreadable: {exc.strerror or exc} ({shown})")
         try:
             st = os.fstat(fd)
+            opened = _opened_path(fd)
         finally:
             os.close(fd)
+        if opened is not None and opened != real and not self._allowed(opened):
+            # A folder on the way was swapped for a link after realpath() looked.
+            return Located(reason=f"not copied: {shown} moved outside the allowed folders")
         if not stat.S_ISREG(st.st_mode):
             return Located(reason=f"not copied: {shown} is not a regular file")
         if skip_empty and st.st_size == 0:
@@ -198,6 +202,14 @@ class AttachmentSources:
 
     def _allowed(self, real: str) -> bool:
         return any(_under(real, root) for root in self.roots)
+
+
+def _opened_path(fd: int) -> str | None:
+    """Where the kernel says an open file is (Linux), or None where it cannot say."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _under(real: str, root: str) -> bool:
