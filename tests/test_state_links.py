@@ -22,16 +22,18 @@ STATE = ".zexport"
 # What the planted links point at: files of the user's that a run must not touch.
 SECRET = b"VICTIM-CONTENT-4f1d9a: must never reach an export\n"
 
-# name in .zexport -> kind of link
-PLANTED = {
-    ".report-warnings.jsonl": "symlink",
-    ".report-attachment_failures.jsonl": "symlink",
-    "worker-0.log": "symlink",
-    "worker-1.log": "hardlink",
-    "report.json": "symlink",
-    "manifest.db": "symlink",
-    "manifest.db-wal": "symlink",
-}
+# (name in .zexport, what is planted there): every file a run keeps there.
+PLANTED = [
+    (".report-warnings.jsonl", "symlink"),
+    (".report-attachment_failures.jsonl", "symlink"),
+    (".report-warnings.jsonl", "hardlink"),
+    ("worker-0.log", "symlink"),
+    ("worker-1.log", "hardlink"),
+    ("worker-1.log", "fifo"),  # must neither hang the run nor be written
+    ("report.json", "symlink"),
+    ("manifest.db", "symlink"),
+    ("manifest.db-wal", "symlink"),
+]
 
 
 def _victim(tmp_path: Path, name: str) -> Path:
@@ -56,36 +58,32 @@ def _everything_written(out: Path) -> list[Path]:
 
 
 @pytest.mark.timeout(120)
-def test_planted_links_in_the_state_folder_are_replaced_never_followed(
-        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "kind"), PLANTED)
+def test_a_link_planted_in_the_state_folder_is_replaced_never_followed(
+        cli: Any, sample_db: Path, tmp_path: Path, name: str, kind: str) -> None:
     out = tmp_path / "out"
     state = out / STATE
     state.mkdir(parents=True)
-    victims = {name: _victim(tmp_path, name) for name in PLANTED}
-    before = {name: (v.read_bytes(), v.stat().st_mode, v.stat().st_mtime_ns)
-              for name, v in victims.items()}
-    for name, kind in PLANTED.items():
-        _plant(state, name, kind, victims[name])
-    os.mkfifo(state / "worker-2.log")  # a FIFO must neither hang the run nor be written
+    victim = _victim(tmp_path, name)
+    before = (victim.read_bytes(), victim.stat().st_mode, victim.stat().st_mtime_ns)
+    _plant(state, name, kind, victim)
 
     # --no-downloads: the sample's missing files become attachment failures (spooled);
     # its dirty rows become warnings (spooled).
-    res = cli("run", "--db", str(sample_db), "--out", str(out), "--workers", "3",
+    res = cli("run", "--db", str(sample_db), "--out", str(out), "--workers", "2",
               "--no-downloads", "--progress", "none", "--tz", "UTC", timeout=90)
 
     assert res.returncode == 1, res.stderr  # missing attachments: partial, as always
     assert "Traceback" not in res.stderr, res.stderr
-    for name, victim in victims.items():
-        assert (victim.read_bytes(), victim.stat().st_mode, victim.stat().st_mtime_ns) == \
-            before[name], f"{name}: the file a planted link pointed at was changed"
+    assert (victim.read_bytes(), victim.stat().st_mode, victim.stat().st_mtime_ns) == \
+        before, f"{name}: the file a planted {kind} pointed at was changed"
     for path in _everything_written(out):
         assert SECRET not in path.read_bytes(), f"{path} carries a planted link's target"
-    # Each name now holds zexport's own file (or nothing: the spools are removed).
-    for name in (*PLANTED, "worker-2.log"):
-        entry = state / name
-        if entry.exists() or entry.is_symlink():
-            st = entry.lstat()
-            assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1, name
+    # The name now holds zexport's own file (or nothing: the spools are removed at the end).
+    entry = state / name
+    if entry.exists() or entry.is_symlink():
+        st = entry.lstat()
+        assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1, name
     # The spools were really used: the report lists what they held.
     report = json.loads((state / "report.json").read_text())
     assert report["warnings"] and report["attachment_failures"]
@@ -93,6 +91,7 @@ def test_planted_links_in_the_state_folder_are_replaced_never_followed(
     assert len(report["attachment_failures"]) == report["counts"]["attachments_failed"]
     assert not (state / ".report-warnings.jsonl").exists()
     assert not (state / ".report-attachment_failures.jsonl").exists()
+    assert (state / "worker-1.log").is_file()  # the second worker logged here, not there
 
 
 @pytest.mark.timeout(120)
