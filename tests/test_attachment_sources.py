@@ -265,3 +265,50 @@ def test_an_unreadable_app_file_is_reported_as_unreadable_not_as_no_credentials(
     assert res.returncode == 1, res.stderr
     assert _failures(out) == {unreadable_id: f"unreadable: {error} ({unreadable})"}
     assert _report(out)["counts"]["attachments_exported"] == len(chatgpt) - 1
+
+
+# -- the decision itself, in-process ---------------------------------------------------------
+
+def _att(aid: str, file_id: str | None, filename: str | None, local: str | None) -> Any:
+    from zexport.model import Attachment
+
+    return Attachment(aid, "m", "file", file_id, None, local, filename, None, None, None,
+                      None, None)
+
+
+def test_app_folder_lookup_follows_the_apps_naming_and_stays_inside(tmp_path: Path) -> None:
+    from zexport.attachments.sources import AttachmentSources
+
+    app = tmp_path / "attachments"
+    conv = app / "c1"
+    conv.mkdir(parents=True)
+    (conv / "f1_other.png").write_bytes(b"other")
+    (conv / "f1_photo.png").write_bytes(b"photo")  # the row's own name wins
+    (conv / "f2_empty.bin").write_bytes(b"")  # an interrupted download: skipped, as the app does
+    (tmp_path / "outside.txt").write_bytes(SECRET)
+    sources = AttachmentSources(str(tmp_path), [str(tmp_path)], [str(app)])
+
+    assert sources.locate("c1", _att("a", "f1", "photo.png", "")).path == \
+        str(conv / "f1_photo.png")
+    assert sources.locate("c1", _att("b", "f1", None, "/gone/elsewhere")).path == \
+        str(conv / "f1_other.png")
+    assert sources.locate("c1", _att("c", "f2", "empty.bin", None)).missing
+    # Ids are joined as single names only: no way out of the app's folder through them.
+    assert sources.locate("..", _att("d", "outside.txt", None, None)).missing
+    assert sources.locate("c1/..", _att("e", "f1", "photo.png", None)).missing
+    assert sources.locate("c1", _att("f", "../f1", "photo.png", None)).missing
+
+
+def test_a_decision_is_made_once_until_the_conversation_is_forgotten(tmp_path: Path) -> None:
+    """The fetch pipeline and the exporter ask the same object: the answer the
+    pipeline acted on is the one the exporter copies (or refuses)."""
+    from zexport.attachments.sources import AttachmentSources
+
+    (tmp_path / "f.txt").write_bytes(b"x")
+    sources = AttachmentSources(str(tmp_path), [str(tmp_path)])
+    att = _att("a", None, "f.txt", str(tmp_path / "f.txt"))
+    first = sources.locate("c1", att)
+    (tmp_path / "f.txt").unlink()
+    assert sources.locate("c1", att) is first and first.path is not None
+    sources.forget("c1")
+    assert sources.locate("c1", att).missing
