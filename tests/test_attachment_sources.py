@@ -17,9 +17,10 @@ import errno
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,11 +230,16 @@ def test_files_the_app_has_are_found_at_its_per_os_folder(
     assert {p.read_bytes() for p in out.rglob("attachments/*")} == set(placed.values())
 
 
+SETPRIV = shutil.which("setpriv")
+
+
 @pytest.mark.timeout(120)
+@pytest.mark.skipif(os.geteuid() == 0 and SETPRIV is None,
+                    reason="root reads any file; needs setpriv to drop that")
 def test_an_unreadable_app_file_is_reported_as_unreadable_not_as_no_credentials(
-        cli: Any, tmp_path: Path) -> None:
-    """A file the run may not open: mode 000, or, when the tests run as root (who
-    reads any file whatever its mode), a Unix socket, which open() refuses too."""
+        isolated_env: dict[str, str], tmp_path: Path) -> None:
+    """A file of mode 000 in the app's folder. As root (who reads any file whatever its
+    mode) the run is made without the capabilities that let it do so."""
     user_data = tmp_path / "ownyourchat"
     user_data.mkdir()
     shutil.copy(REALISTIC, user_data / "ownyourchat.db")
@@ -242,28 +248,22 @@ def test_an_unreadable_app_file_is_reported_as_unreadable_not_as_no_credentials(
                if p == "chatgpt"]
     cid, unreadable_id, fid, name = chatgpt[0]
     unreadable = user_data / "attachments" / cid / f"{fid}_{name}"
-    if os.geteuid() == 0:
-        unreadable.unlink()
-        listener = socket.socket(socket.AF_UNIX)
-        short = tmp_path.parent / f"s{os.getpid()}"  # a socket path is at most 107 bytes
-        listener.bind(str(short))
-        os.rename(short, unreadable)
-        error = os.strerror(errno.ENXIO)
-    else:
-        unreadable.chmod(0o000)
-        listener = None
-        error = os.strerror(errno.EACCES)
+    unreadable.chmod(0o000)
+    prefix = [SETPRIV, "--bounding-set", "-dac_override,-dac_read_search"] \
+        if os.geteuid() == 0 and SETPRIV else []
     out = tmp_path / "out"
-    try:
-        # Downloads on, no credentials: a missing chatgpt file would be "no credentials".
-        res = cli("run", "--db", str(user_data / "ownyourchat.db"), "--out", str(out),
-                  "--provider", "chatgpt", "--progress", "none", "--tz", "UTC", timeout=90)
-    finally:
-        if listener is not None:
-            listener.close()
+
+    # Downloads on, no credentials: a missing chatgpt file would be "no credentials".
+    res = subprocess.run(
+        [*prefix, sys.executable, "-m", "zexport", "run", "--db",
+         str(user_data / "ownyourchat.db"), "--out", str(out), "--provider", "chatgpt",
+         "--progress", "none", "--tz", "UTC"],
+        env=isolated_env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
+        stdin=subprocess.DEVNULL)
 
     assert res.returncode == 1, res.stderr
-    assert _failures(out) == {unreadable_id: f"unreadable: {error} ({unreadable})"}
+    assert _failures(out) == {
+        unreadable_id: f"unreadable: {os.strerror(errno.EACCES)} ({unreadable})"}
     assert _report(out)["counts"]["attachments_exported"] == len(chatgpt) - 1
 
 

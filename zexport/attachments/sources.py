@@ -91,12 +91,15 @@ class AttachmentSources:
                  app_dirs: Sequence[str] = (), cache: str | None = None) -> None:
         self.archive_dir = archive_dir
         self.roots = tuple(_unique(roots))
-        self.app_dirs = tuple(_unique(app_dirs))
+        # Only those that exist (looked at once per worker): a folder per conversation is
+        # listed in each, and most machines have one of them at most.
+        self.app_dirs = tuple(d for d in _unique(app_dirs) if os.path.isdir(d))
         # Downloads are zexport's own files (private to the cache): copies get the
         # export's usual mode, not the cache's 0600.
         self.cache = os.path.realpath(cache) if cache else None
         self._decided: dict[str, dict[str, Located]] = {}
-        self._listings: dict[str, list[str]] = {}
+        # conversation id -> {folder: names}: the app folders listed for it
+        self._listings: dict[str, dict[str, list[str]]] = {}
 
     @classmethod
     def for_archive(cls, archive_dir: str, cache: str,
@@ -121,8 +124,7 @@ class AttachmentSources:
     def forget(self, conversation_id: str) -> None:
         """Drop what was decided for a conversation once it is exported."""
         self._decided.pop(conversation_id, None)
-        for folder in [f for f in self._listings if f.endswith(os.sep + conversation_id)]:
-            del self._listings[folder]
+        self._listings.pop(conversation_id, None)
 
     def _decide(self, conversation_id: str, att: Attachment) -> Located:
         refused: Located | None = None
@@ -145,7 +147,7 @@ class AttachmentSources:
         exact = f"{prefix}{att.filename}" if _safe_component(att.filename) else None
         for base in self.app_dirs:
             folder = os.path.join(base, conversation_id)
-            names = self._listing(folder)
+            names = self._listing(conversation_id, folder)
             # The app looks a file up by its id prefix (findCachedFile); its own name first.
             candidates = ([exact] if exact in names else []) + [
                 n for n in names if n.startswith(prefix) and n != exact]
@@ -156,49 +158,67 @@ class AttachmentSources:
                     return found
         return None
 
-    def _listing(self, folder: str) -> list[str]:
-        names = self._listings.get(folder)
+    def _listing(self, conversation_id: str, folder: str) -> list[str]:
+        listed = self._listings.setdefault(conversation_id, {})
+        names = listed.get(folder)
         if names is None:
             try:
                 names = sorted(n for n in os.listdir(folder) if not n.startswith(TEMP_PREFIX))
             except OSError:
                 names = []
-            self._listings[folder] = names
+            listed[folder] = names
         return names
 
     def _check(self, path: str, shown: str, skip_empty: bool = False) -> Located | None:
-        """A file at ``path`` we may copy, a reason we may not, or None: nothing there."""
+        """A file at ``path`` we may copy, a reason we may not, or None: nothing there.
+
+        The folder check is made on where the opened file really is: the kernel's
+        name for the descriptor (Linux), else realpath(). Only a regular file is
+        opened (a device is never opened because a row names it).
+        """
         try:
-            real = os.path.realpath(path)
-        except (ValueError, OSError):  # a NUL in the stored path: it names nothing
-            return None
-        if not self._allowed(real):
-            if not os.path.lexists(real):
-                return None  # stale: nothing there to refuse
-            where = shown if real == shown else f"{shown} (which is {real})"
-            return Located(reason=f"not copied: {where} is outside the archive's folder, the"
-                           " app's attachments and zexport's cache (see --attachment-root)")
-        try:
-            fd = os.open(real, _READ)
-        except (FileNotFoundError, NotADirectoryError):
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL
             return None
         except OSError as exc:
-            return Located(reason=f"unreadable: {exc.strerror or exc} ({shown})")
+            return self._refused(path, shown) or Located(
+                reason=f"unreadable: {exc.strerror or exc} ({shown})")
+        if not stat.S_ISREG(st.st_mode):
+            return self._refused(path, shown) or Located(
+                reason=f"not copied: {shown} is not a regular file")
+        try:
+            fd = os.open(path, _READ)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return self._refused(path, shown) or Located(
+                reason=f"unreadable: {exc.strerror or exc} ({shown})")
         try:
             st = os.fstat(fd)
-            opened = _opened_path(fd)
+            real = _opened_path(fd) or os.path.realpath(path)
         finally:
             os.close(fd)
-        if opened is not None and opened != real and not self._allowed(opened):
-            # A folder on the way was swapped for a link after realpath() looked.
-            return Located(reason=f"not copied: {shown} moved outside the allowed folders")
-        if not stat.S_ISREG(st.st_mode):
+        if not self._allowed(real):
+            return self._outside(shown, real)
+        if not stat.S_ISREG(st.st_mode):  # swapped since the stat
             return Located(reason=f"not copied: {shown} is not a regular file")
         if skip_empty and st.st_size == 0:
             return None  # the app, too, ignores an empty file (an interrupted download)
         own = stat.S_IMODE(st.st_mode)
         mode = COPY_MODE_CAP if self.cache and _under(real, self.cache) else own & COPY_MODE_CAP
         return Located(path=real, ident=(st.st_dev, st.st_ino), mode=mode, source_mode=own)
+
+    def _refused(self, path: str, shown: str) -> Located | None:
+        """The refusal for a file outside the allowed folders (None when inside): said
+        first, before anything about the file itself."""
+        real = os.path.realpath(path)
+        return None if self._allowed(real) else self._outside(shown, real)
+
+    @staticmethod
+    def _outside(shown: str, real: str) -> Located:
+        where = shown if real == shown else f"{shown} (which is {real})"
+        return Located(reason=f"not copied: {where} is outside the archive's folder, the"
+                       " app's attachments and zexport's cache (see --attachment-root)")
 
     def _allowed(self, real: str) -> bool:
         return any(_under(real, root) for root in self.roots)
