@@ -285,7 +285,8 @@ def test_run_context_writes_only_inside_the_output_folder(tmp_path: Path) -> Non
 
 def test_parse_options_in_process() -> None:
     fmt = load_registry().get_format("markdown")
-    assert fmt.parse_options({}) == {"reasoning": "show", "tool_calls": "show"}
+    assert fmt.parse_options({}) == {"reasoning": "show", "tool_calls": "show", "math": "dollars",
+                                     "properties": "obsidian"}
     assert fmt.parse_options({"reasoning": "hide"})["reasoning"] == "hide"
     with pytest.raises(UsageError, match="has no option 'x'"):
         fmt.parse_options({"x": "1"})
