@@ -1,11 +1,17 @@
-"""The OwnYourChat archive schema (BRIEF §3), as zexport reads it.
+"""The OwnYourChat archive schema (BRIEF §3), as the app really creates it.
 
 Kept in one place so the sample generator, the reader and the validity check
-agree on table and column names. zexport never creates these tables in a
-user's archive; ``DDL`` is used only to build synthetic samples and test data.
+agree on table and column names. ``DDL`` is the app's own SQL (the statements
+its migrations leave in ``sqlite_master``, kept in ``app_schema.sql``): no
+index on ``messages.conversation_id`` nor ``attachments.message_id``, as in
+real archives. zexport never creates these tables in a user's archive; ``DDL``
+is used only to build synthetic samples and test data.
 """
 
 from __future__ import annotations
+
+import functools
+import os
 
 REQUIRED_TABLES: dict[str, tuple[str, ...]] = {
     "conversations": ("id", "title", "provider", "created_at", "updated_at",
@@ -17,49 +23,20 @@ REQUIRED_TABLES: dict[str, tuple[str, ...]] = {
                     "updated_at"),
 }
 
-DDL = """
-CREATE TABLE conversations (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    created_at INTEGER,
-    updated_at INTEGER,
-    synced_at INTEGER,
-    message_count INTEGER,
-    current_node_id TEXT,
-    sync_error TEXT,
-    sync_retry_count INTEGER
-);
-CREATE INDEX provider_idx ON conversations(provider);
-CREATE TABLE messages (
-    id TEXT PRIMARY KEY,
-    conversation_id TEXT REFERENCES conversations(id),
-    role TEXT NOT NULL,
-    parts TEXT NOT NULL,
-    created_at INTEGER,
-    updated_at INTEGER,
-    order_index INTEGER NOT NULL,
-    parent_id TEXT,
-    sibling_ids TEXT,
-    sibling_index INTEGER
-);
-CREATE INDEX conversation_id_idx ON messages(conversation_id);
-CREATE TABLE attachments (
-    id TEXT PRIMARY KEY,
-    message_id TEXT REFERENCES messages(id),
-    type TEXT NOT NULL,
-    file_id TEXT,
-    original_url TEXT,
-    local_path TEXT,
-    filename TEXT,
-    mime_type TEXT,
-    size INTEGER,
-    width INTEGER,
-    height INTEGER,
-    created_at INTEGER,
-    updated_at INTEGER
-);
-CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE provider_state (provider TEXT PRIMARY KEY, state TEXT);
-CREATE TABLE user_preferences (key TEXT PRIMARY KEY, value TEXT);
-"""
+#: The parent_id Claude's roots carry (the all-zero UUID): a root, not a missing parent.
+CLAUDE_ROOT_PARENT = "00000000-0000-4000-8000-000000000000"
+
+
+@functools.cache
+def _app_ddl() -> str:
+    """Read the schema file once, on first use: most processes (workers) never need it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app_schema.sql")
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def __getattr__(name: str) -> str:
+    """``DDL``: the app's schema script (every statement, one ``execute`` runs it)."""
+    if name == "DDL":
+        return _app_ddl()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
