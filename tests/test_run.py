@@ -284,8 +284,9 @@ def test_no_db_uses_the_apps_archive_when_it_exists(cli: Any, isolated_env: dict
     shutil.copy(sample_db, app_dir / "ownyourchat.db")
     res = cli("run", "--out", str(tmp_path / "out"), "--progress", "none", "--no-attachments")
     assert res.returncode in (0, 1), res.stderr
-    assert res.stdout.splitlines()[0] == (
-        f"Exporting the OwnYourChat archive at {app_dir / 'ownyourchat.db'}")
+    assert res.stdout.splitlines()[0] == (  # the sample's user saved zexport's defaults
+        f"Exporting the OwnYourChat archive at {app_dir / 'ownyourchat.db'}"
+        " (from the app's export settings: format markdown, date prefix on)")
 
 
 def test_exports_while_the_app_writes_and_never_changes_the_archive(

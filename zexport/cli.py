@@ -149,10 +149,11 @@ def _default_db() -> tuple[str, str]:
 @cli.command()
 @click.option("--db", "db", type=click.Path(), default=None,
               help="Archive to export (default: OwnYourChat's, else the built-in sample).")
-@click.option("--out", "out", type=click.Path(file_okay=False), default="zexport-out",
-              show_default=True, help="Output folder.")
-@click.option("--format", "format_name", default="markdown", show_default=True,
-              help="Output format (see `zexport formats`).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: the app's saved export folder, else ./zexport-out).")
+@click.option("--format", "format_name", default=None,
+              help="Output format (see `zexport formats`; default: the app's saved format,"
+                   " else markdown).")
 @click.option("-o", "format_options", multiple=True, metavar="KEY=VALUE",
               help="A format option (repeatable).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
@@ -172,6 +173,9 @@ def _default_db() -> tuple[str, str]:
               show_default=True, help="Render the active branch only, or every branch.")
 @click.option("--tz", default="local", show_default=True,
               help="Time zone for dates and times: local, UTC or an IANA name.")
+@click.option("--date-prefix/--no-date-prefix", "date_prefix", default=None,
+              help="Start folder names with the conversation's date (default: the app's"
+                   " saved choice, else on).")
 @click.option("--attachments", "attachments", type=click.Choice(["copy", "link"]),
               default="copy", show_default=True,
               help="Copy attachments, or hard-link them (copy across file systems).")
@@ -208,10 +212,10 @@ def _default_db() -> tuple[str, str]:
 @click.option("--dry-run", is_flag=True,
               help="Say what would be written, renamed, skipped and downloaded; write nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def run(db: str | None, out: str, format_name: str, format_options: tuple[str, ...],
-        workers: int | None, providers: tuple[str, ...], since: str | None,
-        until: str | None, ids: tuple[str, ...], title: str | None, branches: str, tz: str,
-        attachments: str,
+def run(db: str | None, out: str | None, format_name: str | None,
+        format_options: tuple[str, ...], workers: int | None, providers: tuple[str, ...],
+        since: str | None, until: str | None, ids: tuple[str, ...], title: str | None,
+        branches: str, tz: str, date_prefix: bool | None, attachments: str,
         no_attachments: bool, attachment_roots: tuple[str, ...], auth_file: str | None,
         cache_dir: str | None,
         download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
@@ -220,6 +224,16 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
         render_timeout: float, force: bool, batch_size: int | None, dry_run: bool,
         quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
+    from .app_settings import choose
+
+    if db is None:
+        db, line = _default_db()
+    else:
+        line = f"{'Planning an export of' if dry_run else 'Exporting'} {db}"
+    # What the command line leaves open, the user's saved export settings decide.
+    choice = choose(db, format_name, out, date_prefix)
+    line += choice.note()
+    format_name, out = choice.format, choice.out
     # Workers boot while this process imports the controller (see zexport.launch).
     with _early_workers(db, out, workers or _usable_cpus(), format_name,
                         force, dry_run) as early:
@@ -237,10 +251,6 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                 click.echo(text, err=progress == "json")
 
         try:
-            if db is None:
-                db, line = _default_db()
-            else:
-                line = f"{'Planning an export of' if dry_run else 'Exporting'} {db}"
             zone = resolve_tz(tz)  # also the zone of --since/--until without an offset
             opts = RunOptions(
                 db=db, out=out, format=format_name, format_options=_parse_options(format_options),
@@ -249,7 +259,8 @@ def run(db: str | None, out: str, format_name: str, format_options: tuple[str, .
                     providers=providers, since=_parse_time(since, "--since", zone),
                     until=_parse_time(until, "--until", zone), ids=ids,
                     title=_check_pattern(title)),
-                branches=branches, tz=tz, attachments="off" if no_attachments else attachments,
+                branches=branches, tz=tz, date_prefix=choice.date_prefix,
+                attachments="off" if no_attachments else attachments,
                 attachment_roots=tuple(os.path.abspath(r) for r in attachment_roots),
                 batch_size=batch_size, render_timeout=render_timeout, force=force,
                 downloads=DownloadOptions(

@@ -121,6 +121,7 @@ class RunOptions:
     selection: Selection = field(default_factory=Selection)
     branches: str = "active"
     tz: str = "local"
+    date_prefix: bool = True  # folder names start with the creation day
     attachments: str = "copy"
     attachment_roots: tuple[str, ...] = ()  # --attachment-root: more folders to copy from
     batch_size: int | None = None
@@ -139,7 +140,8 @@ class RunOptions:
             "format_options": self.format_options, "workers": self.workers,
             "providers": list(sel.providers), "since": sel.since, "until": sel.until,
             "ids": list(sel.ids), "title": sel.title, "branches": self.branches, "tz": self.tz,
-            "attachments": self.attachments, "attachment_roots": list(self.attachment_roots),
+            "date_prefix": self.date_prefix, "attachments": self.attachments,
+            "attachment_roots": list(self.attachment_roots),
             "render_timeout": self.render_timeout, **self.downloads.public(),
         }
 
@@ -290,7 +292,8 @@ class Controller:
             time.sleep(delay)
         rejected: list[tuple[str, str]] = []  # ids that are not valid UTF-8
         self.total = plan.add(list_conversations(self.conn, self.opts.selection, rejected),
-                              self.tz, fingerprint=_source_fingerprint)
+                              self.tz, fingerprint=_source_fingerprint,
+                              dated=self.opts.date_prefix)
         plan.assign_folders(self.fmt.reserved_names)
         if _has_run_steps(self.fmt) and not dry_run:  # only start/finish read it
             writer = PlanWriter(self.steps.plan_path)

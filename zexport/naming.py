@@ -52,14 +52,16 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
     return text[:end]
 
 
-def sanitize_component(text: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+def sanitize_component(text: str, max_bytes: int = MAX_NAME_BYTES, *,
+                       prefixed: bool = False) -> str:
     """Turn arbitrary text into one path component valid on every common OS.
 
     Forbidden characters become ``_``; controls and bidi overrides are
     removed; whitespace runs collapse; leading dots (hidden files, ``..``)
     and trailing dots/spaces (invalid on Windows) go; Windows device names
-    (``CON``, ``nul.txt``, ``COM¹``) get a ``_`` after the stem. Returns ""
-    when nothing is left; callers choose the fallback.
+    (``CON``, ``nul.txt``, ``COM¹``) get a ``_`` after the stem, unless
+    ``prefixed``: the text will follow a date prefix, and "2024-01-01 CON" is
+    no device name. Returns "" when nothing is left; callers choose the fallback.
     """
     name = unicodedata.normalize("NFC", text)
     name = _BIDI.sub("", name)
@@ -67,7 +69,7 @@ def sanitize_component(text: str, max_bytes: int = MAX_NAME_BYTES) -> str:
     name = _SPACES.sub(" ", name).strip().lstrip(".").strip()
     name = truncate_utf8(name, max_bytes).rstrip(". ")
     stem, dot, ext = name.partition(".")
-    if stem.strip().casefold() in _WINDOWS_RESERVED:
+    if not prefixed and stem.strip().casefold() in _WINDOWS_RESERVED:
         name = truncate_utf8(f"{stem}_{dot}{ext}", max_bytes).rstrip(". ")
     return name
 
@@ -99,10 +101,14 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def base_name(title: str, created_at: int | None, tz: tzinfo) -> str:
-    """The folder name a conversation gets when no other one shares it."""
-    prefix = date_prefix(created_at, tz)
-    title_part = _sanitized_title(title)
+def base_name(title: str, created_at: int | None, tz: tzinfo, dated: bool = True) -> str:
+    """The folder name a conversation gets when no other one shares it.
+
+    ``dated``: prefix the creation day (``2024-01-01 Title``), as the app's
+    "Prefix with date" export setting does; a conversation without a date gets none.
+    """
+    prefix = date_prefix(created_at, tz) if dated else ""
+    title_part = _sanitized_title(title, bool(prefix))
     if not prefix:
         return title_part
     # The prefix is safe and the title already sanitized: only the cap remains.
@@ -118,8 +124,9 @@ class FolderNamer:
     then id) keeps the plain name; the others get `` (id8)``.
     """
 
-    def __init__(self, tz: tzinfo) -> None:
+    def __init__(self, tz: tzinfo, dated: bool = True) -> None:
         self._tz = tz
+        self._dated = dated
         self._entries: list[tuple[str, str, int | None]] = []
 
     def add(self, conversation_id: str, title: str | None, created_at: int | None) -> None:
@@ -128,7 +135,7 @@ class FolderNamer:
 
     def base_name(self, title: str, created_at: int | None) -> str:
         """The name a conversation gets when no other one shares it."""
-        return base_name(title, created_at, self._tz)
+        return base_name(title, created_at, self._tz, self._dated)
 
     def assign(self) -> dict[str, str]:
         """Return ``{conversation_id: folder_name}`` for everything added."""
@@ -138,7 +145,7 @@ class FolderNamer:
         plan = Plan(":memory:")
         try:
             plan.add((ConversationHead(cid, title, created, None, None)
-                      for cid, title, created in self._entries), self._tz)
+                      for cid, title, created in self._entries), self._tz, dated=self._dated)
             plan.assign_folders()
             return plan.folders()
         finally:
@@ -146,9 +153,9 @@ class FolderNamer:
 
 
 @functools.lru_cache(maxsize=4096)
-def _sanitized_title(title: str) -> str:
+def _sanitized_title(title: str, prefixed: bool) -> str:
     """Titles repeat a lot ("New chat"): sanitize each distinct one once."""
-    return sanitize_component(title) or FALLBACK_TITLE
+    return sanitize_component(title, prefixed=prefixed) or FALLBACK_TITLE
 
 
 class NameSet(Protocol):

@@ -67,15 +67,16 @@ class Plan:
         self.conn.close()
 
     def add(self, heads: Iterable[ConversationHead], tz: tzinfo,
-            fingerprint: object = None) -> int:
+            fingerprint: object = None, dated: bool = True) -> int:
         """Record ``heads`` in export order with their base names; return how many.
 
         ``fingerprint``, when given, is called with each head and its result
         stored as the conversation's source fingerprint (for resume).
+        ``dated``: names start with the creation day (see naming.base_name).
         """
         def rows() -> Iterator[tuple[object, ...]]:
             for h in heads:
-                base = base_name(h.title or "", h.created_at, tz)
+                base = base_name(h.title or "", h.created_at, tz, dated)
                 source = fingerprint(h) if callable(fingerprint) else None
                 yield (h.id, h.title, h.provider, h.created_at, h.updated_at,
                        h.message_count, source, base, name_key(base), base)
