@@ -78,6 +78,7 @@ class Generator:
         self.sibling_null = False
         self.force: frozenset[str] = frozenset()
         self.pair_id = ""  # Perplexity: the uuid a query and its answer share
+        self.sources: dict[str, list[dict[str, Any]]] = {}  # per provider, see _source_pool
         self._build_pools()
         self.files = Attachments(rng, final_dir, tmp_dir, self.user_texts)
 
@@ -143,16 +144,23 @@ class Generator:
             if earlier and rng.random() < 0.25:
                 part = {**rng.choice(earlier), "sourceId": uuid_like(rng)}
             else:
-                part = self._source()
+                part = {**rng.choice(self._source_pool()), "sourceId": uuid_like(rng)}
                 earlier.append(part)
             parts.append(part)
         return parts
+
+    def _source_pool(self) -> list[dict[str, Any]]:
+        """This provider's sources, made once (a citation is then one dict copy)."""
+        pool = self.sources.get(self.provider)
+        if pool is None:
+            pool = self.sources[self.provider] = [self._source() for _ in range(2000)]
+        return pool
 
     def _source(self) -> dict[str, Any]:
         rng = self.rng
         site = rng.choice(tx.SOURCE_SITES)
         slug = "-".join(rng.choices(tx.WORDS[:150], k=3))
-        part: dict[str, Any] = {"type": "source-url", "sourceId": uuid_like(rng),
+        part: dict[str, Any] = {"type": "source-url", "sourceId": "",
                                 "url": f"https://{site}/{quote(slug)}"}
         if rng.random() < 0.9:  # a citation without a title is dirt the app lets through
             part["title"] = slug.replace("-", " ").title()
