@@ -95,7 +95,9 @@ def compile_zexport() -> str:
 def ensure_sample(root: Path, conversations: int) -> Path:
     """The cached ``zexport sample`` archive of ``conversations`` (seed 0), made if missing."""
     root.mkdir(parents=True, exist_ok=True)
-    db = root / f"sample-{conversations}.db"
+    from zexport.sample import SAMPLE_VERSION  # a sample made by an older zexport is stale
+
+    db = root / f"sample-{conversations}-v{SAMPLE_VERSION}.db"
     if not db.exists():
         print(f"  making {db} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(zexport_cmd("sample", str(db), "-n", str(conversations),

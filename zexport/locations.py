@@ -43,10 +43,10 @@ SAMPLE_CONVERSATIONS = 500
 
 def builtin_sample() -> str:
     """The built-in sample archive, made once into the cache folder."""
-    from .sample import make_sample
+    from .sample import SAMPLE_VERSION, make_sample
 
     folder = os.path.join(cache_dir(), "sample")
-    path = os.path.join(folder, f"sample-{SAMPLE_CONVERSATIONS}.db")
+    path = os.path.join(folder, f"sample-{SAMPLE_CONVERSATIONS}-v{SAMPLE_VERSION}.db")
     if not os.path.exists(path):
         os.makedirs(folder, exist_ok=True)
         try:

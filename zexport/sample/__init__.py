@@ -47,8 +47,12 @@ from typing import Any
 
 from .generator import BASE_TS, DEFAULT_EXPORT_SETTINGS, Generator
 
-__all__ = ["BASE_TS", "DEFAULT_EXPORT_SETTINGS", "SampleStats", "attachment_dir",
-           "make_sample"]
+__all__ = ["BASE_TS", "DEFAULT_EXPORT_SETTINGS", "SAMPLE_VERSION", "SampleStats",
+           "attachment_dir", "make_sample"]
+
+#: Changes whenever the same seed would give other bytes: caches of samples (the
+#: built-in one, the benchmarks') put it in their file names, so none is stale.
+SAMPLE_VERSION = 2
 
 #: The app's own archive name: a sample written under it gets the app's folder layout.
 APP_ARCHIVE_NAME = "ownyourchat.db"
