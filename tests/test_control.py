@@ -408,7 +408,7 @@ def test_worker_asks_in_fetch_many_and_takes_fetched_many_answers(
     build_attachment_index(str(sample_db), str(index))
     con = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
     cids = [r[0] for r in con.execute(
-        "SELECT conversation_id FROM att WHERE local_path IS NULL GROUP BY conversation_id"
+        "SELECT conversation_id FROM att WHERE local_path = '' GROUP BY conversation_id"
         " ORDER BY conversation_id LIMIT 3")]
     con.close()
     assert cids, "the sample has missing attachments"

@@ -157,7 +157,11 @@ def test_conversation_rows_whose_id_is_null_or_a_blob_fail_alone(cli: Any,
     exported: it must be reported as a failure, not stop the run (NULL: exit 2; not UTF-8:
     a traceback) or vanish from a run reported "ok" (BLOB)."""
     db = tmp_path / "ids.db"
-    con = make_archive(db)
+    # The app's schema says NOT NULL; an archive written by an older app or another
+    # tool may not (SQLite then takes NULL in a rowid table's TEXT PRIMARY KEY).
+    con = apsw.Connection(str(db))
+    con.execute(DDL.replace("`id` text PRIMARY KEY NOT NULL,\n\t`title`",
+                            "`id` text PRIMARY KEY,\n\t`title`"))
     add(con, "fine", "Same title")
     con.execute("INSERT INTO conversations (id, title, provider, created_at)"
                 " VALUES (NULL, 'Same title', 'claude', 1700000000)")

@@ -229,7 +229,7 @@ def test_conversation_page_in_chromium_shows_messages_and_images(
     candidates = []
     for html_page in sorted(html_out.glob("*/conversation.html")):
         text = html_page.read_text()
-        if "<img " in text and "<details" in text:
+        if "<img " in text and '<details class="alts"' in text:
             candidates.append(html_page)
     assert candidates, "the sample should have a conversation with images and branches"
     target = max(candidates, key=lambda p: p.read_text().count('class="msg '))
