@@ -176,3 +176,19 @@ def test_no_date_prefix_turns_the_apps_prefix_off(cli: Any, tmp_path: Path) -> N
     assert res.stdout.splitlines()[0] == (
         f"Exporting {db} (from the app's export settings: format markdown, date prefix on)")
     assert len([f for f in _folders(tmp_path / "dated") if DATED.match(f)]) == _with_dates(db)
+
+
+def test_a_saved_output_folder_that_cannot_be_made_is_named_in_the_error(
+        cli: Any, tmp_path: Path) -> None:
+    gone = tmp_path / "unmounted" / "Exports"
+    db = tmp_path / "a.db"
+    make_sample(db, conversations=3, export_settings={
+        "format": "markdown", "includeAttachments": True, "prefixTimestamp": True,
+        "outputPath": str(gone)})
+    res = cli("run", "--db", str(db), *RUN)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == (
+        f"zexport: error: parent folder of the output does not exist: {gone.parent}"
+        f" (from the app's export settings: format markdown, output folder {gone},"
+        " date prefix on)")
+    assert not gone.parent.exists()

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(exc: ZexportError) -> None:
-    click.echo(f"zexport: error: {exc}", err=True)
+def _fail(exc: ZexportError, context: str = "") -> None:
+    """One line on stderr; ``context`` says where a value came from (the app's settings)."""
+    click.echo(f"zexport: error: {exc}{context}", err=True)
     sys.exit(exc.exit_code)
 
 
@@ -282,7 +283,7 @@ def run(db: str | None, out: str | None, format_name: str | None,
             controller.progress = make_progress(progress)
             status = controller.run(release_signals=False)  # Ctrl-C from here changes nothing
         except ZexportError as exc:
-            _fail(exc)
+            _fail(exc, choice.note())  # a saved output folder may be what is wrong
             return
         report = controller.report
         counts = report.counts()
