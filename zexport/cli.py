@@ -329,7 +329,7 @@ def _warn_broken_plugins() -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed: the same seed gives the same file.")
 def sample(path: str, conversations: int, seed: int) -> None:
-    """Write a synthetic, realistically dirty archive to PATH."""
+    """Write a synthetic archive to PATH: the app's schema, filled as the app fills it, dirty."""
     from .sample import make_sample
 
     try:
