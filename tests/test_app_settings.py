@@ -189,6 +189,11 @@ def test_a_saved_output_folder_that_cannot_be_made_is_named_in_the_error(
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip() == (
         f"zexport: error: parent folder of the output does not exist: {gone.parent}"
-        f" (from the app's export settings: format markdown, output folder {gone},"
-        " date prefix on)")
+        " (the output folder saved in the app's export settings; --out chooses another)")
     assert not gone.parent.exists()
+    res = cli("run", "--db", str(db), *RUN, "--out", str(gone))  # the user's own --out
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == (
+        f"zexport: error: parent folder of the output does not exist: {gone.parent}")
+    res = cli("run", "--db", str(db), *RUN, "--tz", "Mars/Olympus")  # not about the folder
+    assert res.returncode == 2 and "app's export settings" not in res.stderr

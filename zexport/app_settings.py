@@ -47,6 +47,7 @@ class ExportChoice:
     out: str
     date_prefix: bool
     from_app: tuple[str, ...] = ()  # "format json", "output folder /x", "date prefix off"
+    out_from_app: bool = False
 
     def note(self) -> str:
         """The clause the run's first line ends with ("" when the app decided nothing)."""
@@ -96,6 +97,7 @@ def choose(db_path: str, format_name: str | None, out: str | None,
         out=_first(out, app.output_path, DEFAULT_OUT),
         date_prefix=_first(date_prefix, app.date_prefix, DEFAULT_DATE_PREFIX),
         from_app=tuple(from_app),
+        out_from_app=out is None and app.output_path is not None,
     )
 
 

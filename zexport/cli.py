@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from . import __version__, cli_control
-from .errors import ZexportError
+from .errors import OutputError, ZexportError
 
 if TYPE_CHECKING:
     from .launch import EarlyWorkers
@@ -283,7 +283,9 @@ def run(db: str | None, out: str | None, format_name: str | None,
             controller.progress = make_progress(progress)
             status = controller.run(release_signals=False)  # Ctrl-C from here changes nothing
         except ZexportError as exc:
-            _fail(exc, choice.note())  # a saved output folder may be what is wrong
+            saved_out = choice.out_from_app and isinstance(exc, OutputError)
+            _fail(exc, " (the output folder saved in the app's export settings; --out"
+                       " chooses another)" if saved_out else "")
             return
         report = controller.report
         counts = report.counts()
