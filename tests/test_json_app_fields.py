@@ -126,7 +126,8 @@ def small_archive(tmp: Path, conversations_ddl: str | None = None) -> Path:
     con = sqlite3.connect(db)
     ddl = DDL
     if conversations_ddl:
-        ddl = re.sub(r"CREATE TABLE conversations \(.*?\);", conversations_ddl, DDL, flags=re.S)
+        ddl = re.sub(r"CREATE TABLE `?conversations`? \(.*?\);", conversations_ddl, DDL,
+                     flags=re.S)
     con.executescript(ddl)
     cols = [r[1] for r in con.execute("PRAGMA table_info(conversations)")]
     row = {"id": "c1", "title": "Small", "provider": "chatgpt", "created_at": 1700000000,
