@@ -16,9 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from importlib.resources import files
+from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 from zexport import (
@@ -32,12 +34,13 @@ from zexport import (
     hookimpl,
 )
 
-from . import markup
-from .markup import escape
+from . import engine, search
+from .engine import escape, safe_url
 
 __version__ = "0.1.0"
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+SEARCH_DIR = "index-search"  # the text index's shards, beside index.html
 CSS = files(__package__).joinpath("style.css").read_text("utf-8")
 INDEX_JS = files(__package__).joinpath("index.js").read_text("utf-8")
 
@@ -47,7 +50,9 @@ def _sha(text: str) -> str:
 
 
 def _csp(script: str | None) -> str:
-    scripts = _sha(script) if script else "'none'"
+    # 'strict-dynamic': the index's own script (trusted by hash) may add the
+    # search shards' <script> elements; nothing parser-inserted runs.
+    scripts = f"{_sha(script)} 'strict-dynamic'" if script else "'none'"
     return (f"default-src 'none'; style-src {_sha(CSS)}; script-src {scripts}; "
             "img-src 'self' file: data:; media-src 'self' file:; base-uri 'none'; "
             "form-action 'none'")
@@ -75,21 +80,15 @@ def _when(ts: int | None, tz: tzinfo, full: bool = True) -> tuple[str, str]:
     return dt.isoformat(), dt.strftime("%Y-%m-%d %H:%M" if full else "%Y-%m-%d")
 
 
-def _safe_url(url: str) -> bool:
-    try:
-        return urlsplit(url).scheme in ("http", "https")
-    except ValueError:
-        return False
-
-
 class HtmlFormat(Format):
     """One HTML page per conversation, plus ``index.html`` in the finish step."""
 
     name = "html"
     extension = "html"
-    version = "1"
+    version = "2"
     description = "Readable HTML pages, offline, with a searchable index.html"
-    reserved_names = ("index.html",)  # no conversation folder may take the index's name
+    # No conversation folder may take the place of the index or its search shards.
+    reserved_names = ("index.html", SEARCH_DIR)
     options = {
         "theme": Option("colour scheme", default="auto", choices=("auto", "light", "dark")),
         "index": Option.flag("write index.html listing every conversation", default=True),
@@ -116,7 +115,9 @@ class HtmlFormat(Format):
             f"<h1>{escape(title)}</h1>\n",
             f'<p class="meta">{" · ".join(meta)}</p>\n</header>\n<main>\n',
         ]
-        out += _Thread(conv, ctx).render()
+        thread = _Thread(conv, ctx)
+        out += thread.render()
+        ctx.emit(search.record([title, *thread.texts]))
         out.append("</main>\n</div>\n</body>\n</html>\n")
         return "".join(out)
 
@@ -127,43 +128,89 @@ class HtmlFormat(Format):
             return
         theme = str(run.options.get("theme", "auto"))
         failed = 0
+        numbers: dict[str, int] = {}
         with run.open("index.html") as fh:
             fh.write(_head("Conversations", theme, INDEX_JS).encode())
             fh.write(
                 b'<body>\n<div class="page">\n<header><h1>Conversations</h1></header>\n'
                 b'<div class="controls">\n'
-                b'<label class="grow">Search titles<input id="q" type="search" '
-                b'placeholder="Search titles" autocomplete="off" autofocus></label>\n'
+                b'<label class="grow">Search titles and messages<input id="q" type="search" '
+                b'placeholder="Words from a title or a message" autocomplete="off" autofocus>'
+                b"</label>\n"
                 b'<label>Provider<select id="provider"><option value="">All</option>'
                 b"</select></label>\n"
-                b'<label>From<input id="from" type="date"></label>\n'
-                b'<label>To<input id="to" type="date"></label>\n'
+                b'<label>Updated from<input id="from" type="date"></label>\n'
+                b'<label>to<input id="to" type="date"></label>\n'
                 b'<label>Order<select id="order"><option value="oldest">Oldest first</option>'
                 b'<option value="newest">Newest first</option>'
                 b'<option value="title">Title</option></select></label>\n'
                 b'</div>\n<noscript><p class="note">The list needs JavaScript; every '
                 b"conversation is also a folder beside this file.</p></noscript>\n"
-                b'<p id="count"></p>\n<ol id="list"></ol>\n'
+                b'<p id="count" aria-live="polite"></p>\n<ol id="list"></ol>\n'
                 b'<button id="more" type="button" hidden>Show more</button>\n'
             )
             fh.write(b'<script id="data" type="application/json">[')
-            first = True
             for entry in run.conversations():
                 if not entry.exported:
                     failed += 1
                     continue
-                date = _when(entry.created_at if entry.created_at is not None
-                             else entry.updated_at, run.tz, full=False)[1]
-                href = quote(entry.folder) + "/conversation.html"
-                row = [entry.title.strip() or "Untitled", entry.provider, date,
-                       entry.message_count or 0, href]
-                fh.write((b"" if first else b",\n") + _json_for_script(row))
-                first = False
+                numbers[entry.id] = len(numbers)
+                row = _json_for_script(_row(entry, run.tz))
+                fh.write((b",\n" if len(numbers) > 1 else b"") + row)
             fh.write(b"]</script>\n")
+            firsts = self._write_search(run, numbers)
+            fh.write(b'<script id="shards" type="application/json">'
+                     + _json_for_script([SEARCH_DIR, firsts]) + b"</script>\n")
             if failed:
                 fh.write(f'<p class="note">{failed} conversation{"" if failed == 1 else "s"} '
                          "could not be exported; see .zexport/report.json.</p>\n".encode())
             fh.write(f"<script>{INDEX_JS}</script>\n</div>\n</body>\n</html>\n".encode())
+
+    def _write_search(self, run: RunContext, numbers: dict[str, int]) -> list[str]:
+        """Build the text index from the records (or, for conversations this run did
+        not render, from their pages) and write its shards; return their first words."""
+        builder = search.IndexBuilder()
+        indexed: set[int] = set()
+        for rec in run.records():
+            number = numbers.get(rec.conversation_id)
+            if number is not None and number not in indexed:
+                builder.add(number, rec.data)
+                indexed.add(number)
+        for entry in run.conversations():
+            number = numbers.get(entry.id)
+            if number is not None and number not in indexed:
+                builder.add(number, search.page_record(
+                    os.path.join(run.out_dir, entry.folder, "conversation.html")))
+        shards = builder.shards()
+        for i, (_, body) in enumerate(shards):
+            run.write(f"{SEARCH_DIR}/s{i}.js", search.shard_script(i, body))
+        return [first for first, _ in shards]
+
+
+class _Entry(Protocol):
+    """What the index reads of a ``RunContext.conversations()`` entry."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def created_at(self) -> int | None: ...
+    @property
+    def updated_at(self) -> int | None: ...
+    @property
+    def message_count(self) -> int | None: ...
+    @property
+    def folder(self) -> str: ...
+
+
+def _row(entry: _Entry, tz: tzinfo) -> list[object]:
+    """One conversation in the index: [title, provider, date shown, messages, href,
+    sort time, folded title]; the date shown and the sort time are both the last update."""
+    when = entry.updated_at if entry.updated_at is not None else entry.created_at
+    title = entry.title.strip() or "Untitled"
+    return [title, entry.provider, _when(when, tz, full=False)[1], entry.message_count or 0,
+            quote(entry.folder) + "/conversation.html", when, search.fold(title)]
 
 
 def _json_for_script(value: object) -> bytes:
@@ -189,6 +236,8 @@ class _Thread:
         for group in self.children.values():
             group.sort(key=lambda m: (m.sibling_index or 0, m.order_index))
         self.shown: set[str] = set()
+        self.texts: list[str] = []  # every rendered Markdown run, for the search record
+        self.docs = 0  # Markdown runs rendered so far: footnote ids stay unique per page
 
     def render(self) -> list[str]:
         conv = self.conv
@@ -243,30 +292,33 @@ class _Thread:
                f'<div class="role">{escape(role)}{when}</div>\n<div class="body">\n']
         if msg.parts_error:
             out.append(f'<p class="missing">The stored parts of this message are not valid '
-                       f"JSON ({escape(msg.parts_error)}); the raw text follows.</p>\n")
-        sources = []
-        for part in msg.parts:
-            kind = part.get("type")
-            if kind == "text":
-                out.append(markup.render(str(part.get("text", ""))) + "\n")
-            elif kind == "source-url":
-                sources.append(part)
+                       f"JSON ({escape(msg.parts_error)}); the raw text follows.</p>\n"
+                       f'<pre class="part"><code>{escape(msg.parts_raw)}</code></pre>\n')
+            runs: list[str | dict[str, object]] = []
+            sources: list[engine.Source] = []
+        else:
+            runs, sources = engine.join_parts(msg.parts)
+        self.texts += [engine.without_citations(r) for r in runs if isinstance(r, str)]
+        for run in runs:
+            if isinstance(run, str):
+                self.docs += 1
+                out.append(engine.render(run, sources, doc_id=f"m{self.docs}"))
             else:
-                body = json.dumps(part, ensure_ascii=False, indent=2, sort_keys=True)
-                out.append(f'<details class="part"><summary>{escape(str(kind))} part</summary>'
-                           f'<pre class="part"><code>{escape(body)}</code></pre></details>\n')
+                body = json.dumps(run, ensure_ascii=False, indent=2, sort_keys=True)
+                out.append(f'<details class="part"><summary>{escape(str(run.get("type")))} '
+                           f'part</summary><pre class="part"><code>{escape(body)}</code>'
+                           "</pre></details>\n")
         out += [_attachment(a) for a in msg.attachments]
         if sources:
             out.append('<div class="sources"><h4>Sources</h4><ol>')
             for src in sources:
-                url = str(src.get("url", ""))
-                label = escape(str(src.get("title") or url))
-                if _safe_url(url):
-                    host = escape(urlsplit(url).hostname or "")
-                    out.append(f'<li><a href="{escape(url)}" rel="noopener noreferrer">{label}'
-                               f'</a> <span class="domain">{host}</span></li>')
+                label = escape(src.title or src.url)
+                if safe_url(src.url):
+                    host = escape(urlsplit(src.url).hostname or "")
+                    out.append(f'<li><a href="{escape(src.url)}" rel="noopener noreferrer">'
+                               f'{label}</a> <span class="domain">{host}</span></li>')
                 else:
-                    out.append(f"<li>{label} <span class=\"domain\">{escape(url)}</span></li>")
+                    out.append(f'<li>{label} <span class="domain">{escape(src.url)}</span></li>')
             out.append("</ol></div>\n")
         out.append("</div>\n</article>\n")
         return "".join(out)

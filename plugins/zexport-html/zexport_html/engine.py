@@ -1,0 +1,229 @@
+"""Message text to HTML: CommonMark (markdown-it-py) with the GFM pieces chats use.
+
+Chat text is Markdown and hostile at once (archives hold ``<script>`` in
+messages), so the engine is configured for safety first:
+
+- raw HTML is off: ``<b>`` is shown as the text ``<b>``;
+- a link's ``href`` is written only for ``http(s)`` targets; any other
+  target (``javascript:``, ``data:``, relative paths) leaves the link text
+  as an inert ``<a>`` with no ``href``;
+- images from message text are never loaded (the page stays offline and
+  leaks nothing): an ``http(s)`` image becomes a link to it, anything else
+  its alt text; only ``data:`` raster images are shown inline;
+- math goes through :mod:`.mathml`, which rebuilds the MathML from an
+  allow-list.
+
+Citations: a message's text parts are pieces of one text, cut by the app at
+each ``source-url`` part. :func:`render_parts` joins them with nothing in
+between and puts a sentinel at each cut; a core rule turns sentinels into
+``cite`` tokens, rendered as numbered links at the place of the cut, inside
+the sentence, list item or table cell they belong to.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.footnote import footnote_plugin
+from mdit_py_plugins.tasklists import tasklists_plugin
+from mdit_py_plugins.texmath import texmath_plugin
+
+from .mathml import to_mathml
+
+# Private-use characters around a citation number in the joined text.
+CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
+_CITE = re.compile(f"{CITE_OPEN}(\\d+){CITE_CLOSE}")
+_RASTER_DATA = re.compile(r"data:image/(png|jpeg|gif|webp);", re.I)
+
+
+def escape(text: str) -> str:
+    """HTML-escape text for element content and double-quoted attributes."""
+    return html.escape(text, quote=True)
+
+
+def safe_url(url: str) -> bool:
+    """True only for http(s) URLs with a host: the only targets a page links to."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A cited source: what a ``cite`` token links to."""
+
+    url: str
+    title: str
+
+
+def _validate_link(url: str) -> bool:
+    """Let the parser accept every destination (so links keep their structure);
+    the render rules decide what becomes an ``href``."""
+    return True
+
+
+def _link_open(self: RendererHTML, tokens: Sequence[Token], idx: int,
+               options: OptionsDict, env: EnvType) -> str:
+    token = tokens[idx]
+    href = str(token.attrGet("href") or "")
+    title = token.attrGet("title")
+    title_attr = f' title="{escape(str(title))}"' if title else ""
+    if safe_url(href):
+        return f'<a href="{escape(href)}"{title_attr} rel="noopener noreferrer">'
+    return f'<a class="off" title="{escape("link not followed: " + href)}">'
+
+
+def _image(self: RendererHTML, tokens: Sequence[Token], idx: int,
+           options: OptionsDict, env: EnvType) -> str:
+    token = tokens[idx]
+    src = str(token.attrGet("src") or "")
+    alt = escape(self.renderInlineAsText(token.children or [], options, env))
+    if _RASTER_DATA.match(src):
+        return f'<img src="{escape(src)}" alt="{alt}">'
+    if safe_url(src):
+        return (f'<a class="img-link" href="{escape(src)}" rel="noopener noreferrer">'
+                f"image: {alt}</a>")
+    return f'<span class="img-off" title="{escape("image not shown: " + src)}">image: {alt}</span>'
+
+
+def _math(display: bool) -> Any:
+    def render(self: RendererHTML, tokens: Sequence[Token], idx: int,
+               options: OptionsDict, env: EnvType) -> str:
+        mathml = to_mathml(tokens[idx].content, display)
+        if tokens[idx].block:
+            return f'<div class="math">{mathml}</div>\n'
+        return f'<span class="math">{mathml}</span>' if display else mathml
+    return render
+
+
+def _cite(self: RendererHTML, tokens: Sequence[Token], idx: int,
+          options: OptionsDict, env: EnvType) -> str:
+    number = int(tokens[idx].content)
+    sources: list[Source] = env.get("sources", [])
+    if not 0 < number <= len(sources):
+        return ""
+    src = sources[number - 1]
+    label = escape(src.title or src.url)
+    if tokens[idx].meta.get("in_link") or not safe_url(src.url):
+        return f'<sup class="cite" title="{label}">[{number}]</sup>'
+    return (f'<sup class="cite"><a href="{escape(src.url)}" title="{label}" '
+            f'rel="noopener noreferrer">[{number}]</a></sup>')
+
+
+def _split_citations(state: StateCore) -> None:
+    """Turn the sentinels in text tokens into ``cite`` tokens (outside code)."""
+    if CITE_OPEN not in state.src:
+        return
+    for block in state.tokens:
+        if block.type != "inline" or not block.children:
+            continue
+        out: list[Token] = []
+        depth = 0
+        for tok in block.children:
+            if tok.type == "link_open":
+                depth += 1
+            elif tok.type == "link_close":
+                depth -= 1
+            if tok.type != "text" or CITE_OPEN not in tok.content:
+                out.append(tok)
+                continue
+            pos = 0
+            for m in _CITE.finditer(tok.content):
+                if m.start() > pos:
+                    piece = Token("text", "", 0)
+                    piece.content = tok.content[pos:m.start()]
+                    out.append(piece)
+                cite = Token("cite", "", 0)
+                cite.content = m.group(1)
+                cite.meta = {"in_link": depth > 0}
+                out.append(cite)
+                pos = m.end()
+            if pos < len(tok.content):
+                rest = Token("text", "", 0)
+                rest.content = tok.content[pos:]
+                out.append(rest)
+        block.children = out
+
+
+def build() -> MarkdownIt:
+    """The configured parser (built once per process: construction costs ~ms)."""
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.validateLink = _validate_link  # type: ignore[method-assign]
+    md.use(footnote_plugin).use(tasklists_plugin)
+    md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
+    md.use(texmath_plugin, delimiters="brackets")
+    md.core.ruler.after("text_join", "zexport_citations", _split_citations)
+    md.add_render_rule("link_open", _link_open)
+    md.add_render_rule("image", _image)
+    md.add_render_rule("cite", _cite)
+    for name, display in (("math_inline", False), ("math_inline_double", True),
+                          ("math_block", True), ("math_block_label", True),
+                          ("math_block_eqno", True)):
+        md.add_render_rule(name, _math(display))
+    return md
+
+
+_MD = build()
+
+
+def _leftover_cites(rendered: str, sources: Sequence[Source]) -> str:
+    """Sentinels the parser kept inside code, URLs or alt text become plain ``[n]``."""
+    if CITE_OPEN not in rendered:
+        return rendered
+    return _CITE.sub(lambda m: f"[{m.group(1)}]", rendered)
+
+
+def render(text: str, sources: Sequence[Source] = (), doc_id: str = "") -> str:
+    """HTML for one piece of Markdown (with citation sentinels, numbered into ``sources``)."""
+    env: dict[str, Any] = {"sources": list(sources)}
+    if doc_id:
+        env["docId"] = doc_id
+    return _leftover_cites(_MD.render(text, env), sources)
+
+
+def without_citations(text: str) -> str:
+    """``text`` with its citation sentinels replaced by spaces (for the search words)."""
+    return _CITE.sub(" ", text) if CITE_OPEN in text else text
+
+
+def join_parts(parts: Sequence[dict[str, Any]]) -> tuple[list[str | dict[str, Any]], list[Source]]:
+    """A message's parts as runs of Markdown (text joined, a sentinel at each citation)
+    and the other parts between them; plus the distinct sources, numbered from 1."""
+    sources: list[Source] = []
+    numbers: dict[str, int] = {}
+    runs: list[str | dict[str, Any]] = []
+    text: list[str] = []
+    for part in parts:
+        kind = part.get("type")
+        if kind == "text":
+            value = part.get("text")
+            if value is not None:
+                text.append(str(value).replace(CITE_OPEN, "").replace(CITE_CLOSE, ""))
+        elif kind == "source-url":
+            url = str(part.get("url") or "")
+            if url not in numbers:
+                sources.append(Source(url, str(part.get("title") or "")))
+                numbers[url] = len(sources)
+            text.append(f"{CITE_OPEN}{numbers[url]}{CITE_CLOSE}")
+        else:
+            if text:
+                runs.append("".join(text))
+                text = []
+            runs.append(part)
+    if text:
+        runs.append("".join(text))
+    return runs, sources

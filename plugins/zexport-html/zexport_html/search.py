@@ -1,0 +1,156 @@
+"""The index's full-text search: folding, words, and a compact sharded index.
+
+Folding is the one definition of "the same word" for titles, message text
+and the query: NFKD, combining marks removed, lower case. ``index.js`` does
+exactly the same to the query (same ranges, same order; a browser test
+checks both agree), so "Café", "CAFE" and "cafe" find each other everywhere.
+
+Words are runs of letters and digits; Han and kana characters are words of
+their own (those scripts have no spaces), so a query in Chinese or Japanese
+matches conversations holding all of its characters.
+
+The index is an inverted file: every word with the numbers (places in the
+index's list) of the conversations holding it, delta-encoded in base 36.
+It is cut into shards of consecutive words, each about
+:data:`SHARD_BYTES`, written as small ``.js`` files the index page loads
+with a ``<script>`` element only when a query needs them: ``fetch`` does not
+work from ``file://``, a script element does, and a page of 100,000
+conversations opens without reading the text index at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from array import array
+from collections.abc import Iterable, Iterator
+from html.parser import HTMLParser
+
+# Combining marks removed by folding; index.js uses the same class.
+MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f\u3099\u309a"
+_MARKS = re.compile(f"[{MARKS}]")
+# Scripts without spaces between words: each character is a word.
+IDEOGRAPHS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(f"[{IDEOGRAPHS}]|[^\\W_{IDEOGRAPHS}]+")
+MAX_WORD = 32  # longer words are cut: a prefix query still finds them
+SHARD_BYTES = 200_000
+
+
+def fold(text: str) -> str:
+    """Text as search compares it: accents dropped, case folded (see module doc)."""
+    if text.isascii():
+        return text.lower()
+    return _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
+
+
+def words(text: str) -> Iterator[str]:
+    """The folded words of ``text``, each cut to :data:`MAX_WORD` characters."""
+    for word in _WORD.findall(fold(text)):
+        yield word[:MAX_WORD]
+
+
+def record(texts: Iterable[str]) -> bytes:
+    """A conversation's distinct words, space-separated, in first-seen order."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for word in words(text):
+            seen[word] = None
+    return " ".join(seen).encode("utf-8")
+
+
+class _PageText(HTMLParser):
+    """Collects the text of an HTML fragment."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def page_record(path: str) -> bytes:
+    """The words of an already exported page (never following a symlink); empty if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with open(fd, encoding="utf-8", errors="replace") as fh:
+            page = fh.read()
+    except OSError:
+        return b""
+    parser = _PageText()
+    parser.feed(page.partition("<main>")[2].partition("</main>")[0])
+    parser.close()
+    return record(parser.text)
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+def _encode(postings: array[int]) -> str:
+    prev = 0
+    out = []
+    for n in postings:
+        out.append(_b36(n - prev))
+        prev = n
+    return ",".join(out)
+
+
+class IndexBuilder:
+    """Collects word -> conversation numbers, then writes the shards."""
+
+    def __init__(self) -> None:
+        self.postings: dict[str, array[int]] = {}
+        self.last = -1
+        self.unordered = False
+
+    def add(self, number: int, data: bytes) -> None:
+        """Add conversation ``number``'s record (each number once; fastest in increasing order)."""
+        self.unordered |= number < self.last
+        self.last = number
+        postings = self.postings
+        for word in data.decode("utf-8", "replace").split():
+            found = postings.get(word)
+            if found is None:
+                postings[word] = array("I", (number,))
+            elif found[-1] != number:
+                found.append(number)
+
+    def shards(self) -> list[tuple[str, str]]:
+        """(first word, body) of each shard; a body is ``word:deltas`` lines.
+
+        Words are sorted as JavaScript compares strings (UTF-16 code units) and
+        cut into runs of about :data:`SHARD_BYTES`, so the page finds the shards
+        a prefix needs by comparing it with each shard's first word.
+        """
+        if self.unordered:
+            for p in self.postings.values():
+                p[:] = array("I", sorted(p))
+        out: list[tuple[str, str]] = []
+        lines: list[str] = []
+        size = 0
+        for word in sorted(self.postings, key=lambda w: w.encode("utf-16-be")):
+            line = f"{word}:{_encode(self.postings[word])}"
+            if lines and size + len(line) > SHARD_BYTES:
+                out.append((lines[0].partition(":")[0], "\n".join(lines)))
+                lines, size = [], 0
+            lines.append(line)
+            size += len(line) + 1
+        if lines:
+            out.append((lines[0].partition(":")[0], "\n".join(lines)))
+        return out
+
+
+def shard_script(number: int, body: str) -> bytes:
+    """A shard as the script the index page loads: one call to ``zexportShard``."""
+    text = json.dumps(body, ensure_ascii=False)
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return f"zexportShard({number},{text});\n".encode()
