@@ -94,6 +94,14 @@ class Page:
             raise RuntimeError(f"JS error: {res['exceptionDetails']}")
         return res["result"].get("value")
 
+    def wait_for(self, expression: str) -> None:
+        """Wait until the JS ``expression`` is true (polling; fails after the timeout)."""
+        deadline = time.monotonic() + self.timeout
+        while not self.eval(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(expression)
+            time.sleep(0.02)
+
     def type(self, text: str) -> None:
         """Type into the focused element as a user would (input events fire)."""
         self.send("Input.insertText", text=text)

@@ -56,6 +56,22 @@ def conversations(db: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+def matches_words(db: Path, cid: str, title: str, words: list[str]) -> bool:
+    """What the index's search should find, worked out from the archive for ASCII words:
+    each word is in the title, or starts a word of one of the messages' text parts."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    texts = []
+    for (parts,) in con.execute("SELECT parts FROM messages WHERE conversation_id = ?", (cid,)):
+        try:
+            texts += [str(p.get("text") or "") for p in json.loads(parts)
+                      if isinstance(p, dict) and p.get("type") == "text"]
+        except (ValueError, AttributeError):
+            texts.append(parts)
+    con.close()
+    found = set(re.findall(r"[^\W_]+", " ".join(texts).lower()))
+    return all(w in title.lower() or any(f.startswith(w) for f in found) for w in words)
+
+
 @pytest.mark.parametrize(("name", "dist"), [("html", "zexport-html"),
                                             ("jsonl", "zexport-jsonl")])
 def test_plugin_is_installed_as_a_distribution_with_an_entry_point(name: str,
@@ -143,7 +159,8 @@ def test_html_escapes_hostile_text_and_loads_nothing_from_the_network(html_out: 
     hostile = [t for _, t, _ in conversations(sample_db) if "<" in t]
     assert hostile, "the sample is expected to hold titles with markup"
     index = (html_out / "index.html").read_text()
-    assert index.count("<script") == 2  # the JSON data block and the index's own code
+    # The rows and the search shards' list (JSON data blocks), and the index's own code.
+    assert index.count("<script") == 3
     for page in html_out.glob("*/conversation.html"):
         text = page.read_text()
         assert "<script" not in text.lower(), page
@@ -199,6 +216,7 @@ def test_index_in_chromium_search_and_filters(html_out: Path, page: Page, sample
     page.type("new chat")
     expected = [t for _, t, _ in rows if "new chat" in t.lower()]
     assert 0 < len(expected) < len(rows)
+    page.wait_for("document.body.dataset.state === 'ready'")
     shown = page.eval("[...document.querySelectorAll('#list li a')].map(a => a.textContent)")
     assert shown == expected
     assert page.eval("document.getElementById('count').textContent") == (
@@ -208,7 +226,8 @@ def test_index_in_chromium_search_and_filters(html_out: Path, page: Page, sample
     page.eval("""(() => { const s = document.getElementById('provider'); s.value = 'claude';
                  s.dispatchEvent(new Event('input')); })()""")
     shown = page.eval("[...document.querySelectorAll('#list li .badge')].map(b => b.textContent)")
-    assert shown == [p for _, t, p in rows if "new chat" in t.lower() and p == "claude"]
+    assert shown == [p for cid, t, p in rows
+                     if matches_words(sample_db, cid, t, ["new", "chat"]) and p == "claude"]
     page.eval("""(() => { const q = document.getElementById('q'); q.value = '';
                  q.dispatchEvent(new Event('input')); })()""")
     assert page.eval("document.querySelectorAll('#list li').length") == sum(

@@ -117,8 +117,10 @@ class HtmlFormat(Format):
         ]
         thread = _Thread(conv, ctx)
         out += thread.render()
-        ctx.emit(search.record([title, *thread.texts]))
+        words = search.record([title, *thread.texts])
+        ctx.emit(words)
         out.append("</main>\n</div>\n</body>\n</html>\n")
+        out.append(search.page_comment(words))
         return "".join(out)
 
     # -- the index ------------------------------------------------------------------
@@ -296,6 +298,7 @@ class _Thread:
                        f'<pre class="part"><code>{escape(msg.parts_raw)}</code></pre>\n')
             runs: list[str | dict[str, object]] = []
             sources: list[engine.Source] = []
+            self.texts.append(msg.parts_raw)
         else:
             runs, sources = engine.join_parts(msg.parts)
         self.texts += [engine.without_citations(r) for r in runs if isinstance(r, str)]

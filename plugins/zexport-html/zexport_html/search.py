@@ -26,7 +26,6 @@ import re
 import unicodedata
 from array import array
 from collections.abc import Iterable, Iterator
-from html.parser import HTMLParser
 
 # Combining marks removed by folding; index.js uses the same class.
 MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f\u3099\u309a"
@@ -60,29 +59,28 @@ def record(texts: Iterable[str]) -> bytes:
     return " ".join(seen).encode("utf-8")
 
 
-class _PageText(HTMLParser):
-    """Collects the text of an HTML fragment."""
+WORDS_OPEN, WORDS_CLOSE = "<!-- zexport-words ", " -->"
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.text: list[str] = []
 
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
+def page_comment(data: bytes) -> str:
+    """The record as a comment at the end of the page, for a later run that skips the page
+    (words hold only letters and digits, so they cannot end the comment)."""
+    return WORDS_OPEN + data.decode("utf-8") + WORDS_CLOSE + "\n"
 
 
 def page_record(path: str) -> bytes:
-    """The words of an already exported page (never following a symlink); empty if unreadable."""
+    """The record kept in an exported page (never following a symlink); empty if none."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with open(fd, encoding="utf-8", errors="replace") as fh:
+        with open(fd, "rb") as fh:
             page = fh.read()
     except OSError:
         return b""
-    parser = _PageText()
-    parser.feed(page.partition("<main>")[2].partition("</main>")[0])
-    parser.close()
-    return record(parser.text)
+    start = page.rfind(WORDS_OPEN.encode())
+    end = page.find(WORDS_CLOSE.encode(), start)
+    if start < 0 or end < 0:
+        return b""
+    return page[start + len(WORDS_OPEN):end]
 
 
 def _b36(n: int) -> str:
