@@ -187,8 +187,33 @@ def _leftover_cites(rendered: str, sources: Sequence[Source]) -> str:
     return _CITE.sub(lambda m: f"[{m.group(1)}]", rendered)
 
 
+# Text made only of these characters, with no line starting with a space or a digit and
+# no space before a line break, is plain paragraphs in CommonMark: nothing in it can open
+# a block or an inline construct, and markdown-it-py would only escape '"'. About half
+# the messages people write (questions, short answers) are like that.
+_PLAIN = re.compile("[A-Za-z0-9 \n.,;:'\"?/%@^!"  # ASCII that opens nothing without [ or <
+                    "\u00a1-\u167f\u1681-\u1fff\u200b-\u2027\u202a-\u202e\u2030-\u205e"
+                    "\u2060-\u2fff\u3001-\udfff\uf900-\ufefe\uff00-\U0010ffff]*")  # no spaces
+_NOT_PLAIN = re.compile(r"(?:^|\n)[ 0-9]| \n| $|\n\n\n")
+_PARAGRAPHS = re.compile(r"\n\n")
+
+
+def _plain(text: str) -> str | None:
+    """markdown-it-py's output for plain text, without parsing; None when not plain."""
+    if not _PLAIN.fullmatch(text) or _NOT_PLAIN.search(text):
+        return None
+    stripped = text.strip("\n")
+    if not stripped:
+        return ""
+    return "".join(f"<p>{p.replace(chr(34), '&quot;')}</p>\n"
+                   for p in _PARAGRAPHS.split(stripped))
+
+
 def render(text: str, sources: Sequence[Source] = (), doc_id: str = "") -> str:
     """HTML for one piece of Markdown (with citation sentinels, numbered into ``sources``)."""
+    plain = _plain(text)
+    if plain is not None:
+        return plain
     env: dict[str, Any] = {"sources": list(sources)}
     if doc_id:
         env["docId"] = doc_id

@@ -3,18 +3,19 @@
 latex2mathml does the typesetting (browsers render MathML Core natively, so
 the page needs no script or font), but it copies ``\\text{...}`` verbatim
 and turns ``\\href`` into an attribute: its output is not safe as it is.
-So it is parsed again and only MathML elements and presentation attributes
-are written back, every text and attribute value escaped. LaTeX that does
-not convert is shown as its source in a ``code`` element.
+So its element tree is written out here instead, keeping only MathML
+elements and presentation attributes, every text and attribute value
+escaped. LaTeX that does not convert is shown as its source in ``code``.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import re
-from html.parser import HTMLParser
+from xml.etree.ElementTree import Element
 
-from latex2mathml.converter import convert
+from latex2mathml.converter import convert_to_element
 
 ELEMENTS = frozenset("""
 math maction annotation annotation-xml menclose merror mfenced mfrac mi mmultiscripts mn mo
@@ -31,55 +32,43 @@ width xmlns open close encoding
 _SAFE_VALUE = re.compile(r"[#\w .,%:/()+-]*")
 
 
-class _Rebuild(HTMLParser):
-    """Writes back the allowed elements and attributes of parsed MathML."""
+def _write(elem: Element, out: list[str]) -> None:
+    """Serialise ``elem`` keeping only allowed elements and attributes.
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.open: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in ELEMENTS:
-            return
-        kept = "".join(f' {name}="{html.escape(value, quote=True)}"' for name, value in attrs
-                       if name in ATTRIBUTES and value is not None
-                       and _SAFE_VALUE.fullmatch(value))
-        self.out.append(f"<{tag}{kept}>")
-        self.open.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.open:
-            while self.open:
-                top = self.open.pop()
-                self.out.append(f"</{top}>")
-                if top == tag:
-                    break
-
-    def handle_data(self, data: str) -> None:
-        self.out.append(html.escape(data, quote=False))
-
-    def result(self) -> str:
-        self.close()
-        self.out += [f"</{t}>" for t in reversed(self.open)]
-        return "".join(self.out)
+    latex2mathml puts character references (``&#x222B;``) in element text,
+    so text is unescaped first, then escaped once. A disallowed element is
+    left out with its content kept as text.
+    """
+    tag = elem.tag if isinstance(elem.tag, str) else ""
+    allowed = tag in ELEMENTS
+    if allowed:
+        kept = "".join(f' {name}="{html.escape(value, quote=True)}"'
+                       for name, value in elem.attrib.items()
+                       if name in ATTRIBUTES and _SAFE_VALUE.fullmatch(value))
+        out.append(f"<{tag}{kept}>")
+    if elem.text:
+        out.append(html.escape(html.unescape(elem.text), quote=False))
+    for child in elem:
+        _write(child, out)
+        if child.tail:
+            out.append(html.escape(html.unescape(child.tail), quote=False))
+    if allowed:
+        out.append(f"</{tag}>")
 
 
+@functools.lru_cache(maxsize=4096)
 def to_mathml(latex: str, display: bool) -> str:
-    """MathML for ``latex`` (a block when ``display``), or its escaped source."""
+    """MathML for ``latex`` (a block when ``display``), or its escaped source.
+
+    Cached: the same formulas come back within a conversation and across
+    them, and a conversion costs about a millisecond.
+    """
     try:
-        raw = convert(latex, display="block" if display else "inline")
+        tree = convert_to_element(latex, display="block" if display else "inline")
     except Exception:  # noqa: BLE001 - any LaTeX the converter cannot read shows as source
-        raw = ""
-    if "<math" not in raw:
-        tag = "pre" if display else "code"
         inner = html.escape(latex, quote=False)
-        return (f'<pre class="math-source"><code>{inner}</code></pre>' if tag == "pre"
+        return (f'<pre class="math-source"><code>{inner}</code></pre>' if display
                 else f'<code class="math-source">{inner}</code>')
-    parser = _Rebuild()
-    parser.feed(raw)
-    return parser.result()
+    out: list[str] = []
+    _write(tree, out)
+    return "".join(out)
