@@ -12,13 +12,13 @@ from conftest import tree_digest
 from html_archive import Conv, export_html, make_archive, page_of, text
 from test_html_render import NESTED_ANSWER, XSS_MESSAGES, XSS_TITLE
 
-
 pytestmark = pytest.mark.timeout(60)
 
 WIDE_TABLE = "| " + " | ".join(f"column {i}" for i in range(30)) + " |\n|" + "---|" * 30 + "\n" \
     + "| " + " | ".join(f"value{i}" for i in range(30)) + " |\n"
-PAGE_TEXT = (NESTED_ANSWER + "\n# A heading\n\n### A smaller heading\n\nInline $e^{i\\pi} + 1 = 0$.\n\n"
-             "$$\n\\sum_{k=1}^{n} k = \\frac{n(n+1)}{2}\n$$\n\n| a | b |\n|---|---|\n"
+PAGE_TEXT = (NESTED_ANSWER + "\n# A heading\n\n### A smaller heading\n\n"
+             "Inline $e^{i\\pi} + 1 = 0$.\n\n$$\n\\sum_{k=1}^{n} k = \\frac{n(n+1)}{2}\n$$\n\n"
+             "| a | b |\n|---|---|\n"
              "| x \\| y | z |\n\n" + WIDE_TABLE
              + "\n![pixel](data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAf"
                "FcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==)\n")
@@ -126,7 +126,8 @@ def test_xss_payloads_run_nothing_in_the_browser(out: Path, page: Page) -> None:
                 a => a.name.startsWith('on'))).length,
             [...document.querySelectorAll('[href], [src]')].map(
                 e => e.getAttribute('href') || e.getAttribute('src')).filter(
-                u => !/^(https?:\\/\\/|#|\\.\\.\\/index\\.html$|[^:]*\\/conversation\\.html$)/.test(u))
+                u => !/^(https?:\\/\\/|#|\\.\\.\\/index\\.html$|[^:]*\\/conversation\\.html$)/
+                    .test(u))
             ];""")
         assert found == [0, 0, []], target
     page.goto((out / "index.html").as_uri())
@@ -168,8 +169,9 @@ def test_search_folds_the_query_exactly_as_the_index_was_folded(out: Path, page:
     from zexport_html import search  # the installed plugin's own folding
 
     page.goto((out / "index.html").as_uri())
-    samples = ["Café CRÈME", "Ångström", "İstanbul", "Straße", "ﬁne ½", "ｈｅｌｌｏ", "Ǆemal",
-               "東京タワー", "がぎぐ", "naïve_coöperation", "x²+y²", "Ⅻ century", "مرحبا", "Ελληνικά"]
+    samples = ["Café CRÈME", "Ångström", "İstanbul", "Straße", "ﬁne ½", "ｈｅｌｌｏ",
+               "Ǆemal", "東京タワー", "がぎぐ", "naïve_coöperation", "x²+y²", "Ⅻ century",
+               "مرحبا", "Ελληνικά"]
     got = page.eval(f"{json.dumps(samples)}.map(s => window.zexportWords(s))")
     assert got == [list(search.words(s)) for s in samples]
 

@@ -31,7 +31,9 @@ from zexport import (
     Option,
     RenderContext,
     RunContext,
+    Source,
     hookimpl,
+    join_parts,
 )
 
 from . import engine, search
@@ -296,13 +298,16 @@ class _Thread:
             out.append(f'<p class="missing">The stored parts of this message are not valid '
                        f"JSON ({escape(msg.parts_error)}); the raw text follows.</p>\n"
                        f'<pre class="part"><code>{escape(msg.parts_raw)}</code></pre>\n')
-            runs: list[str | dict[str, object]] = []
-            sources: list[engine.Source] = []
+            blocks: list[str | dict[str, object]] = []
+            sources: list[Source] = []
             self.texts.append(msg.parts_raw)
         else:
-            runs, sources = engine.join_parts(msg.parts)
-        self.texts += [engine.without_citations(r) for r in runs if isinstance(r, str)]
-        for run in runs:
+            # zexport's one joining of the text parts, with the engine's mark at each cut.
+            joined = join_parts(engine.without_sentinels(msg.parts), self.conv.provider,
+                                engine.cite_mark)
+            blocks, sources = joined.blocks, joined.sources
+        self.texts += [engine.without_citations(b) for b in blocks if isinstance(b, str)]
+        for run in blocks:
             if isinstance(run, str):
                 self.docs += 1
                 out.append(engine.render(run, sources, doc_id=f"m{self.docs}"))
@@ -315,13 +320,14 @@ class _Thread:
         if sources:
             out.append('<div class="sources"><h4>Sources</h4><ol>')
             for src in sources:
-                label = escape(src.title or src.url)
-                if safe_url(src.url):
+                label = escape(src.title or src.url or "source without a URL")
+                if src.url and safe_url(src.url):
                     host = escape(urlsplit(src.url).hostname or "")
                     out.append(f'<li><a href="{escape(src.url)}" rel="noopener noreferrer">'
                                f'{label}</a> <span class="domain">{host}</span></li>')
                 else:
-                    out.append(f'<li>{label} <span class="domain">{escape(src.url)}</span></li>')
+                    out.append(f'<li>{label} <span class="domain">{escape(src.url or "")}'
+                               "</span></li>")
             out.append("</ol></div>\n")
         out.append("</div>\n</article>\n")
         return "".join(out)

@@ -14,8 +14,8 @@ messages), so the engine is configured for safety first:
   allow-list.
 
 Citations: a message's text parts are pieces of one text, cut by the app at
-each ``source-url`` part. :func:`render_parts` joins them with nothing in
-between and puts a sentinel at each cut; a core rule turns sentinels into
+each ``source-url`` part. zexport's ``Conversation.message_text`` joins them
+and puts :func:`cite_mark`'s sentinel at each cut; a core rule turns sentinels into
 ``cite`` tokens, rendered as numbered links at the place of the cut, inside
 the sentence, list item or table cell they belong to.
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +37,8 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 from mdit_py_plugins.texmath import texmath_plugin
+
+from zexport import Source
 
 from .mathml import to_mathml
 
@@ -59,14 +60,6 @@ def safe_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """A cited source: what a ``cite`` token links to."""
-
-    url: str
-    title: str
 
 
 def _validate_link(url: str) -> bool:
@@ -116,8 +109,8 @@ def _cite(self: RendererHTML, tokens: Sequence[Token], idx: int,
     if not 0 < number <= len(sources):
         return ""
     src = sources[number - 1]
-    label = escape(src.title or src.url)
-    if tokens[idx].meta.get("in_link") or not safe_url(src.url):
+    label = escape(src.title or src.url or "")
+    if tokens[idx].meta.get("in_link") or not src.url or not safe_url(src.url):
         return f'<sup class="cite" title="{label}">[{number}]</sup>'
     return (f'<sup class="cite"><a href="{escape(src.url)}" title="{label}" '
             f'rel="noopener noreferrer">[{number}]</a></sup>')
@@ -225,30 +218,16 @@ def without_citations(text: str) -> str:
     return _CITE.sub(" ", text) if CITE_OPEN in text else text
 
 
-def join_parts(parts: Sequence[dict[str, Any]]) -> tuple[list[str | dict[str, Any]], list[Source]]:
-    """A message's parts as runs of Markdown (text joined, a sentinel at each citation)
-    and the other parts between them; plus the distinct sources, numbered from 1."""
-    sources: list[Source] = []
-    numbers: dict[str, int] = {}
-    runs: list[str | dict[str, Any]] = []
-    text: list[str] = []
-    for part in parts:
-        kind = part.get("type")
-        if kind == "text":
-            value = part.get("text")
-            if value is not None:
-                text.append(str(value).replace(CITE_OPEN, "").replace(CITE_CLOSE, ""))
-        elif kind == "source-url":
-            url = str(part.get("url") or "")
-            if url not in numbers:
-                sources.append(Source(url, str(part.get("title") or "")))
-                numbers[url] = len(sources)
-            text.append(f"{CITE_OPEN}{numbers[url]}{CITE_CLOSE}")
-        else:
-            if text:
-                runs.append("".join(text))
-                text = []
-            runs.append(part)
-    if text:
-        runs.append("".join(text))
-    return runs, sources
+def cite_mark(source: Source) -> str:
+    """The sentinel :meth:`zexport.Conversation.message_text` puts at a citation's cut."""
+    return f"{CITE_OPEN}{source.number}{CITE_CLOSE}"
+
+
+def without_sentinels(parts: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+    """``parts``, with the sentinel characters (private use) removed from any text that
+    holds them, so that no text can pass for a citation."""
+    if not any(isinstance(p.get("text"), str) and (CITE_OPEN in p["text"] or CITE_CLOSE
+               in p["text"]) for p in parts):
+        return parts
+    return [{**p, "text": p["text"].replace(CITE_OPEN, "").replace(CITE_CLOSE, "")}
+            if isinstance(p.get("text"), str) else p for p in parts]
