@@ -304,3 +304,25 @@ def test_citations_of_the_apps_realistic_answers_keep_their_blocks_whole(tmp_pat
         assert [m.group(1) for m in blocks.finditer(ours)] == expected, mid
         cites = len([p for p in json.loads(parts) if p["type"] == "source-url"])
         assert ours.count('<sup class="cite">') == cites, mid
+
+
+def test_plain_text_shortcut_gives_exactly_what_markdown_it_gives() -> None:
+    """Text the engine renders without parsing (plain paragraphs) must come out as the
+    parser would render it: random texts from an alphabet of plain and tricky pieces."""
+    import random
+
+    from zexport_html import engine
+
+    pieces = list("ab Z9.,;:'\"?/%@^!é日ж🙂≥—") + [
+        "\n", "\n\n", "\n\n\n", "  ", "\n ", " \n", "1. ", "\u00a0", "\u3000", "\u2028",
+        "\ufeff", "\u200b", "\u0085", "*", "_", "&", "<", ">", "[", "]", "#", "-", "$", "\t"]
+    parser = MarkdownIt("commonmark", {"html": False})
+    rng = random.Random(14)
+    plain = 0
+    for _ in range(20_000):
+        sample = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 16)))
+        shortcut = engine._plain(sample)
+        if shortcut is not None:
+            plain += 1
+            assert shortcut == parser.render(sample), repr(sample)
+    assert plain > 1000  # the shortcut was really taken
