@@ -1,9 +1,8 @@
-"""Corpora nobody here wrote, for tests of what zexport renders.
+"""Corpora nobody here wrote, for tests of what zexport renders, and where they are.
 
-The CommonMark spec examples ship in markdown-it-py's source distribution
-(``tests/test_cmark_spec/commonmark.json``), not in its wheel: the first use
-downloads that sdist (the version installed) with pip into a cache folder and
-keeps the JSON there. ``ZEXPORT_COMMONMARK_JSON`` points at a copy instead.
+The CommonMark spec examples come from markdown-it-py's source distribution
+(its wheel does not ship them), kept in ``tests/data/`` with their source and
+licence; the app's fixtures and the export fixtures live in ``shared/``.
 """
 
 from __future__ import annotations
@@ -11,15 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
-import sys
-import tarfile
-import tempfile
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-SPEC_MEMBER = "tests/test_cmark_spec/commonmark.json"
+SPEC_FILE = Path(__file__).parent / "data" / "commonmark_spec_0.31.2.json"
 
 
 def _shared() -> Path:
@@ -47,23 +41,5 @@ def _cache_dir() -> Path:
 @functools.cache
 def commonmark_examples() -> list[dict[str, Any]]:
     """The spec's examples: ``markdown``, ``html``, ``example`` (number), ``section``."""
-    given = os.environ.get("ZEXPORT_COMMONMARK_JSON")
-    if given:
-        return list(json.loads(Path(given).read_text(encoding="utf-8")))
-    ver = version("markdown-it-py")
-    cached = _cache_dir() / f"commonmark-{ver}.json"
-    if not cached.exists():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                            "--no-binary", ":all:", "-d", tmp, f"markdown-it-py=={ver}"],
-                           check=True, timeout=300)
-            (sdist,) = Path(tmp).glob("markdown_it_py-*.tar.gz")
-            with tarfile.open(sdist) as tar:
-                member = tar.extractfile(f"markdown_it_py-{ver}/{SPEC_MEMBER}")
-                assert member is not None, f"no {SPEC_MEMBER} in {sdist.name}"
-                data = member.read()
-        part = cached.with_suffix(".part")
-        part.write_bytes(data)
-        part.replace(cached)
-    return list(json.loads(cached.read_text(encoding="utf-8")))
+    data = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
+    return list(data["examples"])
