@@ -5,8 +5,9 @@ interpreter: no inherited ZeroMQ context, no fork hazards; FORMAT, a hint,
 lets it load only the built-in plugins when it names a built-in format). It
 
 - connects its PAIR control channel, says ``hello`` and waits for ``config``;
-- pulls ``batch`` frames (receive high-water mark 1: it never hoards work),
-  announces each with ``took`` and answers with ``done`` on the results PUSH;
+- asks for work with ``ready`` (one batch at a time, so no batch ever waits
+  behind this worker while it is busy), pulls the ``batch`` frames sent to it
+  alone, announces each with ``took`` and answers with ``done``;
 - sends a heartbeat every interval, and exits by itself when the controller
   falls silent past the deadline (and, on Linux, when its parent dies);
 - stops at the next conversation boundary on ``cancel``; SIGTERM (the
@@ -271,8 +272,9 @@ class Worker:
             expire=lambda seconds: self.timed_out(exporter, seconds))
         exporter.guard = watchdog.guard
         reader = BatchReader(config["db"], config.get("attachment_index"))
-        self.tasks.connect(endpoint(self.run_dir, "tasks"))
+        self.tasks.connect(endpoint(self.run_dir, f"t{self.index}"))
         self.results.connect(endpoint(self.run_dir, "results"))
+        self.ask_for_work()
         poller = zmq.Poller()
         poller.register(self.tasks, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
@@ -300,14 +302,20 @@ class Worker:
             pass
         return 0
 
+    def ask_for_work(self) -> None:
+        """One credit: the controller sends this worker one batch for each ``ready``."""
+        self.results.send(protocol.encode("ready", w=self.index))
+
     def work(self, frame: bytes, reader: BatchReader, exporter: ConversationExporter) -> None:
         """Export one batch and report it."""
         try:
             msg = protocol.decode(frame)
         except ProtocolError as exc:
             log.warning("worker %d: dropped bad task frame: %s", self.index, exc)
+            self.ask_for_work()  # the frame took a credit: ask again
             return
         if msg["t"] != "batch":
+            self.ask_for_work()
             return
         batch = msg["batch"]
         self.results.send(protocol.encode("took", w=self.index, batch=batch))
@@ -331,6 +339,8 @@ class Worker:
                 self.pump_control()
         if len(done) < len(conversations):
             return  # cancelled while files were still downloading: the batch stays open
+        # Before the results: the controller sends the next batch while we report this one.
+        self.ask_for_work()
         outcomes += [done[c.id] for c in conversations if c.id in done]  # batch order
         error = exporter.flush_records(batch, [cid for cid, _ in items])
         if error:
