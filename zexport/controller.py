@@ -98,6 +98,8 @@ log = logging.getLogger("zexport.controller")
 DOWNLOAD_PROGRESS_EVERY = 0.1
 # Answers per fetched_many frame: far below the frame size limit with long paths.
 FETCHED_PER_FRAME = 2000
+# What workers send on the results socket (each with its id, ``w``).
+RESULT_TYPES = frozenset(("ready", "took", "done", "hb", "timed_out"))
 # Batches: at most this many conversations, and messages beyond the first one; a
 # conversation of LONG_CONVERSATION messages or more is exported alone, first.
 BATCH_CONVERSATIONS = 64
@@ -455,8 +457,6 @@ class Controller:
                 await self.handle_fetch(w, msg)
             elif kind == "fetch_many":
                 self.handle_fetch_many(w, msg)
-            elif kind == "timed_out":
-                self._timed_out(w, msg)
             elif kind == "bye":
                 w.greeted = False
 
@@ -678,18 +678,23 @@ class Controller:
         except ProtocolError as exc:
             log.warning("dropped bad result frame: %s", exc)
             return
-        if msg["t"] not in ("ready", "took", "done"):
-            log.warning("dropped a %r frame on the results socket", msg["t"])
+        kind = msg["t"]
+        if kind not in RESULT_TYPES or type(msg.get("w")) is not int:
+            log.warning("dropped a %r frame on the results socket", kind)
             return
         w = self.workers.get(msg["w"])
         if w is None or not w.alive:
             return  # a dead (or unknown) worker's word no longer counts
         w.last_heard = time.monotonic()
-        if msg["t"] == "ready":
+        if kind == "hb":
+            return  # the render watchdog's: a long render is not a silent worker
+        if kind == "timed_out":
+            self._timed_out(w, msg)
+        elif kind == "ready":
             w.credit += 1
             w.asked = True
             self._feed()
-        elif msg["t"] == "took":
+        elif kind == "took":
             self.table.took(msg["batch"], w.id)
         else:
             rows = self.table.done(msg["batch"], w.id)

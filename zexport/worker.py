@@ -174,6 +174,7 @@ class Worker:
         self.interrupted = False
         self.delay = _test_delay()
         self.next_pump = 0.0
+        self.watchdog: RenderWatchdog | None = None
 
     # -- control channel -------------------------------------------------
     def send_control(self, msg_type: str, **fields: Any) -> None:
@@ -266,11 +267,14 @@ class Worker:
                 if isinstance(refused, dict) else None)
         exporter = ConversationExporter(
             settings, fetch=self.pipeline.result if self.pipeline else None, sources=sources)
-        watchdog = RenderWatchdog(
+        watchdog = self.watchdog = RenderWatchdog(
             float(config.get("render_timeout", 0)), self.hb_interval,
-            beat=lambda: self.send_control("hb"),
-            expire=lambda seconds: self.timed_out(exporter, seconds))
+            connect=self.watchdog_socket,
+            beat=lambda sock: sock.send(protocol.encode("hb", w=self.index)),
+            expire=lambda sock, seconds: self.timed_out(sock, exporter, seconds),
+            kill_after=max(5.0, 2 * self.hb_timeout))
         exporter.guard = watchdog.guard
+        watchdog.start()
         reader = BatchReader(config["db"], config.get("attachment_index"))
         self.tasks.connect(endpoint(self.run_dir, f"t{self.index}"))
         self.results.connect(endpoint(self.run_dir, "results"))
@@ -284,10 +288,7 @@ class Worker:
                 if self.control in events:
                     self.handle_control(self.control.recv())
                 if self.tasks in events and not self.cancelled:
-                    try:
-                        self.work(self.tasks.recv(), reader, exporter)
-                    finally:
-                        watchdog.pause()
+                    self.work(self.tasks.recv(), reader, exporter)
                 self.pump_control()
         except Interrupted:
             self.cancelled = self.interrupted = True
@@ -350,23 +351,25 @@ class Worker:
         self.results.send(protocol.encode(
             "done", w=self.index, batch=batch, results=[o.to_wire() for o in outcomes]))
 
-    def timed_out(self, exporter: ConversationExporter, seconds: float) -> None:
-        """A plugin overran the render timeout: say which conversation, then wait to be killed.
+    def watchdog_socket(self) -> zmq.Socket[bytes]:
+        """The watchdog thread's own PUSH to the results socket (sockets are per thread)."""
+        sock: zmq.Socket[bytes] = self.ctx.socket(zmq.PUSH)
+        sock.connect(endpoint(self.run_dir, "results"))
+        return sock
 
-        Called from the watchdog's signal handler. The controller fails the
-        conversation and replaces this worker; if it never answers, exit on
-        our own after a while so the heartbeat deadline takes over.
-        """
+    def timed_out(self, sock: zmq.Socket[bytes], exporter: ConversationExporter,
+                  seconds: float) -> None:
+        """A plugin overran the render timeout: say which conversation (from the watchdog
+        thread, while the render is held: ``exporter.current`` is the one)."""
         conv = exporter.current
-        batch = exporter.current_batch
         if conv is not None:
-            self.send_control("timed_out", w=self.index, batch=batch,
-                              conversation_id=conv.id, seconds=round(seconds, 3))
-        time.sleep(max(5.0, 2 * self.hb_timeout))
-        os._exit(3)
+            sock.send(protocol.encode("timed_out", w=self.index, batch=exporter.current_batch,
+                                      conversation_id=conv.id, seconds=round(seconds, 3)))
 
     def close(self) -> None:
         """Close every socket, then the context (LINGER is set on each; 0 if interrupted)."""
+        if self.watchdog is not None:
+            self.watchdog.stop()  # its thread closes its own socket
         for sock in (self.tasks, self.results, self.control):
             sock.close(linger=0 if self.interrupted else None)
         self.ctx.term()
