@@ -576,6 +576,8 @@ class Controller:
         self._declare_dead(w, f"timed out rendering conversation {cid}")
 
     def _fail(self, failures: list[Failure]) -> None:
+        if not failures:
+            return  # (and no "finished" check: while planning, the table is still empty)
         for failure in failures:
             self.report.failure(failure.conversation_id, failure.folder, failure.reason)
             self.done_conversations += 1
