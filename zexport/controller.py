@@ -108,6 +108,10 @@ LONG_CONVERSATION = 2000
 # Workers that die one after another without the run moving forward (at start-up,
 # or idle) before no more are started: then the run ends, saying why.
 FUTILE_DEATHS = 3
+# Until its first ``ready``, a worker may be silent this long at least: it boots an
+# interpreter and loads plugins, which on a loaded machine can outlast a short
+# heartbeat deadline (tests shorten it), and a false death there replaced nothing.
+START_TIMEOUT = 10.0
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -746,7 +750,8 @@ class Controller:
                 code = w.proc.poll()
                 if code is not None:
                     self._declare_dead(w, f"exited with status {code}")
-                elif now - w.last_heard > self.opts.hb_timeout:
+                elif now - w.last_heard > (self.opts.hb_timeout if w.asked else max(
+                        self.opts.hb_timeout, START_TIMEOUT)):
                     self._declare_dead(w, f"silent for {now - w.last_heard:.1f}s")
                 else:
                     _send_nowait(w.control, protocol.encode("hb"))
