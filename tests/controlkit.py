@@ -188,7 +188,7 @@ class FakeController:
         self.pair = self.ctx.socket(zmq.PAIR)
         self.tasks = self.ctx.socket(zmq.PUSH)
         self.results = self.ctx.socket(zmq.PULL)
-        for sock, name in ((self.pair, "w0"), (self.tasks, "tasks"), (self.results, "results")):
+        for sock, name in ((self.pair, "w0"), (self.tasks, "t0"), (self.results, "results")):
             sock.setsockopt(zmq.LINGER, 0)
             sock.bind(f"ipc://{run_dir / name}")
         self.worker = subprocess.Popen(

@@ -31,7 +31,7 @@ def test_every_message_type_is_documented() -> None:
     text = DOC.read_text()
     for msg_type in protocol.SCHEMA:
         assert re.search(rf"`{msg_type}`", text), f"{msg_type} is not in docs/protocol.md"
-    for socket_name in ("control", "tasks", "results", "w<N>"):
+    for socket_name in ("control", "t<N>", "results", "w<N>"):
         assert socket_name in text
 
 

@@ -4,12 +4,12 @@ One asyncio loop (``zmq.asyncio``) serves every socket, so the dispatcher,
 the result reader, the per-worker control channels and the monitor never
 block one another:
 
-- **tasks** (PUSH, bound; send high-water mark 1, IMMEDIATE): batches of
-  ``[conversation_id, folder]``. PUSH has no acknowledgement, so every batch
-  is tracked: *queued* → *sent* → *taken* (the worker says ``took``) →
-  *done*. A batch taken by a worker that dies, or sent and never taken, is
-  queued again; a late or duplicate ``done`` is ignored.
-- **results** (PULL, bound): ``took`` and ``done`` from every worker.
+- **t<N>** (one PUSH per worker, bound): batches of ``[conversation_id,
+  folder]``, sent only to a worker that asked for one (``ready``): no batch
+  ever waits behind a busy worker. What is queued, sent, taken, done, split
+  or failed, and who is to blame when a worker dies, is
+  :class:`~zexport.batches.BatchTable`'s business.
+- **results** (PULL, bound): ``ready``, ``took`` and ``done`` from every worker.
 - **w<N>** (one PAIR per worker; bound when the worker is started or, for
   the workers the CLI starts early (:mod:`zexport.launch`), adopted): ``hello``
   then ``config``, heartbeats both ways, ``cancel``, attachment ``fetch``
@@ -27,7 +27,6 @@ through one path, :meth:`Controller.request_cancel`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import signal
@@ -56,6 +55,7 @@ from .attachments.auth import auth_file_warning, load_auth
 from .attachments.cache import AttachmentCache
 from .attachments.options import DownloadOptions
 from .attachments.sources import AttachmentSources
+from .batches import Batch, BatchTable, Failure, cut
 from .control import ControlServer
 from .dryrun import DryRun
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
@@ -98,6 +98,20 @@ log = logging.getLogger("zexport.controller")
 DOWNLOAD_PROGRESS_EVERY = 0.1
 # Answers per fetched_many frame: far below the frame size limit with long paths.
 FETCHED_PER_FRAME = 2000
+# What workers send on the results socket (each with its id, ``w``).
+RESULT_TYPES = frozenset(("ready", "took", "done", "hb", "timed_out"))
+# Batches: at most this many conversations, and messages beyond the first one; a
+# conversation of LONG_CONVERSATION messages or more is exported alone, first.
+BATCH_CONVERSATIONS = 64
+BATCH_MESSAGES = 4000
+LONG_CONVERSATION = 2000
+# Workers that die one after another without the run moving forward (at start-up,
+# or idle) before no more are started: then the run ends, saying why.
+FUTILE_DEATHS = 3
+# Until its first ``ready``, a worker may be silent this long at least: it boots an
+# interpreter and loads plugins, which on a loaded machine can outlast a short
+# heartbeat deadline (tests shorten it), and a false death there replaced nothing.
+START_TIMEOUT = 10.0
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -147,32 +161,18 @@ class RunOptions:
 
 
 @dataclass
-class Batch:
-    """A unit of work and where it is."""
-
-    id: int
-    items: list[tuple[str, str]]
-    state: str = "queued"  # queued | sent | taken | done
-    worker: int | None = None
-    sent_at: float = 0.0
-    attempts: int = 0
-    start: int = 0  # export-order position of items[0]: record shards are merged by it
-    accepted: bool = False  # done by a worker (not failed or split): its shard counts
-    stop: int = 0  # items are plan positions [start, stop), read when first dispatched
-    loaded: bool = True  # False until items (and sources) are read from the plan
-    sources: dict[str, str | None] = field(default_factory=dict)
-
-
-@dataclass
 class WorkerHandle:
-    """A worker process and its control channel."""
+    """A worker process, its control channel and its task pipe."""
 
     id: int
     proc: subprocess.Popen[bytes]
     control: zmq.asyncio.Socket
+    tasks: zmq.asyncio.Socket
     last_heard: float
     alive: bool = True
     greeted: bool = False
+    credit: int = 0  # batches it asked for (``ready``) and was not sent yet
+    asked: bool = False  # it asked for work at least once: it got through start-up
     reader: asyncio.Task[None] | None = None
     conversations: int = 0
     outbox: list[dict[str, Any]] = field(default_factory=list)  # fetched_many items
@@ -221,21 +221,20 @@ class Controller:
         if self.auth_warning:  # on stderr even with -q: a credential is exposed
             sys.stderr.write(f"zexport: warning: {self.auth_warning}\n")
             self.report.notes.append(self.auth_warning)
-        self.batches: list[Batch] = []
-        self.active: dict[int, Batch] = {}  # batches sent or taken, by id
-        self.queue: collections.deque[Batch] = collections.deque()
+        self.table = BatchTable(self._load)
         self.workers: dict[int, WorkerHandle] = {}
         self.next_worker_id = 0
-        self.replacements = 0
+        self.futile_deaths = 0  # deaths in a row that moved nothing forward
+        self.progress_seen = 0  # self.table.progress when a death last counted
+        self.failed_run: str | None = None  # why the run could not go on (not a cancel)
+        self.feed_later: asyncio.TimerHandle | None = None
         self.cancelled: str | None = None
         self.internal_error = False  # a controller loop failed (see _loop_ended)
         self.hard_stop = False
         self.stopping = False
         self.dirty = False  # a worker was SIGKILLed: temporaries may be left to sweep
-        self.done_batches = 0
         self.done_conversations = 0
         self.total = 0
-        self.wake = asyncio.Event()
         self.finished = asyncio.Event()
         self.run_id = ""
         self.run_dir = ""
@@ -281,7 +280,7 @@ class Controller:
         decide what a re-run may skip, and cut the rest into batches.
 
         Everything per conversation lives in the on-disk :class:`Plan`; what
-        stays in memory is one small :class:`Batch` per batch. ``dry_run``
+        stays in memory is one small batch per batch. ``dry_run``
         writes no plan file for start/finish and moves no folder; the
         manifest is read from ``state_dir`` (a copy, for a dry run).
         """
@@ -325,20 +324,21 @@ class Controller:
             self.report.notes.append(
                 f"moved {self.resume.moved} folders of conversations whose title changed")
         workers = max(1, self.opts.workers)
-        size = self.opts.batch_size or max(1, min(64, todo // (workers * 8) or 1))
-        for start in range(0, todo, size):
-            batch = Batch(len(self.batches), [], start=start, stop=min(todo, start + size),
-                          loaded=False)
-            self.batches.append(batch)
-            self.queue.append(batch)
+        size = self.opts.batch_size or max(1, min(BATCH_CONVERSATIONS,
+                                                  todo // (workers * 8) or 1))
+        if not dry_run:
+            for start, stop, _ in cut(plan.todo_sizes(), size, BATCH_MESSAGES,
+                                      LONG_CONVERSATION):
+                self.table.add(start, stop)
 
-    def _load(self, batch: Batch) -> None:
-        """Read a batch's conversations from the plan when it is first needed."""
-        if not batch.loaded:
-            rows = self.plan.items(batch.start, batch.stop)
-            batch.items = [(cid, folder) for cid, folder, _ in rows]
-            batch.sources = {cid: source for cid, _, source in rows}
-            batch.loaded = True
+    def _load(self, start: int, stop: int) -> list[tuple[str, str, str | None]]:
+        """A batch's conversations, read from the plan when it is first sent."""
+        return self.plan.items(start, stop)
+
+    @property
+    def active(self) -> dict[int, Batch]:
+        """Batches sent or taken, by id (for the status snapshot)."""
+        return self.table.active
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -399,12 +399,15 @@ class Controller:
         control.setsockopt(zmq.LINGER, 0)
         control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         control.bind(endpoint(self.run_dir, f"w{wid}"))
+        tasks = self.ctx.socket(zmq.PUSH)  # only this worker's: a batch goes where asked
+        tasks.setsockopt(zmq.LINGER, 0)
+        tasks.bind(endpoint(self.run_dir, f"t{wid}"))
         # A worker started early is adopted as it is, even one that already died
         # (the monitor then treats it as any dead worker: reported, replaced).
         proc = self.early.take(wid) if self.early is not None else None
         if proc is None:
             proc = start_worker(self.run_dir, wid, self._worker_log(wid), self.fmt.name)
-        handle = WorkerHandle(wid, proc, control, time.monotonic())
+        handle = WorkerHandle(wid, proc, control, tasks, time.monotonic())
         handle.reader = asyncio.ensure_future(self._control_loop(handle))
         self.workers[wid] = handle
         return handle
@@ -454,13 +457,10 @@ class Controller:
                 if self.cancelled or self.stopping:
                     reason = self.cancelled or "finished"
                     await w.control.send(protocol.encode("cancel", reason=reason))
-                self.wake.set()
             elif kind == "fetch":
                 await self.handle_fetch(w, msg)
             elif kind == "fetch_many":
                 self.handle_fetch_many(w, msg)
-            elif kind == "timed_out":
-                self._timed_out(w, msg)
             elif kind == "bye":
                 w.greeted = False
 
@@ -565,133 +565,105 @@ class Controller:
     def _timed_out(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
         """A plugin hung on one conversation: fail it, redo the rest of its batch elsewhere.
 
-        The batch goes back to the queue without that conversation and
-        without counting an attempt (the batch is not to blame), and the
-        worker is killed and replaced: a plugin stuck once may have left
-        its process in any state.
+        The conversations before and after it are queued again, blaming
+        nobody, and the worker is killed and replaced: a plugin stuck once
+        may have left its process in any state.
         """
-        if not 0 <= msg["batch"] < len(self.batches):
-            return
-        batch = self.batches[msg["batch"]]
         cid = msg["conversation_id"]
-        if batch.state != "taken" or batch.worker != w.id:
-            return
-        for i, (item_id, folder) in enumerate(batch.items):
-            if item_id == cid:
-                del batch.items[i]
-                if i == 0:
-                    batch.start += 1
-                else:  # keep every batch a contiguous run of the export order
-                    tail = Batch(len(self.batches), batch.items[i:], start=batch.start + i,
-                                 sources=batch.sources)
-                    del batch.items[i:]
-                    self.batches.append(tail)
-                    self.queue.appendleft(tail)
-                self.report.failure(cid, folder, (
-                    f"format {self.fmt.name!r} of {self.plugin} timed out after "
-                    f"{self.opts.render_timeout:g}s on this conversation "
-                    "(--render-timeout); its worker was replaced"))
-                self.done_conversations += 1
-                break
-        batch.worker = None
-        if batch.items:
-            self._set_state(batch, "queued")
-            self.queue.appendleft(batch)
-        else:
-            self._set_state(batch, "done")
-            self.done_batches += 1
-            self._check_finished()
+        out = self.table.timed_out(msg["batch"], w.id, cid, (
+            f"format {self.fmt.name!r} of {self.plugin} timed out after "
+            f"{self.opts.render_timeout:g}s on this conversation "
+            "(--render-timeout); its worker was replaced"))
+        if not out.failures:
+            return  # about a batch that is no longer this worker's
+        self._fail(out.failures)
         self._declare_dead(w, f"timed out rendering conversation {cid}")
 
+    def _fail(self, failures: list[Failure]) -> None:
+        if not failures:
+            return  # (and no "finished" check: while planning, the table is still empty)
+        for failure in failures:
+            self.report.failure(failure.conversation_id, failure.folder, failure.reason)
+            self.done_conversations += 1
+        self._check_finished()
+
     def _declare_dead(self, w: WorkerHandle, why: str) -> None:
-        """Stop trusting a worker: kill it, requeue its work, maybe replace it."""
+        """Stop trusting a worker: kill it, put what it held back, maybe replace it."""
         if not w.alive:
             return
         w.alive = False
+        w.credit = 0
         if w.proc.poll() is None:
             w.proc.kill()
         self.dirty = True
         if w.reader is not None:
             w.reader.cancel()
         w.control.close(linger=0)
+        w.tasks.close(linger=0)
         if self.cancelled or self.finished.is_set():
             return  # leaving workers are not deaths (the monitor runs until the very end)
         self.report.worker_deaths.append({"worker": w.id, "reason": why})
-        for batch in list(self.active.values()):
-            # A "sent" batch may sit in the dead worker's pipe, or in a live one's; PUSH
-            # does not say which. Requeue it: at worst a live worker renders it twice
-            # (same bytes, atomically; only the first "done" counts).
-            lost = (batch.state == "taken" and batch.worker == w.id) or batch.state == "sent"
-            if lost:
-                self._requeue(batch, f"worker {w.id} {why}")
-        remaining = self.done_batches < len(self.batches)
-        if remaining and self.replacements < max(4, 2 * self.opts.workers):
-            self.replacements += 1
+        self._fail(self.table.worker_lost(w.id, why).failures)
+        if self.table.finished:
+            return
+        if self.table.progress != self.progress_seen:
+            self.progress_seen = self.table.progress
+            self.futile_deaths = 0  # it died working: its batch was split or failed
+        else:
+            self.futile_deaths += 1
+        if self.futile_deaths < FUTILE_DEATHS:
             self._spawn()
-        elif remaining and not self.live_workers():
-            for batch in self.batches:
-                if batch.state != "done":
-                    self._fail_batch(batch, f"no worker could export it ({why})")
-        self.wake.set()
+        elif not self.live_workers():
+            self._give_up(w, why)
+        self._feed()
 
-    def _requeue(self, batch: Batch, why: str) -> None:
-        """Put a lost batch back; split or fail it if it keeps killing workers."""
-        batch.attempts += 1
-        batch.worker = None
-        if batch.attempts >= 2 and len(batch.items) > 1:
-            self._set_state(batch, "done")  # replaced by single-conversation batches
-            self.done_batches += 1
-            for i, item in enumerate(batch.items):
-                single = Batch(len(self.batches), [item], attempts=1, start=batch.start + i,
-                               sources=batch.sources)
-                self.batches.append(single)
-                self.queue.append(single)
-        elif batch.attempts >= 3:
-            self._fail_batch(batch, f"{why} while exporting it, {batch.attempts} times")
+    def _give_up(self, w: WorkerHandle, why: str) -> None:
+        """Workers keep dying without moving the run forward: end it, with one reason."""
+        where = self._worker_log(w.id)
+        if not w.asked:
+            reason = (f"workers die at start-up: the last one (worker {w.id}) {why} before"
+                      f" asking for work, {self.futile_deaths} in a row; see {where}")
         else:
-            self._set_state(batch, "queued")
-            self.queue.appendleft(batch)
+            reason = (f"workers keep dying without finishing any work: the last one"
+                      f" (worker {w.id}) {why}, {self.futile_deaths} in a row; see {where}")
+        self.failed_run = reason
+        self.report.run_errors.append(reason)
+        sys.stderr.write(f"zexport: error: {reason}\n")
+        self.cancel("failed")
 
-    def _set_state(self, batch: Batch, state: str) -> None:
-        """Move a batch on, keeping :attr:`active` (sent or taken) in step."""
-        batch.state = state
-        if state in ("sent", "taken"):
-            self.active[batch.id] = batch
-        else:
-            self.active.pop(batch.id, None)
+    # -- dispatch -------------------------------------------------------------
+    def _feed(self) -> None:
+        """Send queued batches to the workers that asked for work, one per ``ready``.
 
-    def _fail_batch(self, batch: Batch, reason: str) -> None:
-        self._load(batch)
-        self._set_state(batch, "done")
-        self.done_batches += 1
-        for cid, folder in batch.items:
-            self.report.failure(cid, folder, reason)
-            self.done_conversations += 1
-        self._check_finished()
-
-    # -- loops ----------------------------------------------------------------
-    async def _dispatch(self) -> None:
-        """Send queued batches while the in-flight window has room."""
-        while not self.cancelled:
-            window = 2 * max(1, len(self.live_workers()))
-            in_flight = len(self.active)  # a counter: this runs once per batch
-            if self.queue and in_flight < window and any(
-                    w.greeted for w in self.live_workers()):
-                batch = self.queue.popleft()
-                if batch.state != "queued":
-                    continue
-                self._load(batch)
+        A worker is never sent a batch it did not ask for, so none waits
+        behind a busy worker. Sends never block: a worker's pipe holds at
+        most what it asked for. A pipe not connected yet (the worker's
+        ``ready`` overtook its connection) is tried again shortly.
+        """
+        if self.cancelled:
+            return
+        for w in self.live_workers():
+            while w.credit > 0:
+                batch = self.table.next_for(w.id, time.monotonic())
+                if batch is None:
+                    return
                 frame = protocol.encode(
                     "batch", batch=batch.id, items=[list(i) for i in batch.items])
-                await self.tasks.send(frame)
-                self._set_state(batch, "sent")
-                batch.sent_at = time.monotonic()
-                continue
-            self.wake.clear()
-            await wait_event(self.wake, 0.25)
+                fut = cast("asyncio.Future[Any]", w.tasks.send(frame, zmq.NOBLOCK))
+                if fut.done() and fut.exception() is not None:
+                    self.table.unsent(batch)
+                    if self.feed_later is None:
+                        self.feed_later = asyncio.get_running_loop().call_later(
+                            0.01, self._feed_again)
+                    break
+                w.credit -= 1
+
+    def _feed_again(self) -> None:
+        self.feed_later = None
+        self._feed()
 
     async def _results(self) -> None:
-        """Read ``took``/``done`` frames from every worker."""
+        """Read ``ready``/``took``/``done`` frames from every worker."""
         while True:
             self._handle_result(await self.results.recv())
 
@@ -712,29 +684,34 @@ class Controller:
         except ProtocolError as exc:
             log.warning("dropped bad result frame: %s", exc)
             return
-        if msg["t"] not in ("took", "done"):
-            log.warning("dropped a %r frame on the results socket", msg["t"])
+        kind = msg["t"]
+        if kind not in RESULT_TYPES or type(msg.get("w")) is not int:
+            log.warning("dropped a %r frame on the results socket", kind)
             return
         w = self.workers.get(msg["w"])
-        if w is None or not w.alive or not 0 <= msg["batch"] < len(self.batches):
+        if w is None or not w.alive:
             return  # a dead (or unknown) worker's word no longer counts
         w.last_heard = time.monotonic()
-        batch = self.batches[msg["batch"]]
-        if batch.state == "done" or (batch.worker not in (None, w.id)):
-            return  # late or duplicate answer about a batch handed to another worker
-        if msg["t"] == "took":
-            self._set_state(batch, "taken")
-            batch.worker = w.id
-        elif msg["t"] == "done":
-            self._set_state(batch, "done")
-            batch.accepted = True
-            self.done_batches += 1
+        if kind == "hb":
+            return  # the render watchdog's: a long render is not a silent worker
+        if kind == "timed_out":
+            self._timed_out(w, msg)
+        elif kind == "ready":
+            w.credit += 1
+            w.asked = True
+            self._feed()
+        elif kind == "took":
+            self.table.took(msg["batch"], w.id)
+        else:
+            rows = self.table.done(msg["batch"], w.id)
+            if rows is None:
+                return  # late or duplicate answer about a batch handed to another worker
             w.conversations += len(msg["results"])
-            self._record(batch, msg["results"])
-            self.wake.set()
+            self._record(rows, msg["results"])
 
-    def _record(self, batch: Batch, results: list[Any]) -> None:
-        folders = dict(batch.items)
+    def _record(self, rows: list[tuple[str, str, str | None]], results: list[Any]) -> None:
+        folders = {cid: folder for cid, folder, _ in rows}
+        sources = {cid: source for cid, _, source in rows}
         title = ""
         for res in results:
             if not isinstance(res, dict):
@@ -750,49 +727,38 @@ class Controller:
             # (and retries the download) again. Its folder is still recorded, so that a
             # title change moves it instead of leaving it behind.
             if res.get("ok") and self.resume is not None:
-                source = batch.sources.get(cid)
+                source = sources.get(cid)
                 if res.get("attachments_failed") and source is not None:
                     source = RENDER_AGAIN
                 self.resume.done(cid, folder, source)
         if self.resume is not None:
             self.resume.flush_due()
-        batch.items, batch.sources = [], {}  # done: only the small Batch stays in memory
         elapsed = max(time.time() - self.started, 1e-6)
         self.progress.update("exporting", self.done_conversations, self.total, title, {
             "failed": len(self.report.failures), "rate": self.done_conversations / elapsed})
         self._check_finished()
 
     def _check_finished(self) -> None:
-        if self.done_batches >= len(self.batches):
+        if self.table.finished:
             self.finished.set()
 
     async def _monitor(self) -> None:
-        """Heartbeats out; dead, silent and lost-work detection."""
+        """Heartbeats out; dead and silent worker detection."""
         while True:
             now = time.monotonic()
             for w in self.live_workers():
                 code = w.proc.poll()
                 if code is not None:
                     self._declare_dead(w, f"exited with status {code}")
-                elif now - w.last_heard > self.opts.hb_timeout:
+                elif now - w.last_heard > (self.opts.hb_timeout if w.asked else max(
+                        self.opts.hb_timeout, START_TIMEOUT)):
                     self._declare_dead(w, f"silent for {now - w.last_heard:.1f}s")
                 else:
                     _send_nowait(w.control, protocol.encode("hb"))
-            # A batch sent into a pipe nobody reads any more (a worker that died before
-            # libzmq noticed) is lost. It can only be waiting in a live worker's pipe while
-            # that worker is busy; when no worker is busy it is surely lost after a moment.
-            busy = {b.worker for b in self.active.values() if b.state == "taken"}
-            nobody_busy = not any(w.id in busy for w in self.live_workers())
-            lost_after = max(1.0, 4 * self.opts.hb_interval) if nobody_busy else (
-                self.opts.hb_timeout)
-            for batch in list(self.active.values()):
-                if batch.state == "sent" and now - batch.sent_at > lost_after:
-                    self._requeue(batch, "batch never taken")
-                    self.wake.set()
             await asyncio.sleep(self.opts.hb_interval / 2)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
-        """A controller loop (dispatch, results, monitor) must not die quietly: the run
+        """A controller loop (results, monitor) must not die quietly: the run
         would wait forever. Stop the run instead, and say why in the report."""
         if task.cancelled() or task.exception() is None:
             return
@@ -877,12 +843,13 @@ class Controller:
                 w.reader.cancel()
             if not w.control.closed:
                 w.control.close(linger=0)
+            if not w.tasks.closed:
+                w.tasks.close(linger=0)
 
     async def _finish_step(self) -> None:
         """Call the format's finish with the run's outcome; a failure fails the run partly."""
         failures = {f["conversation_id"]: f["reason"] for f in self.report.failures}
-        accepted = sorted((b for b in self.batches if b.accepted), key=lambda b: b.start)
-        shards = [shard_path(self.out, self.fmt.name, b.id) for b in accepted]
+        shards = [shard_path(self.out, self.fmt.name, b.id) for b in self.table.accepted()]
         error = await self.steps.finish(self.total, failures, shards, lambda: bool(
             self.cancelled))
         if error:
@@ -1002,11 +969,6 @@ class Controller:
             self.exported_at, os.path.join(self.run_dir, "plan.jsonl"))
         self.lock.note(self.run_id)
         self.ctx = zmq.asyncio.Context()
-        self.tasks = self.ctx.socket(zmq.PUSH)
-        self.tasks.setsockopt(zmq.SNDHWM, 1)
-        self.tasks.setsockopt(zmq.IMMEDIATE, 1)
-        self.tasks.setsockopt(zmq.LINGER, 0)
-        self.tasks.bind(endpoint(self.run_dir, "tasks"))
         self.results = self.ctx.socket(zmq.PULL)
         self.results.setsockopt(zmq.LINGER, 0)
         self.results.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
@@ -1048,16 +1010,16 @@ class Controller:
             self.conn.close()
             self.steps.start(self.total)
             await asyncio.sleep(0)  # let control requests that arrived meanwhile in
-            if self.batches and not self.cancelled:
+            if self.table.batches and not self.cancelled:
                 self._start_attachments()
                 self.phase = "exporting"
                 self.export_started = time.time()
                 self.progress.phase("exporting", self.total)
-                for _ in range(min(max(1, self.opts.workers), len(self.batches))
+                for _ in range(min(max(1, self.opts.workers), len(self.table.batches))
                                - len(self.live_workers())):
                     self._spawn()
-                loops = [asyncio.ensure_future(c) for c in
-                         (self._dispatch(), self._results(), self._monitor())]
+                self._feed()  # workers that asked for work while we planned
+                loops = [asyncio.ensure_future(c) for c in (self._results(), self._monitor())]
                 for loop_task in loops:
                     loop_task.add_done_callback(self._loop_ended)
                 tasks += loops
@@ -1089,8 +1051,11 @@ class Controller:
                     w.reader.cancel()
                 if not w.control.closed:
                     w.control.close(linger=0)
+                if not w.tasks.closed:
+                    w.tasks.close(linger=0)
+            if self.feed_later is not None:
+                self.feed_later.cancel()
             self._hold_signals(loop)
-            self.tasks.close(linger=0)
             self.results.close(linger=0)
             self.control.close()
             self.ctx.term()
@@ -1104,8 +1069,9 @@ class Controller:
             self.progress.close()
         if self.cancelled or self.dirty:
             sweep_temporaries(self.out)
-        status = self.report.finish(self.total, self.done_conversations,
-                                    None if self.internal_error else self.cancelled)
+        status = self.report.finish(
+            self.total, self.done_conversations,
+            None if self.internal_error or self.failed_run else self.cancelled)
         report_path = os.path.join(self.state_dir, "report.json")
         try:
             self.report.write(report_path)
@@ -1124,23 +1090,6 @@ def _has_run_steps(fmt: Format) -> bool:
 def _source_fingerprint(head: ConversationHead) -> str:
     return source_fingerprint(head.title, head.provider, head.created_at, head.updated_at,
                               head.message_count, head.current_node_id)
-
-
-async def wait_event(event: asyncio.Event, timeout: float) -> None:
-    """Wait until ``event`` is set, or ``timeout`` seconds.
-
-    Not ``asyncio.wait_for(event.wait(), timeout)``: before Python 3.12 it
-    swallows a cancellation that lands as the event is set (the inner wait
-    is done, so wait_for returns its result instead of raising). The
-    dispatcher's loop then never ended, and a finished run hung forever at
-    exit, awaiting its cancelled tasks (seen once in a 100,000-conversation
-    benchmark run: every file written, the controller idle, no worker left).
-    """
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait((waiter,), timeout=timeout)
-    finally:
-        waiter.cancel()
 
 
 def _send_nowait(sock: zmq.asyncio.Socket, frame: bytes) -> None:

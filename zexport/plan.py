@@ -196,6 +196,12 @@ class Plan:
             "SELECT p.id, p.folder, p.source FROM todo t JOIN plan p ON p.seq = t.seq"
             " WHERE t.pos > ? AND t.pos <= ? ORDER BY t.pos", (start, stop))]
 
+    def todo_sizes(self) -> list[int]:
+        """Message counts of the rendered conversations, in position order (batches are
+        cut by them: a very long conversation is exported alone)."""
+        return [int(n or 0) for n, in self.conn.execute(
+            "SELECT p.count FROM todo t JOIN plan p ON p.seq = t.seq ORDER BY t.pos")]
+
     def with_manifest(self, manifest_path: str) -> Iterator[
             tuple[int, str, str, str | None, str | None, str | None, str | None, str | None]]:
         """Each conversation beside what the manifest knows of it:

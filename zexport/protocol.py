@@ -22,9 +22,10 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 # type -> required fields and their Python types (after msgpack decoding).
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    # tasks socket (controller PUSH -> worker PULL)
+    # t<N> sockets (controller PUSH -> worker N's PULL)
     "batch": {"batch": int, "items": list},
     # results socket (worker PUSH -> controller PULL)
+    "ready": {"w": int},
     "took": {"w": int, "batch": int},
     "done": {"w": int, "batch": int, "results": list},
     # per-worker control channel (PAIR, both directions)

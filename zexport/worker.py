@@ -5,8 +5,9 @@ interpreter: no inherited ZeroMQ context, no fork hazards; FORMAT, a hint,
 lets it load only the built-in plugins when it names a built-in format). It
 
 - connects its PAIR control channel, says ``hello`` and waits for ``config``;
-- pulls ``batch`` frames (receive high-water mark 1: it never hoards work),
-  announces each with ``took`` and answers with ``done`` on the results PUSH;
+- asks for work with ``ready`` (one batch at a time, so no batch ever waits
+  behind this worker while it is busy), pulls the ``batch`` frames sent to it
+  alone, announces each with ``took`` and answers with ``done``;
 - sends a heartbeat every interval, and exits by itself when the controller
   falls silent past the deadline (and, on Linux, when its parent dies);
 - stops at the next conversation boundary on ``cancel``; SIGTERM (the
@@ -173,6 +174,7 @@ class Worker:
         self.interrupted = False
         self.delay = _test_delay()
         self.next_pump = 0.0
+        self.watchdog: RenderWatchdog | None = None
 
     # -- control channel -------------------------------------------------
     def send_control(self, msg_type: str, **fields: Any) -> None:
@@ -265,14 +267,18 @@ class Worker:
                 if isinstance(refused, dict) else None)
         exporter = ConversationExporter(
             settings, fetch=self.pipeline.result if self.pipeline else None, sources=sources)
-        watchdog = RenderWatchdog(
+        watchdog = self.watchdog = RenderWatchdog(
             float(config.get("render_timeout", 0)), self.hb_interval,
-            beat=lambda: self.send_control("hb"),
-            expire=lambda seconds: self.timed_out(exporter, seconds))
+            connect=self.watchdog_socket,
+            beat=lambda sock: sock.send(protocol.encode("hb", w=self.index)),
+            expire=lambda sock, seconds: self.timed_out(sock, exporter, seconds),
+            kill_after=max(5.0, 2 * self.hb_timeout))
         exporter.guard = watchdog.guard
+        watchdog.start()
         reader = BatchReader(config["db"], config.get("attachment_index"))
-        self.tasks.connect(endpoint(self.run_dir, "tasks"))
+        self.tasks.connect(endpoint(self.run_dir, f"t{self.index}"))
         self.results.connect(endpoint(self.run_dir, "results"))
+        self.ask_for_work()
         poller = zmq.Poller()
         poller.register(self.tasks, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
@@ -282,10 +288,7 @@ class Worker:
                 if self.control in events:
                     self.handle_control(self.control.recv())
                 if self.tasks in events and not self.cancelled:
-                    try:
-                        self.work(self.tasks.recv(), reader, exporter)
-                    finally:
-                        watchdog.pause()
+                    self.work(self.tasks.recv(), reader, exporter)
                 self.pump_control()
         except Interrupted:
             self.cancelled = self.interrupted = True
@@ -300,14 +303,20 @@ class Worker:
             pass
         return 0
 
+    def ask_for_work(self) -> None:
+        """One credit: the controller sends this worker one batch for each ``ready``."""
+        self.results.send(protocol.encode("ready", w=self.index))
+
     def work(self, frame: bytes, reader: BatchReader, exporter: ConversationExporter) -> None:
         """Export one batch and report it."""
         try:
             msg = protocol.decode(frame)
         except ProtocolError as exc:
             log.warning("worker %d: dropped bad task frame: %s", self.index, exc)
+            self.ask_for_work()  # the frame took a credit: ask again
             return
         if msg["t"] != "batch":
+            self.ask_for_work()
             return
         batch = msg["batch"]
         self.results.send(protocol.encode("took", w=self.index, batch=batch))
@@ -331,6 +340,8 @@ class Worker:
                 self.pump_control()
         if len(done) < len(conversations):
             return  # cancelled while files were still downloading: the batch stays open
+        # Before the results: the controller sends the next batch while we report this one.
+        self.ask_for_work()
         outcomes += [done[c.id] for c in conversations if c.id in done]  # batch order
         error = exporter.flush_records(batch, [cid for cid, _ in items])
         if error:
@@ -340,23 +351,25 @@ class Worker:
         self.results.send(protocol.encode(
             "done", w=self.index, batch=batch, results=[o.to_wire() for o in outcomes]))
 
-    def timed_out(self, exporter: ConversationExporter, seconds: float) -> None:
-        """A plugin overran the render timeout: say which conversation, then wait to be killed.
+    def watchdog_socket(self) -> zmq.Socket[bytes]:
+        """The watchdog thread's own PUSH to the results socket (sockets are per thread)."""
+        sock: zmq.Socket[bytes] = self.ctx.socket(zmq.PUSH)
+        sock.connect(endpoint(self.run_dir, "results"))
+        return sock
 
-        Called from the watchdog's signal handler. The controller fails the
-        conversation and replaces this worker; if it never answers, exit on
-        our own after a while so the heartbeat deadline takes over.
-        """
+    def timed_out(self, sock: zmq.Socket[bytes], exporter: ConversationExporter,
+                  seconds: float) -> None:
+        """A plugin overran the render timeout: say which conversation (from the watchdog
+        thread, while the render is held: ``exporter.current`` is the one)."""
         conv = exporter.current
-        batch = exporter.current_batch
         if conv is not None:
-            self.send_control("timed_out", w=self.index, batch=batch,
-                              conversation_id=conv.id, seconds=round(seconds, 3))
-        time.sleep(max(5.0, 2 * self.hb_timeout))
-        os._exit(3)
+            sock.send(protocol.encode("timed_out", w=self.index, batch=exporter.current_batch,
+                                      conversation_id=conv.id, seconds=round(seconds, 3)))
 
     def close(self) -> None:
         """Close every socket, then the context (LINGER is set on each; 0 if interrupted)."""
+        if self.watchdog is not None:
+            self.watchdog.stop()  # its thread closes its own socket
         for sock in (self.tasks, self.results, self.control):
             sock.close(linger=0 if self.interrupted else None)
         self.ctx.term()
