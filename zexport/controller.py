@@ -58,6 +58,7 @@ from .attachments.options import DownloadOptions
 from .attachments.sources import AttachmentSources
 from .control import ControlServer
 from .dryrun import DryRun
+from .edits import CONFLICTS_DIR
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
 from .formats.base import Format
 from .launch import EarlyWorkers, start_worker
@@ -131,6 +132,9 @@ class RunOptions:
     force: bool = False
     render_timeout: float = 60.0  # per conversation, in the worker; 0 = none
     downloads: DownloadOptions = field(default_factory=DownloadOptions)
+    overwrite_edited: bool = False  # replace files that are not what zexport wrote
+    retry_attachments: bool = False  # render again every conversation missing an attachment
+    strict: bool = False  # attachment problems and conflicts make the exit status 1
 
     def public(self) -> dict[str, Any]:
         """The options as recorded in the report (no secrets live here)."""
@@ -142,7 +146,10 @@ class RunOptions:
             "ids": list(sel.ids), "title": sel.title, "branches": self.branches, "tz": self.tz,
             "date_prefix": self.date_prefix, "attachments": self.attachments,
             "attachment_roots": list(self.attachment_roots),
-            "render_timeout": self.render_timeout, **self.downloads.public(),
+            "render_timeout": self.render_timeout,
+            "overwrite_edited": self.overwrite_edited,
+            "retry_attachments": self.retry_attachments, "strict": self.strict,
+            **self.downloads.public(),
         }
 
 
@@ -161,6 +168,13 @@ class Batch:
     stop: int = 0  # items are plan positions [start, stop), read when first dispatched
     loaded: bool = True  # False until items (and sources) are read from the plan
     sources: dict[str, str | None] = field(default_factory=dict)
+    known: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {path: hash}
+
+    def wire_items(self) -> list[list[Any]]:
+        """``[id, folder]``, with ``{path: hash}`` of what zexport wrote there last time
+        when there is any (docs/protocol.md, ``batch``)."""
+        return [[cid, folder, self.known[cid]] if cid in self.known else [cid, folder]
+                for cid, folder in self.items]
 
 
 @dataclass
@@ -217,7 +231,8 @@ class Controller:
         parent = os.path.dirname(self.out)
         if not os.path.isdir(parent):
             raise OutputError(f"parent folder of the output does not exist: {parent}")
-        self.report = RunReport(options=opts.public(), started=self.started)
+        self.report = RunReport(options=opts.public(), started=self.started,
+                                strict=opts.strict)
         if self.auth_warning:  # on stderr even with -q: a credential is exposed
             sys.stderr.write(f"zexport: warning: {self.auth_warning}\n")
             self.report.notes.append(self.auth_warning)
@@ -307,7 +322,10 @@ class Controller:
         force = self.opts.force or not self.fmt.files_per_conversation
         self.resume = Resume(
             state_dir or self.state_dir, self.out, self.fmt.extension, self._options_fingerprint(),
-            f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force)
+            f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force,
+            attachment_context=self._attachment_context(),
+            retry_attachments=self.opts.retry_attachments,
+            overwrite_edited=self.opts.overwrite_edited)
         self.report.notes.extend(self.resume.manifest.notes)
         self.resume.select(plan, dry_run=dry_run)
         todo = plan.todo
@@ -324,6 +342,8 @@ class Controller:
         if self.resume.moved:
             self.report.notes.append(
                 f"moved {self.resume.moved} folders of conversations whose title changed")
+        for cid, path, reason in self.resume.kept_folders:
+            self.report.conflict(cid, path, reason, None)
         workers = max(1, self.opts.workers)
         size = self.opts.batch_size or max(1, min(64, todo // (workers * 8) or 1))
         for start in range(0, todo, size):
@@ -338,6 +358,8 @@ class Controller:
             rows = self.plan.items(batch.start, batch.stop)
             batch.items = [(cid, folder) for cid, folder, _ in rows]
             batch.sources = {cid: source for cid, _, source in rows}
+            if self.resume is not None and self.resume.has_files:
+                batch.known = self.resume.known_files([cid for cid, _ in batch.items])
             batch.loaded = True
 
     def _config(self) -> dict[str, Any]:
@@ -352,6 +374,8 @@ class Controller:
             **self._sources_config(),
             "refused_providers": self._refused_providers(),
             "render_timeout": self.opts.render_timeout,
+            "overwrite_edited": self.opts.overwrite_edited,
+            "conflicts_exist": os.path.isdir(os.path.join(self.state_dir, CONFLICTS_DIR)),
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
             "controller_pid": os.getpid(),
         }
@@ -376,6 +400,21 @@ class Controller:
     def _attachment_cache(self) -> AttachmentCache:
         dl = self.opts.downloads
         return AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))
+
+    def _attachment_context(self) -> str:
+        """A digest of what decides whether missing attachments can be had this run:
+        conversations exported with one missing are rendered again only when it changes
+        (zexport.manifest). Credentials enter it only as part of one digest."""
+        dl = self.opts.downloads
+        if self.opts.attachments == "off" or not dl.enabled:
+            return options_fingerprint([self.opts.attachments, dl.enabled])
+        cache = self._attachment_cache()
+        return options_fingerprint([
+            self.opts.attachments, dl.enabled, cache.root,
+            {name: cache.version(name) for name in sorted(self.providers)},
+            options_fingerprint({name: [c.base_url, c.headers, c.cookies]
+                                 for name, c in self.credentials.items()}),
+        ])
 
     def _refused_providers(self) -> dict[str, str]:
         """Providers whose downloads workers refuse themselves (computed once per run)."""
@@ -583,7 +622,7 @@ class Controller:
                     batch.start += 1
                 else:  # keep every batch a contiguous run of the export order
                     tail = Batch(len(self.batches), batch.items[i:], start=batch.start + i,
-                                 sources=batch.sources)
+                                 sources=batch.sources, known=batch.known)
                     del batch.items[i:]
                     self.batches.append(tail)
                     self.queue.appendleft(tail)
@@ -643,7 +682,7 @@ class Controller:
             self.done_batches += 1
             for i, item in enumerate(batch.items):
                 single = Batch(len(self.batches), [item], attempts=1, start=batch.start + i,
-                               sources=batch.sources)
+                               sources=batch.sources, known=batch.known)
                 self.batches.append(single)
                 self.queue.append(single)
         elif batch.attempts >= 3:
@@ -681,8 +720,7 @@ class Controller:
                 if batch.state != "queued":
                     continue
                 self._load(batch)
-                frame = protocol.encode(
-                    "batch", batch=batch.id, items=[list(i) for i in batch.items])
+                frame = protocol.encode("batch", batch=batch.id, items=batch.wire_items())
                 await self.tasks.send(frame)
                 self._set_state(batch, "sent")
                 batch.sent_at = time.monotonic()
@@ -746,17 +784,19 @@ class Controller:
             self.report.outcome(cid, folder, res)
             self.done_conversations += 1
             title = str(res.get("title") or title)
-            # A conversation with a missing attachment is not finished: a re-run renders it
-            # (and retries the download) again. Its folder is still recorded, so that a
-            # title change moves it instead of leaving it behind.
+            # A missing attachment records the attachment context: a re-run renders the
+            # conversation again only when that changes. A conflict renders it again
+            # every run (so it stays reported) until the user resolves it.
             if res.get("ok") and self.resume is not None:
                 source = batch.sources.get(cid)
-                if res.get("attachments_failed") and source is not None:
+                if res.get("conflicts") and source is not None:
                     source = RENDER_AGAIN
-                self.resume.done(cid, folder, source)
+                retry = (self.resume.attachment_context if res.get("attachments_failed")
+                         else None)
+                self.resume.done(cid, folder, source, retry, _file_rows(res.get("files")))
         if self.resume is not None:
             self.resume.flush_due()
-        batch.items, batch.sources = [], {}  # done: only the small Batch stays in memory
+        batch.items, batch.sources, batch.known = [], {}, {}  # only the small Batch stays
         elapsed = max(time.time() - self.started, 1e-6)
         self.progress.update("exporting", self.done_conversations, self.total, title, {
             "failed": len(self.report.failures), "rate": self.done_conversations / elapsed})
@@ -1095,7 +1135,7 @@ class Controller:
             self.control.close()
             self.ctx.term()
             if self.resume is not None:
-                self.resume.close()
+                self.resume.close(final_context=self._attachment_context())
             plan: Plan | None = getattr(self, "plan", None)
             if plan is not None:
                 plan.close()
@@ -1119,6 +1159,14 @@ class Controller:
 def _has_run_steps(fmt: Format) -> bool:
     """Whether a format overrides ``start`` or ``finish`` (the plan file is for them)."""
     return type(fmt).start is not Format.start or type(fmt).finish is not Format.finish
+
+
+def _file_rows(value: Any) -> list[tuple[str, str]]:
+    """The ``files`` of a ``done`` result as ``(path, hash)`` pairs; malformed ones dropped."""
+    if not isinstance(value, list):
+        return []
+    return [(str(item[0]), str(item[1])) for item in value
+            if isinstance(item, (list, tuple)) and len(item) == 2]
 
 
 def _source_fingerprint(head: ConversationHead) -> str:

@@ -255,6 +255,8 @@ class Worker:
             tz=resolve_tz(config["tz"]), branches=config["branches"],
             exported_at=config["exported_at"], attachments=config.get("attachments", "copy"),
             plugin=registry.format_plugin[fmt.name].label,
+            overwrite_edited=bool(config.get("overwrite_edited")),
+            clear_stale_conflicts=bool(config.get("conflicts_exist")),
         )
         sources = _attachment_sources(settings.archive_dir, config)
         if config.get("downloads"):
@@ -312,6 +314,7 @@ class Worker:
         batch = msg["batch"]
         self.results.send(protocol.encode("took", w=self.index, batch=batch))
         items = [(str(i[0]), str(i[1])) for i in msg["items"]]
+        known = {str(i[0]): i[2] for i in msg["items"] if len(i) > 2 and isinstance(i[2], dict)}
         outcomes: list[Outcome] = []
         conversations = read_batch(reader, items, outcomes)
         order = (self.pipeline.schedule(conversations, self.wait_control)
@@ -322,7 +325,7 @@ class Worker:
                 return  # the batch stays unfinished; a resumed run redoes it
             if self.delay:
                 time.sleep(self.delay)  # test-only: a "long" conversation (SIGTERM ends it)
-            done[conv.id] = exporter.export(conv, batch)
+            done[conv.id] = exporter.export(conv, batch, known.get(conv.id))
             if self.pipeline:
                 self.pipeline.forget(conv)
             now = time.monotonic()
