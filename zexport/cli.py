@@ -260,7 +260,10 @@ def run(db: str | None, out: str | None, format_name: str | None,
 
         def say(text: str) -> None:
             if not quiet:
-                click.echo(text, err=progress == "json")
+                try:
+                    click.echo(text, err=progress == "json")
+                except OSError:  # the terminal closed (SIGHUP): the report says it all
+                    pass
 
         try:
             zone = resolve_tz(tz)  # also the zone of --since/--until without an offset

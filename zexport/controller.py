@@ -95,6 +95,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zexport.controller")
 
+# Signals that mean "cancel" (SIGHUP: the terminal closed), held during the close-down.
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Download progress is shown at most this often (seconds), and once at the end.
 DOWNLOAD_PROGRESS_EVERY = 0.1
 # Answers per fetched_many frame: far below the frame size limit with long paths.
@@ -888,6 +890,15 @@ class Controller:
         self.say("Cancelling (Ctrl-C again to stop hard)...")
         self.request_cancel("interrupted")
 
+    def _on_hangup(self) -> None:
+        """SIGHUP, the terminal closed: cancel as SIGTERM does, with its report, and
+        draw or say nothing more on a terminal that is gone (a write there fails)."""
+        self.say = lambda text: None
+        self.progress.close()
+        self.progress = NullProgress()
+        if not (self.cancelled or self.finished.is_set()):
+            self.request_cancel("hangup")
+
     async def _wait_workers(self, seconds: float, yield_to_hard_stop: bool = False) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and any(
@@ -980,7 +991,7 @@ class Controller:
         is False: the CLI, which only prints the summary and exits after this, passes
         False so that a late Ctrl-C cannot replace the exit status with death by SIGINT.
         """
-        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        saved = {sig: signal.getsignal(sig) for sig in HELD_SIGNALS}
         try:
             return asyncio.run(self._main())
         finally:
@@ -999,7 +1010,7 @@ class Controller:
         KeyboardInterrupt there: "Aborted!", exit status 1 or death by SIGINT,
         no report, and the run folder left in the runtime directory for good.
         """
-        held = {signal.SIGINT, signal.SIGTERM}
+        held = set(HELD_SIGNALS)
         # Blocked meanwhile: remove_signal_handler puts Python's default handler back
         # for a moment. SIG_IGN, not a Python function: the interpreter puts SIG_DFL
         # back in place of Python handlers while it shuts down, and SIGINT would kill it.
@@ -1017,6 +1028,7 @@ class Controller:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         self._prepare_output()  # takes the output lock, or refuses
         try:
             return await self._run_locked()

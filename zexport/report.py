@@ -57,6 +57,7 @@ class RunReport:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     attachment_reasons: Counter[str] = field(default_factory=Counter)
     strict: bool = False  # attachment problems and conflicts fail the run (--strict)
+    cancel_reason: str | None = None  # interrupted (Ctrl-C, SIGTERM), hangup, cancelled...
 
     def __post_init__(self) -> None:
         self._spools: dict[str, _Spool] = {
@@ -127,6 +128,7 @@ class RunReport:
         self.finished = time.time()
         if cancelled and cancelled != "finished" and done < selected:
             self.status = "cancelled"
+            self.cancel_reason = cancelled
             return EXIT_CANCELLED
         if self.failures or self.run_errors or (
                 self.strict and (self.attachments_failed or self.conflicts)):
@@ -169,6 +171,7 @@ class RunReport:
         return {
             "version": 1,
             "status": self.status,
+            "cancel_reason": self.cancel_reason,
             "started_at": self.started,
             "finished_at": self.finished,
             "seconds": round(self.seconds, 3),

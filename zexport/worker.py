@@ -16,8 +16,8 @@ lets it load only the built-in plugins when it names a built-in format). It
 - asks the controller for missing attachments a batch at a time and keeps
   rendering while they download (:mod:`zexport.attachments.pipeline`).
 
-It ignores SIGINT: Ctrl-C reaches the whole process group, and only the
-controller decides what a Ctrl-C means.
+It ignores SIGINT and SIGHUP: Ctrl-C and a closed terminal reach the whole
+process group, and only the controller decides what they mean.
 
 ``ZEXPORT_TEST_DELAY_PER_CONVERSATION`` (seconds, test-only) makes each
 conversation take that much longer, inside the conversation, so tests can
@@ -369,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m zexport.worker RUN_DIR INDEX [FORMAT]``."""
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the controller decides
     signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
