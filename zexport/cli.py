@@ -303,6 +303,10 @@ def run(db: str | None, out: str | None, format_name: str | None,
             _fail(exc, " (the output folder saved in the app's export settings; --out"
                        " chooses another)" if saved_out else "")
             return
+        from .progress import summary_object
+
+        report_path = os.path.join(controller.state_dir, "report.json")
+        controller.progress.summary(summary_object(controller.report, status, report_path))
         for line in summary_lines(controller.report, controller.out, controller.state_dir):
             say(line)
         if early is not None:

@@ -801,7 +801,12 @@ class Controller:
         batch.items, batch.sources, batch.known = [], {}, {}  # only the small Batch stays
         elapsed = max(time.time() - self.started, 1e-6)
         self.progress.update("exporting", self.done_conversations, self.total, title, {
-            "failed": len(self.report.failures), "rate": self.done_conversations / elapsed})
+            "failed": len(self.report.failures), "rate": self.done_conversations / elapsed,
+            "attachments_copied": self.report.attachments_exported,
+            "attachments_downloaded": (self.attachments.stats.downloaded
+                                       if self.attachments is not None else 0),
+            "attachments_unavailable": self.report.attachments_failed,
+            "conflicts": len(self.report.conflicts)})
         self._check_finished()
 
     def _check_finished(self) -> None:
@@ -894,8 +899,9 @@ class Controller:
         """SIGHUP, the terminal closed: cancel as SIGTERM does, with its report, and
         draw or say nothing more on a terminal that is gone (a write there fails)."""
         self.say = lambda text: None
-        self.progress.close()
-        self.progress = NullProgress()
+        if getattr(self.progress, "draws_on_terminal", False):
+            self.progress.close()
+            self.progress = NullProgress()
         if not (self.cancelled or self.finished.is_set()):
             self.request_cancel("hangup")
 
