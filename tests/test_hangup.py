@@ -8,8 +8,15 @@ import signal
 from pathlib import Path
 
 import pytest
-from controlkit import finish, kill_group, registration_for, report, start_run, temporaries
-from controlkit import wait_progress
+from controlkit import (
+    finish,
+    kill_group,
+    registration_for,
+    report,
+    start_run,
+    temporaries,
+    wait_progress,
+)
 
 from zexport.sample import make_sample
 

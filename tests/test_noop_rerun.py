@@ -93,3 +93,17 @@ def test_unchanged_re_runs_touch_nothing_and_retry_only_when_it_can_help(
     assert counts(out)["exported"] == missing
     assert cli("run", *args, "--auth", str(auth)).returncode == 0
     assert counts(out)["exported"] == 0
+
+
+def test_a_whole_export_index_that_comes_out_the_same_is_not_rewritten(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--db", str(sample_db), "--out", str(out), "--tz", "UTC", "--progress", "none",
+            "--format", "html", "--no-attachments"]
+    assert cli("run", *args).returncode == 0
+    before = stats(out)
+    assert "index.html" in before
+    forced = cli("run", *args, "--force")  # every page and the index (finish) written again
+    assert forced.returncode == 0, forced.stderr
+    assert counts(out)["exported"] == counts(out)["selected"]
+    assert stats(out) == before

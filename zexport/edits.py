@@ -30,13 +30,17 @@ Hashes are SHA-256 (``sha256sum`` checks them by hand), hex.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import filecmp
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
+from . import output
 from .layout import STATE_DIR
 from .output import atomic_write, ensure_dir
 
@@ -226,3 +230,33 @@ def folder_is_ours(out_dir: str, folder: str, known: Mapping[str, str]) -> str |
             if known.get(rel) != digest:
                 return rel
     return None
+
+
+@contextlib.contextmanager
+def file_unless_same(target: str) -> Iterator[BinaryIO]:
+    """Like :func:`zexport.output.atomic_file`, but when the finished file holds the
+    bytes already at ``target``, that file is left as it is (same inode, same mtime).
+
+    For whole-export files a format's ``finish`` writes every run (an index, a JSONL):
+    an unchanged re-run must not make sync tools and backups see a change. The
+    temporary file has output's temporary name, so a crash leaves nothing a later
+    run does not sweep.
+    """
+    tmp = output._temp_name(target)
+    fd = os.open(tmp, output._CREATE, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        try:
+            same = (stat.S_ISREG(os.lstat(target).st_mode)
+                    and filecmp.cmp(tmp, target, shallow=False))
+        except OSError:
+            same = False
+        if same:
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, BinaryIO, ClassVar
 
-from ..edits import FileKeeper
+from ..edits import FileKeeper, file_unless_same
 from ..errors import UsageError
 from ..model import Conversation
-from ..output import UnsafePathError, atomic_file, atomic_write, ensure_dir, inside
+from ..output import UnsafePathError, atomic_write, ensure_dir, inside
 from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
 from ..timezones import iso_time as iso_time  # re-exported for format plugins
 
@@ -161,7 +161,7 @@ class RunContext:
         if parent != self.out_dir:
             os.makedirs(parent, exist_ok=True)
             ensure_dir(parent)
-        with atomic_file(target) as fh:
+        with file_unless_same(target) as fh:  # an unchanged index is not rewritten
             yield fh
 
 
