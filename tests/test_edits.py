@@ -158,3 +158,53 @@ def test_strict_makes_conflicts_and_missing_attachments_fail(cli: Any, tmp_path:
     assert report["status"] == "partial"
     assert report["attachment_failures_by_reason"] == {"file not on disk (downloads off)": 4}
     assert os.path.exists(note(out, "Alpha"))
+
+
+def test_the_keeper_decides_per_file(tmp_path: Path) -> None:
+    from zexport.edits import FileKeeper, digest_bytes
+    from zexport.formats.base import RenderContext
+
+    out = tmp_path / "out"
+    (out / "c").mkdir(parents=True)
+    target = out / "c" / "conversation.md"
+
+    keeper = FileKeeper(str(out))
+    assert keeper.write(str(target), b"v1")  # nothing there: written
+    assert keeper.files == [("c/conversation.md", digest_bytes(b"v1"))]
+    ino = target.stat().st_ino
+    known = dict(keeper.files)
+
+    keeper = FileKeeper(str(out), known)
+    assert keeper.write(str(target), b"v1") and target.stat().st_ino == ino  # same: untouched
+    assert keeper.write(str(target), b"v2") and target.read_bytes() == b"v2"  # ours: replaced
+
+    target.write_bytes(b"my edit")
+    keeper = FileKeeper(str(out), {"c/conversation.md": digest_bytes(b"v2")})
+    assert keeper.write(str(target), b"v2")  # edited, nothing new from zexport: no conflict
+    assert keeper.conflicts == [] and target.read_bytes() == b"my edit"
+    assert not keeper.write(str(target), b"v3")  # edited, and zexport has news: a conflict
+    assert target.read_bytes() == b"my edit"
+    assert (out / ".zexport/conflicts/c/conversation.md").read_bytes() == b"v3"
+    assert keeper.conflicts == [("c/conversation.md", "edited since zexport wrote it")]
+    assert ("c/conversation.md", digest_bytes(b"v2")) in keeper.files  # still what we wrote
+
+    elsewhere = tmp_path / "elsewhere.md"
+    elsewhere.write_bytes(b"not yours")
+    link = out / "c" / "linked.md"
+    link.symlink_to(elsewhere)
+    keeper = FileKeeper(str(out))
+    assert not keeper.write(str(link), b"new")  # a symlink is never zexport's: not followed
+    assert link.is_symlink() and elsewhere.read_bytes() == b"not yours"
+    assert keeper.conflicts == [("c/linked.md", "not written by zexport")]
+
+    keeper = FileKeeper(str(out), overwrite=True)
+    assert keeper.write(str(target), b"v3") and target.read_bytes() == b"v3"
+
+    # A format's own files (ctx.write) go through the same keeper.
+    target.write_bytes(b"edited again")
+    keeper = FileKeeper(str(out), {"c/conversation.md": digest_bytes(b"v3")})
+    ctx = RenderContext(out_dir=str(out), folder=str(out / "c"), options={}, tz=None,  # type: ignore[arg-type]
+                        branches="active", exported_at="", keeper=keeper)
+    ctx.write("conversation.md", "v4")
+    assert target.read_bytes() == b"edited again"
+    assert keeper.conflicts == [("c/conversation.md", "edited since zexport wrote it")]

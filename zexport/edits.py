@@ -178,8 +178,8 @@ class FileKeeper:
     def _conflict_target(self, target: str) -> str:
         """Make the folders of ``target``'s conflict path (no symlink followed)."""
         rel = self._relative(target)
-        path = os.path.join(self.out_dir, STATE_DIR)
-        for part in [CONFLICTS_DIR, *rel.split("/")[:-1]]:
+        path = self.out_dir
+        for part in [STATE_DIR, CONFLICTS_DIR, *rel.split("/")[:-1]]:
             path = os.path.join(path, part)
             ensure_dir(path)
         return os.path.join(path, rel.split("/")[-1])
