@@ -205,14 +205,21 @@ class Manifest:
         """Record ``(id, old folder, new folder)`` after folders were renamed: the
         conversation's row and the paths of its files."""
         moved = list(moved)
+        # Files are re-keyed all at once (read, delete, insert): moves may swap two
+        # folders, and an UPDATE one by one would collide on the other's paths.
+        known = self.known_files([cid for cid, _old, _new in moved])
+        rows = []
+        for cid, old, new in moved:
+            for path, digest in known.get(cid, {}).items():
+                if path.startswith(old + "/"):
+                    path = new + path[len(old):]
+                rows.append((path, cid, digest))
         with self.conn:
             self.conn.executemany("UPDATE done SET folder=? WHERE id=?",
                                   [(new, cid) for cid, _old, new in moved])
-            self.conn.executemany(
-                "UPDATE files SET path = ? || substr(path, ?) WHERE cid = ?"
-                " AND substr(path, 1, ?) = ?",
-                [(new + "/", len(old) + 2, cid, len(old) + 1, old + "/")
-                 for cid, old, new in moved])
+            self.conn.executemany("DELETE FROM files WHERE cid=?",
+                                  [(cid,) for cid, _old, _new in moved])
+            self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?)", rows)
 
     def retarget_retries(self, old: str, new: str) -> None:
         """Rows waiting for attachment context ``old`` wait for ``new`` from now on."""
@@ -353,35 +360,40 @@ class Resume:
         if self.manifest.is_empty():  # nothing to move or skip: spare two passes over the plan
             plan.freeze_todo()
             return
+        # One pass: rows whose folder stays are decided at once (no move can touch
+        # their folder: names are unique in the plan and in the manifest); rows whose
+        # folder moves are decided after the moves. Also under --force, folders move:
+        # rendering everything again must not leave old folders behind.
         moves: dict[str, tuple[str, str]] = {}
-        # Also under --force: rendering everything again must not leave old folders behind.
-        for _seq, cid, folder, _src, old_folder, *_ in plan.with_manifest(self.manifest.path):
-            if old_folder is not None and old_folder != folder:
+        skip = array("q")
+        after_move: dict[str, int] = {}  # id -> seq, unchanged but for its folder
+        for (seq, cid, folder, source, old_folder, old_source, old_options, old_renderer,
+             old_retry) in plan.with_manifest(self.manifest.path):
+            if old_folder is None:
+                continue
+            if old_folder != folder:
                 moves[cid] = (old_folder, folder)
+            if self.force or not (
+                    old_source == source and old_options == self.options_fp
+                    and old_renderer == self.renderer and self._attachments_settled(old_retry)):
+                continue
+            if old_folder != folder:
+                after_move[cid] = seq
+            elif self._output_present(folder):
+                skip.append(seq)
         moves = self._movable(moves)
         moved: dict[str, str] = {}
-        old_place: dict[str, str] = {}  # dry run: new folder -> where its output is now
-        if moves and dry_run:
-            movable = {cid: pair for cid, pair in moves.items()
-                       if _is_real_dir(os.path.join(self.out, pair[0]))}
-            moved = {cid: new for cid, (_old, new) in movable.items()}
-            old_place = {new: old for _old_cid, (old, new) in movable.items()}
+        if moves and dry_run:  # decide as if every possible move had been made
+            moved = {cid: new for cid, (old, new) in moves.items()
+                     if _is_real_dir(os.path.join(self.out, old))}
             self.moved = len(moved)
         elif moves:
             moved = move_folders(self.out, moves)
             self.moved = len(moved)
             self.manifest.set_folders((cid, moves[cid][0], new) for cid, new in moved.items())
-        skip = array("q")
-        if not self.force:
-            for (seq, cid, folder, source, old_folder, old_source, old_options, old_renderer,
-                 old_retry) in plan.with_manifest(self.manifest.path):
-                if old_folder is None:
-                    continue
-                if (moved.get(cid, old_folder) == folder and old_source == source
-                        and old_options == self.options_fp and old_renderer == self.renderer
-                        and self._attachments_settled(old_retry)
-                        and self._output_present(old_place.get(folder, folder))):
-                    skip.append(seq)
+        for cid, seq in after_move.items():
+            if cid in moved and self._output_present(moves[cid][0] if dry_run else moved[cid]):
+                skip.append(seq)
         plan.skip(skip)
         plan.freeze_todo()
 
