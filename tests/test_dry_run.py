@@ -39,7 +39,7 @@ def dry(env: dict[str, str], db: Path, out: Path, *extra: str) -> dict[str, Any]
 
 def real(env: dict[str, str], db: Path, out: Path, *extra: str) -> dict[str, Any]:
     res = run_cli(["run", "--db", str(db), "--out", str(out), *OPTS, *extra], env, timeout=90)
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     doc: dict[str, Any] = json.loads((out / ".zexport" / "report.json").read_text())
     return doc
 
@@ -125,7 +125,7 @@ def test_dry_run_names_the_attachments_no_credentials_can_fetch(
         in text.stdout
     res = run_cli(["run", "--db", str(sample_db), "--out", str(tmp_path / "o2"), "--tz", "UTC",
                    "--workers", "2", "--progress", "none", *opts], isolated_env, timeout=90)
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "o2" / ".zexport" / "report.json").read_text())
     failed: dict[str, int] = {}
     for f in report["attachment_failures"]:

@@ -39,7 +39,7 @@ def test_a_corrupt_manifest_is_replaced_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "manifest.db"
     path.write_bytes(b"this is not sqlite" * 100)
     m = Manifest(str(path))
-    m.record([("id", "folder", "s", "o", "r")])
+    m.record([("id", "folder", "s", "o", "r", None)])
     assert m.load()["id"].folder == "folder"
     assert m.notes and "unreadable" in m.notes[0]
     m.close()

@@ -36,7 +36,7 @@ def test_workers_1_and_3_give_byte_identical_trees(cli: Any, sample_db: Path,
         out = tmp_path / f"out{n}"
         res = cli("run", "--db", str(sample_db), "--out", str(out), "--workers", str(n),
                   "--tz", "UTC", "--progress", "none")
-        assert res.returncode in (0, 1), res.stderr
+        assert res.returncode == 0, res.stderr
         trees.append(tree_digest(out))
     assert trees[0] == trees[1]
     assert len(trees[0]) > 0
@@ -47,7 +47,7 @@ def test_every_conversation_has_exactly_one_file_and_report(cli: Any, sample_db:
     out = tmp_path / "out"
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--workers", "2",
               "--tz", "UTC", "--progress", "none", "--format", "json")
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     rows = archive_rows(sample_db)
     files = outputs(out, "json")
     ids = [json.loads(p.read_text())["id"] for p in files]
@@ -66,7 +66,7 @@ def test_json_is_lossless(cli: Any, sample_db: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--format", "json",
               "--tz", "UTC", "--progress", "none", "--no-attachments")
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     exported: dict[str, dict[str, Any]] = {}
     for p in outputs(out, "json"):
         doc = json.loads(p.read_text())
@@ -95,7 +95,7 @@ def test_hostile_titles_give_valid_unique_names(cli: Any, sample_db: Path,
     out = tmp_path / "out"
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--progress", "none",
               "--no-attachments")
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     names = [p.name for p in out.iterdir() if p.name != ".zexport"]
     assert len(names) == len(archive_rows(sample_db)["conversations"])
     assert all(valid_everywhere(n) for n in names), [n for n in names if not valid_everywhere(n)]
@@ -218,7 +218,7 @@ def test_no_arguments_in_an_empty_folder_uses_the_builtin_sample(
     work = tmp_path / "empty"
     work.mkdir()
     res = cli("run", "--progress", "none", "--workers", "2", cwd=work, timeout=240)
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     first = res.stdout.splitlines()[0]
     assert "built-in sample" in first and "No OwnYourChat archive" in first
     out = work / "zexport-out"
@@ -230,7 +230,7 @@ def test_filters_select_conversations(cli: Any, sample_db: Path, tmp_path: Path)
     out = tmp_path / "out"
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--provider", "claude",
               "--format", "json", "--progress", "none", "--no-attachments")
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     providers = {json.loads(p.read_text())["provider"] for p in outputs(out, "json")}
     assert providers == {"claude"}
 
@@ -239,7 +239,7 @@ def test_progress_json_lines(cli: Any, sample_db: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--progress", "json",
               "--no-attachments")
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert {"phase", "current", "total", "conversationTitle"} <= set(lines[-1])
     exporting = [x for x in lines if x["phase"] == "exporting"]
@@ -291,7 +291,7 @@ def test_no_db_uses_the_apps_archive_when_it_exists(cli: Any, isolated_env: dict
     app_dir.mkdir(parents=True)
     shutil.copy(sample_db, app_dir / "ownyourchat.db")
     res = cli("run", "--out", str(tmp_path / "out"), "--progress", "none", "--no-attachments")
-    assert res.returncode in (0, 1), res.stderr
+    assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == (  # the sample's user saved zexport's defaults
         f"Exporting the OwnYourChat archive at {app_dir / 'ownyourchat.db'}"
         " (from the app's export settings: format markdown, date prefix on)")
@@ -368,7 +368,7 @@ def test_no_downloads_copies_what_is_on_disk_and_asks_for_nothing(
     out = tmp_path / "out"
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--progress", "none",
               "--no-downloads", "--tz", "UTC")
-    assert res.returncode == 1, res.stderr  # the sample has attachments missing from disk
+    assert res.returncode == 0, res.stderr  # attachments missing from disk: warnings
     report = json.loads((out / ".zexport" / "report.json").read_text())
     assert report["counts"]["attachments_exported"] > 0
     assert report["attachment_failures"]

@@ -73,7 +73,7 @@ def test_a_link_planted_in_the_state_folder_is_replaced_never_followed(
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--workers", "2",
               "--no-downloads", "--progress", "none", "--tz", "UTC", timeout=90)
 
-    assert res.returncode == 1, res.stderr  # missing attachments: partial, as always
+    assert res.returncode == 0, res.stderr  # missing attachments: warnings
     assert "Traceback" not in res.stderr, res.stderr
     assert (victim.read_bytes(), victim.stat().st_mode, victim.stat().st_mtime_ns) == \
         before, f"{name}: the file a planted {kind} pointed at was changed"

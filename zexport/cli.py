@@ -2,8 +2,10 @@
 
 Library errors (:class:`zexport.errors.ZexportError`) become one clear line
 on stderr and exit status 2 here, and nowhere else. Exit statuses of
-``run``: 0 everything exported, 1 some conversations or attachments failed
-(the rest exported), 2 usage or configuration error, 130 cancelled.
+``run``: 0 every conversation exported (attachments that could not be had and
+edited files left alone are warnings, in the summary), 1 some conversations
+failed (the rest exported), or with ``--strict`` attachments were missing or
+files left alone, 2 usage or configuration error, 130 cancelled.
 """
 
 from __future__ import annotations
@@ -209,6 +211,15 @@ def _default_db() -> tuple[str, str]:
               help="Fail a conversation whose format takes longer (0: no limit).")
 @click.option("--force", is_flag=True,
               help="Render every conversation, even those a previous run left unchanged.")
+@click.option("--overwrite-edited", is_flag=True,
+              help="Replace files that are not what zexport wrote there (edited by hand, or"
+                   " another tool's); by default they are left alone and reported.")
+@click.option("--retry-attachments", is_flag=True,
+              help="Render again every conversation exported with an attachment missing and"
+                   " retry those (done by itself when credentials or the cache change).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when attachments could not be had or edited files were left alone"
+                   " (by default they are warnings, exit 0).")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, hidden=True)
 @click.option("--dry-run", is_flag=True,
               help="Say what would be written, renamed, skipped and downloaded; write nothing.")
@@ -222,8 +233,8 @@ def run(db: str | None, out: str | None, format_name: str | None,
         download_concurrency: int, download_per_host: int | None, max_attachment_size: str,
         download_timeout: float, no_downloads: bool, update_archive: bool,
         progress: str | None,
-        render_timeout: float, force: bool, batch_size: int | None, dry_run: bool,
-        quiet: bool) -> None:
+        render_timeout: float, force: bool, overwrite_edited: bool, retry_attachments: bool,
+        strict: bool, batch_size: int | None, dry_run: bool, quiet: bool) -> None:
     """Export every selected conversation of an archive to files."""
     from .app_settings import choose
 
@@ -249,7 +260,10 @@ def run(db: str | None, out: str | None, format_name: str | None,
 
         def say(text: str) -> None:
             if not quiet:
-                click.echo(text, err=progress == "json")
+                try:
+                    click.echo(text, err=progress == "json")
+                except OSError:  # the terminal closed (SIGHUP): the report says it all
+                    pass
 
         try:
             zone = resolve_tz(tz)  # also the zone of --since/--until without an offset
@@ -264,6 +278,8 @@ def run(db: str | None, out: str | None, format_name: str | None,
                 attachments="off" if no_attachments else attachments,
                 attachment_roots=tuple(os.path.abspath(r) for r in attachment_roots),
                 batch_size=batch_size, render_timeout=render_timeout, force=force,
+                overwrite_edited=overwrite_edited, retry_attachments=retry_attachments,
+                strict=strict,
                 downloads=DownloadOptions(
                     auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,
                     per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
@@ -287,20 +303,36 @@ def run(db: str | None, out: str | None, format_name: str | None,
             _fail(exc, " (the output folder saved in the app's export settings; --out"
                        " chooses another)" if saved_out else "")
             return
-        report = controller.report
-        counts = report.counts()
-        rate = counts["exported"] / report.seconds if report.seconds else 0.0
-        say(
-            f"{report.status}: {counts['exported']} exported, {counts['skipped']} skipped, "
-            f"{counts['failed']} failed of {counts['selected']} conversations; "
-            f"{counts['attachments_exported']} attachments, {counts['attachments_failed']} "
-            f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {controller.out}"
-        )
-        if report.failures or report.attachments_failed:
-            say(f"Failures are listed in {os.path.join(controller.state_dir, 'report.json')}")
+        from .progress import summary_object
+
+        report_path = os.path.join(controller.state_dir, "report.json")
+        controller.progress.summary(summary_object(controller.report, status, report_path))
+        for line in summary_lines(controller.report, controller.out, controller.state_dir):
+            say(line)
         if early is not None:
             early.close()  # (every worker was adopted: this kills nothing)
         _exit_now(status)
+
+
+def summary_lines(report: Any, out: str, state_dir: str) -> list[str]:
+    """What a run says at its end: the counts, then each kind of warning grouped."""
+    counts = report.counts()
+    rate = counts["exported"] / report.seconds if report.seconds else 0.0
+    lines = [
+        f"{report.status}: {counts['exported']:,} exported, {counts['skipped']:,} unchanged, "
+        f"{counts['failed']:,} failed of {counts['selected']:,} conversations; "
+        f"{counts['attachments_exported']:,} attachments, {counts['attachments_failed']:,} "
+        f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {out}"]
+    lines += report.attachment_lines()
+    if report.conflicts:
+        n = len(report.conflicts)
+        lines.append(
+            f"{n:,} {'file was' if n == 1 else 'files were'} edited or not written by zexport"
+            f" and left as {'it was' if n == 1 else 'they were'}; new versions are in"
+            f" {os.path.join(state_dir, 'conflicts')} (--overwrite-edited replaces them)")
+    if report.failures or report.attachments_failed or report.conflicts:
+        lines.append(f"Details are listed in {os.path.join(state_dir, 'report.json')}")
+    return lines
 
 
 def _exit_now(status: int) -> NoReturn:

@@ -27,6 +27,7 @@ through one path, :meth:`Controller.request_cancel`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -58,6 +59,7 @@ from .attachments.sources import AttachmentSources
 from .batches import Batch, BatchTable, Failure, cut
 from .control import ControlServer
 from .dryrun import DryRun
+from .edits import CONFLICTS_DIR
 from .errors import ArchiveError, OutputError, ProtocolError, UsageError
 from .formats.base import Format
 from .launch import EarlyWorkers, start_worker
@@ -94,6 +96,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zexport.controller")
 
+# Signals that mean "cancel" (SIGHUP: the terminal closed), held during the close-down.
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# In the state folder while a run may leave temporaries; a run that finds it sweeps them.
+RUNNING_MARKER = "running"
 # Download progress is shown at most this often (seconds), and once at the end.
 DOWNLOAD_PROGRESS_EVERY = 0.1
 # Answers per fetched_many frame: far below the frame size limit with long paths.
@@ -145,6 +151,9 @@ class RunOptions:
     force: bool = False
     render_timeout: float = 60.0  # per conversation, in the worker; 0 = none
     downloads: DownloadOptions = field(default_factory=DownloadOptions)
+    overwrite_edited: bool = False  # replace files that are not what zexport wrote
+    retry_attachments: bool = False  # render again every conversation missing an attachment
+    strict: bool = False  # attachment problems and conflicts make the exit status 1
 
     def public(self) -> dict[str, Any]:
         """The options as recorded in the report (no secrets live here)."""
@@ -156,7 +165,10 @@ class RunOptions:
             "ids": list(sel.ids), "title": sel.title, "branches": self.branches, "tz": self.tz,
             "date_prefix": self.date_prefix, "attachments": self.attachments,
             "attachment_roots": list(self.attachment_roots),
-            "render_timeout": self.render_timeout, **self.downloads.public(),
+            "render_timeout": self.render_timeout,
+            "overwrite_edited": self.overwrite_edited,
+            "retry_attachments": self.retry_attachments, "strict": self.strict,
+            **self.downloads.public(),
         }
 
 
@@ -217,7 +229,8 @@ class Controller:
         parent = os.path.dirname(self.out)
         if not os.path.isdir(parent):
             raise OutputError(f"parent folder of the output does not exist: {parent}")
-        self.report = RunReport(options=opts.public(), started=self.started)
+        self.report = RunReport(options=opts.public(), started=self.started,
+                                strict=opts.strict)
         if self.auth_warning:  # on stderr even with -q: a credential is exposed
             sys.stderr.write(f"zexport: warning: {self.auth_warning}\n")
             self.report.notes.append(self.auth_warning)
@@ -264,9 +277,20 @@ class Controller:
                 reason = exc.strerror + (f" ({exc.filename})" if exc.filename else "")
             raise OutputError(
                 f"cannot write to the output folder {self.opts.out}: {reason}") from None
-        swept = sweep_temporaries(self.out)
-        if swept:
-            self.report.notes.append(f"removed {swept} temporary files left by an earlier run")
+        # Temporaries are left only by a run that did not end cleanly (killed, a crash),
+        # and that run left its marker: walking a 10,000-folder tree for them cost an
+        # unchanged re-run 1 s, most of its time.
+        marker = os.path.join(self.state_dir, RUNNING_MARKER)
+        if os.path.lexists(marker) or not os.path.lexists(
+                os.path.join(self.state_dir, MANIFEST_NAME)):
+            swept = sweep_temporaries(self.out)
+            if swept:
+                self.report.notes.append(
+                    f"removed {swept} temporary files left by an earlier run")
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
+        except OSError:  # a symlink in its place: sweep every time rather than follow it
+            pass
 
     def _options_fingerprint(self) -> str:
         return options_fingerprint({
@@ -306,7 +330,10 @@ class Controller:
         force = self.opts.force or not self.fmt.files_per_conversation
         self.resume = Resume(
             state_dir or self.state_dir, self.out, self.fmt.extension, self._options_fingerprint(),
-            f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force)
+            f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force,
+            attachment_context=self._attachment_context(),
+            retry_attachments=self.opts.retry_attachments,
+            overwrite_edited=self.opts.overwrite_edited)
         self.report.notes.extend(self.resume.manifest.notes)
         self.resume.select(plan, dry_run=dry_run)
         todo = plan.todo
@@ -323,6 +350,8 @@ class Controller:
         if self.resume.moved:
             self.report.notes.append(
                 f"moved {self.resume.moved} folders of conversations whose title changed")
+        for cid, path, reason in self.resume.kept_folders:
+            self.report.conflict(cid, path, reason, None)
         workers = max(1, self.opts.workers)
         size = self.opts.batch_size or max(1, min(BATCH_CONVERSATIONS,
                                                   todo // (workers * 8) or 1))
@@ -352,6 +381,8 @@ class Controller:
             **self._sources_config(),
             "refused_providers": self._refused_providers(),
             "render_timeout": self.opts.render_timeout,
+            "overwrite_edited": self.opts.overwrite_edited,
+            "conflicts_exist": os.path.isdir(os.path.join(self.state_dir, CONFLICTS_DIR)),
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
             "controller_pid": os.getpid(),
         }
@@ -376,6 +407,21 @@ class Controller:
     def _attachment_cache(self) -> AttachmentCache:
         dl = self.opts.downloads
         return AttachmentCache(dl.cache_dir or os.path.join(cache_dir(), "attachments"))
+
+    def _attachment_context(self) -> str:
+        """A digest of what decides whether missing attachments can be had this run:
+        conversations exported with one missing are rendered again only when it changes
+        (zexport.manifest). Credentials enter it only as part of one digest."""
+        dl = self.opts.downloads
+        if self.opts.attachments == "off" or not dl.enabled:
+            return options_fingerprint([self.opts.attachments, dl.enabled])
+        cache = self._attachment_cache()
+        return options_fingerprint([
+            self.opts.attachments, dl.enabled, cache.root,
+            {name: cache.version(name) for name in sorted(self.providers)},
+            options_fingerprint({name: [c.base_url, c.headers, c.cookies]
+                                 for name, c in self.credentials.items()}),
+        ])
 
     def _refused_providers(self) -> dict[str, str]:
         """Providers whose downloads workers refuse themselves (computed once per run)."""
@@ -647,8 +693,7 @@ class Controller:
                 batch = self.table.next_for(w.id, time.monotonic())
                 if batch is None:
                     return
-                frame = protocol.encode(
-                    "batch", batch=batch.id, items=[list(i) for i in batch.items])
+                frame = protocol.encode("batch", batch=batch.id, items=self._wire_items(batch))
                 fut = cast("asyncio.Future[Any]", w.tasks.send(frame, zmq.NOBLOCK))
                 if fut.done() and fut.exception() is not None:
                     self.table.unsent(batch)
@@ -657,6 +702,15 @@ class Controller:
                             0.01, self._feed_again)
                     break
                 w.credit -= 1
+
+    def _wire_items(self, batch: Batch) -> list[list[Any]]:
+        """``[id, folder]``, with ``{path: hash}`` of what zexport wrote there last time
+        when there is any (docs/protocol.md, ``batch``)."""
+        items = batch.items
+        known = (self.resume.known_files([cid for cid, _ in items])
+                 if self.resume is not None and self.resume.has_files else {})
+        return [[cid, folder, known[cid]] if cid in known else [cid, folder]
+                for cid, folder in items]
 
     def _feed_again(self) -> None:
         self.feed_later = None
@@ -723,19 +777,26 @@ class Controller:
             self.report.outcome(cid, folder, res)
             self.done_conversations += 1
             title = str(res.get("title") or title)
-            # A conversation with a missing attachment is not finished: a re-run renders it
-            # (and retries the download) again. Its folder is still recorded, so that a
-            # title change moves it instead of leaving it behind.
+            # A missing attachment records the attachment context: a re-run renders the
+            # conversation again only when that changes. A conflict renders it again
+            # every run (so it stays reported) until the user resolves it.
             if res.get("ok") and self.resume is not None:
                 source = sources.get(cid)
-                if res.get("attachments_failed") and source is not None:
+                if res.get("conflicts") and source is not None:
                     source = RENDER_AGAIN
-                self.resume.done(cid, folder, source)
+                retry = (self.resume.attachment_context if res.get("attachments_failed")
+                         else None)
+                self.resume.done(cid, folder, source, retry, _file_rows(res.get("files")))
         if self.resume is not None:
             self.resume.flush_due()
         elapsed = max(time.time() - self.started, 1e-6)
         self.progress.update("exporting", self.done_conversations, self.total, title, {
-            "failed": len(self.report.failures), "rate": self.done_conversations / elapsed})
+            "failed": len(self.report.failures), "rate": self.done_conversations / elapsed,
+            "attachments_copied": self.report.attachments_exported,
+            "attachments_downloaded": (self.attachments.stats.downloaded
+                                       if self.attachments is not None else 0),
+            "attachments_unavailable": self.report.attachments_failed,
+            "conflicts": len(self.report.conflicts)})
         self._check_finished()
 
     def _check_finished(self) -> None:
@@ -813,6 +874,16 @@ class Controller:
             return
         self.say("Cancelling (Ctrl-C again to stop hard)...")
         self.request_cancel("interrupted")
+
+    def _on_hangup(self) -> None:
+        """SIGHUP, the terminal closed: cancel as SIGTERM does, with its report, and
+        draw or say nothing more on a terminal that is gone (a write there fails)."""
+        self.say = lambda text: None
+        if getattr(self.progress, "draws_on_terminal", False):
+            self.progress.close()
+            self.progress = NullProgress()
+        if not (self.cancelled or self.finished.is_set()):
+            self.request_cancel("hangup")
 
     async def _wait_workers(self, seconds: float, yield_to_hard_stop: bool = False) -> None:
         deadline = time.monotonic() + seconds
@@ -907,7 +978,7 @@ class Controller:
         is False: the CLI, which only prints the summary and exits after this, passes
         False so that a late Ctrl-C cannot replace the exit status with death by SIGINT.
         """
-        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        saved = {sig: signal.getsignal(sig) for sig in HELD_SIGNALS}
         try:
             return asyncio.run(self._main())
         finally:
@@ -926,7 +997,7 @@ class Controller:
         KeyboardInterrupt there: "Aborted!", exit status 1 or death by SIGINT,
         no report, and the run folder left in the runtime directory for good.
         """
-        held = {signal.SIGINT, signal.SIGTERM}
+        held = set(HELD_SIGNALS)
         # Blocked meanwhile: remove_signal_handler puts Python's default handler back
         # for a moment. SIG_IGN, not a Python function: the interpreter puts SIG_DFL
         # back in place of Python handlers while it shuts down, and SIGINT would kill it.
@@ -944,6 +1015,7 @@ class Controller:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         self._prepare_output()  # takes the output lock, or refuses
         try:
             return await self._run_locked()
@@ -1060,7 +1132,7 @@ class Controller:
             self.control.close()
             self.ctx.term()
             if self.resume is not None:
-                self.resume.close()
+                self.resume.close(final_context=self._attachment_context())
             plan: Plan | None = getattr(self, "plan", None)
             if plan is not None:
                 plan.close()
@@ -1069,6 +1141,9 @@ class Controller:
             self.progress.close()
         if self.cancelled or self.dirty:
             sweep_temporaries(self.out)
+        if not self.internal_error:  # the tree is clean: the next run need not sweep
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.state_dir, RUNNING_MARKER))
         status = self.report.finish(
             self.total, self.done_conversations,
             None if self.internal_error or self.failed_run else self.cancelled)
@@ -1085,6 +1160,14 @@ class Controller:
 def _has_run_steps(fmt: Format) -> bool:
     """Whether a format overrides ``start`` or ``finish`` (the plan file is for them)."""
     return type(fmt).start is not Format.start or type(fmt).finish is not Format.finish
+
+
+def _file_rows(value: Any) -> list[tuple[str, str]]:
+    """The ``files`` of a ``done`` result as ``(path, hash)`` pairs; malformed ones dropped."""
+    if not isinstance(value, list):
+        return []
+    return [(str(item[0]), str(item[1])) for item in value
+            if isinstance(item, (list, tuple)) and len(item) == 2]
 
 
 def _source_fingerprint(head: ConversationHead) -> str:

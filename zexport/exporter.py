@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
 from .attachments.sources import AttachmentSources, Located, open_checked
+from .edits import FileKeeper, fd_digest
 from .formats.base import Format, RefusedWrite, RenderContext
 from .model import Attachment, Conversation
 from .naming import sanitize_component, unique_names
-from .output import UnsafePathError, atomic_copy, atomic_link, atomic_write, ensure_dir, inside
+from .output import UnsafePathError, atomic_copy, atomic_link, ensure_dir, inside
 from .runfiles import shard_path, write_shard
 
 ATTACHMENTS_DIR = "attachments"
@@ -40,6 +41,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     attachments_ok: int = 0
     attachments_failed: list[tuple[str, str]] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)  # (path, hash) to record
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, why) left alone
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack-able form (see docs/protocol.md, ``done``)."""
@@ -47,6 +50,8 @@ class Outcome:
             "id": self.id, "ok": self.ok, "title": self.title, "error": self.error,
             "warnings": self.warnings, "attachments_ok": self.attachments_ok,
             "attachments_failed": [list(x) for x in self.attachments_failed],
+            "files": [list(x) for x in self.files],
+            "conflicts": [list(x) for x in self.conflicts],
         }
 
 
@@ -63,6 +68,8 @@ class ExportSettings:
     exported_at: str
     attachments: str = "copy"  # copy | link | off
     plugin: str = ""  # who provides the format, for error messages: 'plugin "x" (pkg 1.0)'
+    overwrite_edited: bool = False  # replace files that are not what zexport wrote
+    clear_stale_conflicts: bool = False  # .zexport/conflicts exists: tidy what is resolved
 
 
 # Wraps plugin code: the worker's render timeout and heartbeats (see watchdog.py).
@@ -92,21 +99,28 @@ class ConversationExporter:
         fmt = f"format {self.s.fmt.name!r}"
         return f"{fmt} of {self.s.plugin}" if self.s.plugin else fmt
 
-    def export(self, conv: Conversation, batch: int = 0) -> Outcome:
-        """Export ``conv``; never raises for a problem with the conversation itself."""
+    def export(self, conv: Conversation, batch: int = 0,
+               known: Mapping[str, str] | None = None) -> Outcome:
+        """Export ``conv``; never raises for a problem with the conversation itself.
+
+        ``known``: the hash of what zexport last wrote at each of the
+        conversation's paths (from the manifest), so that no other file is replaced.
+        """
         outcome = Outcome(id=conv.id, ok=False, title=conv.title, warnings=conv.warnings)
         fmt = self.s.fmt
         ctx: RenderContext | None = None
+        keeper = FileKeeper(self.s.out_dir, known or {}, self.s.overwrite_edited,
+                            self.s.clear_stale_conflicts)
         try:
             folder = inside(self.s.out_dir, conv.folder)
             if fmt.files_per_conversation:
                 ensure_dir(folder)
                 if self.s.attachments != "off":
-                    self._attachments(conv, folder, outcome)
+                    self._attachments(conv, folder, outcome, keeper)
             ctx = RenderContext(
                 out_dir=self.s.out_dir, folder=folder, options=self.s.options, tz=self.s.tz,
                 branches=self.s.branches, exported_at=self.s.exported_at, batch=batch,
-                format_name=fmt.name,
+                format_name=fmt.name, keeper=keeper,
             )
             self.current, self.current_batch = conv, batch
             with self.guard():
@@ -117,11 +131,12 @@ class ConversationExporter:
             if body is not None:
                 data = body.encode("utf-8") if isinstance(body, str) else body
                 if fmt.files_per_conversation:
-                    atomic_write(os.path.join(folder, f"conversation.{fmt.extension}"), data)
+                    keeper.write(os.path.join(folder, f"conversation.{fmt.extension}"), data)
                 else:
                     ctx.records.append(data)
             self.records.extend((conv.id, r) for r in ctx.records)
             outcome.ok = True
+            outcome.files, outcome.conflicts = keeper.files, keeper.conflicts
         except RefusedWrite as exc:
             outcome.error = f"{self._who()} tried to write outside its folder: {exc}"
         except UnsafePathError as exc:
@@ -149,7 +164,8 @@ class ConversationExporter:
             return f"writing the batch's records failed: {exc.strerror or exc}"
         return None
 
-    def _attachments(self, conv: Conversation, folder: str, outcome: Outcome) -> None:
+    def _attachments(self, conv: Conversation, folder: str, outcome: Outcome,
+                     keeper: FileKeeper) -> None:
         """Copy (or link) each attachment into ``attachments/``; mark the missing ones."""
         atts = [a for m in conv.messages for a in m.attachments]
         if not atts:
@@ -167,7 +183,8 @@ class ConversationExporter:
                 if not made_dir:
                     ensure_dir(target_dir)
                     made_dir = True
-                _place(found, os.path.join(target_dir, name), self.s.attachments == "link")
+                _keep_placed(keeper, found, os.path.join(target_dir, name),
+                             self.s.attachments == "link")
             except OSError as exc:
                 att.unavailable_reason = f"copy failed: {exc.strerror or exc}"
                 outcome.attachments_failed.append((att.id, att.unavailable_reason))
@@ -187,6 +204,18 @@ class ConversationExporter:
         if path is None:
             return Located(reason=reason or "download failed")
         return self.sources.accept(path)
+
+
+def _keep_placed(keeper: FileKeeper, found: Located, target: str, link: bool) -> None:
+    """Place the checked file at ``target`` unless what is there is not zexport's
+    (:class:`~zexport.edits.FileKeeper`); its hash is read from the checked file."""
+    fd = open_checked(found)
+    try:
+        digest = fd_digest(fd)
+    finally:
+        os.close(fd)
+    keeper.place(target, digest, lambda where: _place(found, where, link and where == target),
+                 same_as=found.ident if link else None)
 
 
 def _place(found: Located, target: str, link: bool) -> None:

@@ -14,16 +14,35 @@ at any point (a torn commit is rolled back, and a row is only written after
 the worker reported the file renamed into place, so the manifest can lag the
 tree but never run ahead of it).
 
+Beside it, one row per file zexport wrote (the conversation file, attachment
+copies, files a format wrote)::
+
+    path (relative to the output folder) -> conversation id, SHA-256 of its bytes
+
+so that a file the user edited, or one zexport never wrote, is never replaced
+(:mod:`zexport.edits`): workers get the hashes of a conversation's files with
+its batch and send back what they wrote.
+
 Before dispatch the controller asks :meth:`Resume.select` which
 conversations need work. A conversation is *skipped* (never sent to a
 worker) when its source fingerprint, options fingerprint and renderer are
 unchanged and its output is still there. When its title changed, its old
 folder is renamed to the new name (never left behind as a duplicate) and it
-is rendered again in place. ``--force`` renders everything (and still moves
-renamed folders). A conversation exported with an attachment missing is
-recorded with :data:`RENDER_AGAIN` as its source, so the next run renders it
-(and retries its download) again, and still moves its folder if its title
-changed.
+is rendered again in place, unless a file in the old folder is not what
+zexport wrote there: then the old folder stays as it is (a conflict), and the
+conversation is rendered afresh under its new name. ``--force`` renders
+everything (and still moves renamed folders).
+
+A conversation exported with an attachment missing records the *attachment
+context* of the run (``retry``): a digest of what decides whether missing files
+can be had (downloads on or off, each provider's credentials, the cache folder
+and what is in it). A re-run with the same context skips it like any other
+unchanged conversation: attachments that cannot be had offline do not make a
+conversation changed. When the context differs (new credentials, files added
+to the cache), or with ``--retry-attachments``, it is rendered again and its
+downloads retried. A conversation with a conflict is recorded with
+:data:`RENDER_AGAIN` as its source, so every run reports the conflict until the
+user resolves it (removes the file, or passes ``--overwrite-edited``).
 
 The source fingerprint is cheap on purpose: it hashes what the
 ``conversations`` row says (title, provider, created_at, updated_at,
@@ -47,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 import orjson
 
+from .edits import EDITED, FOREIGN, folder_is_ours
 from .layout import MANIFEST_NAME
 
 if TYPE_CHECKING:
@@ -54,10 +74,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zexport.manifest")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 MOVE_PREFIX = ".zexport-move-"
-# The source fingerprint recorded for a conversation exported with an attachment missing:
-# it equals no real fingerprint, so the next run renders it again, but knows its folder.
+# The source fingerprint recorded for a conversation with a conflict: it equals no
+# real fingerprint, so the next run renders it again (and reports the conflict again).
 RENDER_AGAIN = "render-again"
 # Manifest commits during a run: at most one a second, or when this many rows wait.
 FLUSH_INTERVAL = 1.0
@@ -91,7 +111,7 @@ def tz_identity(tz: tzinfo) -> str:
                  os.path.realpath("/etc/localtime")))
 
 
-def options_fingerprint(options: dict[str, Any]) -> str:
+def options_fingerprint(options: Any) -> str:
     """A digest of every option that changes a conversation's output bytes."""
     return _digest(options)
 
@@ -104,6 +124,11 @@ class Entry:
     source: str
     options: str
     renderer: str
+    retry: str | None = None
+
+
+# (id, folder, source, options, renderer, retry)
+Row = tuple[str, str, str, str, str, "str | None"]
 
 
 class Manifest:
@@ -134,11 +159,15 @@ class Manifest:
         if row is None or row[0] != SCHEMA_VERSION:
             with conn:
                 conn.execute("DROP TABLE IF EXISTS done")
+                conn.execute("DROP TABLE IF EXISTS files")
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                              (SCHEMA_VERSION,))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS done (id TEXT PRIMARY KEY, folder TEXT NOT NULL,"
-            " source TEXT NOT NULL, options TEXT NOT NULL, renderer TEXT NOT NULL)")
+            " source TEXT NOT NULL, options TEXT NOT NULL, renderer TEXT NOT NULL, retry TEXT)")
+        conn.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, cid TEXT NOT NULL,"
+                     " hash TEXT NOT NULL)")
+        conn.execute("CREATE INDEX IF NOT EXISTS files_cid ON files (cid)")
         return conn
 
     def is_empty(self) -> bool:
@@ -148,19 +177,54 @@ class Manifest:
     def load(self) -> dict[str, Entry]:
         """Every row, keyed by conversation id."""
         return {row[0]: Entry(*row[1:]) for row in self.conn.execute(
-            "SELECT id, folder, source, options, renderer FROM done")}
+            "SELECT id, folder, source, options, renderer, retry FROM done")}
 
-    def record(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
-        """Add or replace rows ``(id, folder, source, options, renderer)`` in one commit."""
-        if rows:
+    def record(self, rows: Sequence[Row],
+               files: Sequence[tuple[str, str, str]] = ()) -> None:
+        """Add or replace rows ``(id, folder, source, options, renderer, retry)`` and, for
+        the same conversations, their files ``(path, id, hash)``, in one commit."""
+        if rows or files:
             with self.conn:
-                self.conn.executemany("INSERT OR REPLACE INTO done VALUES (?,?,?,?,?)", rows)
+                self.conn.executemany("INSERT OR REPLACE INTO done VALUES (?,?,?,?,?,?)", rows)
+                self.conn.executemany("DELETE FROM files WHERE cid=?",
+                                      [(row[0],) for row in rows])
+                self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?)", files)
 
-    def set_folders(self, moved: Iterable[tuple[str, str]]) -> None:
-        """Record ``(id, new folder)`` after folders were renamed."""
+    def known_files(self, cids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``{id: {path: hash}}``: what zexport last wrote for these conversations."""
+        known: dict[str, dict[str, str]] = {}
+        for start in range(0, len(cids), 500):  # SQLite's parameter limit
+            chunk = cids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for cid, path, digest in self.conn.execute(
+                    f"SELECT cid, path, hash FROM files WHERE cid IN ({marks})", chunk):
+                known.setdefault(cid, {})[path] = digest
+        return known
+
+    def set_folders(self, moved: Iterable[tuple[str, str, str]]) -> None:
+        """Record ``(id, old folder, new folder)`` after folders were renamed: the
+        conversation's row and the paths of its files."""
+        moved = list(moved)
+        # Files are re-keyed all at once (read, delete, insert): moves may swap two
+        # folders, and an UPDATE one by one would collide on the other's paths.
+        known = self.known_files([cid for cid, _old, _new in moved])
+        rows = []
+        for cid, old, new in moved:
+            for path, digest in known.get(cid, {}).items():
+                if path.startswith(old + "/"):
+                    path = new + path[len(old):]
+                rows.append((path, cid, digest))
         with self.conn:
             self.conn.executemany("UPDATE done SET folder=? WHERE id=?",
-                                  [(folder, cid) for cid, folder in moved])
+                                  [(new, cid) for cid, _old, new in moved])
+            self.conn.executemany("DELETE FROM files WHERE cid=?",
+                                  [(cid,) for cid, _old, _new in moved])
+            self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?)", rows)
+
+    def retarget_retries(self, old: str, new: str) -> None:
+        """Rows waiting for attachment context ``old`` wait for ``new`` from now on."""
+        with self.conn:
+            self.conn.execute("UPDATE done SET retry=? WHERE retry=?", (new, old))
 
     def close(self) -> None:
         """Checkpoint and close (the WAL side files go away)."""
@@ -225,18 +289,32 @@ def move_folders(out: str, moves: dict[str, tuple[str, str]]) -> dict[str, str]:
 
 
 class Resume:
-    """Decides, before dispatch, what a run must render, and records what it rendered."""
+    """Decides, before dispatch, what a run must render, and records what it rendered.
+
+    ``attachment_context``: the digest of what decides whether missing attachments
+    can be had this run (see the module's docstring); ``retry_attachments`` renders
+    every conversation that had one missing, whatever the context.
+    """
 
     def __init__(self, state_dir: str, out: str, extension: str, options_fp: str,
-                 renderer: str, force: bool) -> None:
+                 renderer: str, force: bool, attachment_context: str = "",
+                 retry_attachments: bool = False, overwrite_edited: bool = False) -> None:
         self.manifest = Manifest(os.path.join(state_dir, MANIFEST_NAME))
         self.out = out
         self.extension = extension
         self.options_fp = options_fp
         self.renderer = renderer
         self.force = force
+        self.attachment_context = attachment_context
+        self.retry_attachments = retry_attachments
+        self.overwrite_edited = overwrite_edited
         self.moved = 0
-        self.pending: list[tuple[str, str, str, str, str]] = []
+        # Folders left where they are because a file in them is not what zexport wrote:
+        # (id, path of that file, reason).
+        self.kept_folders: list[tuple[str, str, str]] = []
+        self.pending: list[Row] = []
+        self.pending_files: list[tuple[str, str, str]] = []
+        self._has_files: bool | None = None
         self.flushed_at = time.monotonic()
 
     def _output_present(self, folder: str) -> bool:
@@ -248,6 +326,26 @@ class Resume:
             except OSError:
                 return False
         return _is_real_dir(target)
+
+    def _movable(self, moves: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        """The moves whose old folder holds only what zexport wrote (all, when told to
+        overwrite); the others are noted in :attr:`kept_folders`."""
+        if self.overwrite_edited or not moves:
+            return moves
+        known = self.manifest.known_files(list(moves))
+        movable: dict[str, tuple[str, str]] = {}
+        for cid, (old, new) in moves.items():
+            if not _is_real_dir(os.path.join(self.out, old)):
+                continue
+            ours = known.get(cid, {})
+            odd = folder_is_ours(self.out, old, ours)
+            if odd is None:
+                movable[cid] = (old, new)
+            else:
+                why = EDITED if odd in ours else FOREIGN
+                self.kept_folders.append(
+                    (cid, odd, f"{why}; its folder was not renamed to {new!r}"))
+        return movable
 
     def select(self, plan: Plan, dry_run: bool = False) -> None:
         """Mark in ``plan`` what needs no rendering, after moving renamed folders.
@@ -262,40 +360,71 @@ class Resume:
         if self.manifest.is_empty():  # nothing to move or skip: spare two passes over the plan
             plan.freeze_todo()
             return
+        # One pass: rows whose folder stays are decided at once (no move can touch
+        # their folder: names are unique in the plan and in the manifest); rows whose
+        # folder moves are decided after the moves. Also under --force, folders move:
+        # rendering everything again must not leave old folders behind.
         moves: dict[str, tuple[str, str]] = {}
-        # Also under --force: rendering everything again must not leave old folders behind.
-        for _seq, cid, folder, _src, old_folder, *_ in plan.with_manifest(self.manifest.path):
-            if old_folder is not None and old_folder != folder:
+        skip = array("q")
+        after_move: dict[str, int] = {}  # id -> seq, unchanged but for its folder
+        for (seq, cid, folder, source, old_folder, old_source, old_options, old_renderer,
+             old_retry) in plan.with_manifest(self.manifest.path):
+            if old_folder is None:
+                continue
+            if old_folder != folder:
                 moves[cid] = (old_folder, folder)
+            if self.force or not (
+                    old_source == source and old_options == self.options_fp
+                    and old_renderer == self.renderer and self._attachments_settled(old_retry)):
+                continue
+            if old_folder != folder:
+                after_move[cid] = seq
+            elif self._output_present(folder):
+                skip.append(seq)
+        moves = self._movable(moves)
         moved: dict[str, str] = {}
-        old_place: dict[str, str] = {}  # dry run: new folder -> where its output is now
-        if moves and dry_run:
-            movable = {cid: pair for cid, pair in moves.items()
-                       if _is_real_dir(os.path.join(self.out, pair[0]))}
-            moved = {cid: new for cid, (_old, new) in movable.items()}
-            old_place = {new: old for _old_cid, (old, new) in movable.items()}
+        if moves and dry_run:  # decide as if every possible move had been made
+            moved = {cid: new for cid, (old, new) in moves.items()
+                     if _is_real_dir(os.path.join(self.out, old))}
             self.moved = len(moved)
         elif moves:
             moved = move_folders(self.out, moves)
             self.moved = len(moved)
-            self.manifest.set_folders(moved.items())
-        skip = array("q")
-        if not self.force:
-            for seq, cid, folder, source, old_folder, old_source, old_options, old_renderer in (
-                    plan.with_manifest(self.manifest.path)):
-                if old_folder is None:
-                    continue
-                if (moved.get(cid, old_folder) == folder and old_source == source
-                        and old_options == self.options_fp and old_renderer == self.renderer
-                        and self._output_present(old_place.get(folder, folder))):
-                    skip.append(seq)
+            self.manifest.set_folders((cid, moves[cid][0], new) for cid, new in moved.items())
+        for cid, seq in after_move.items():
+            if cid in moved and self._output_present(moves[cid][0] if dry_run else moved[cid]):
+                skip.append(seq)
         plan.skip(skip)
         plan.freeze_todo()
 
-    def done(self, cid: str, folder: str, source: str | None) -> None:
-        """Note a conversation whose file is in place; kept until :meth:`flush`."""
+    def _attachments_settled(self, retry: str | None) -> bool:
+        """Whether a conversation's missing attachments (if any) are not worth retrying."""
+        return retry is None or (retry == self.attachment_context
+                                 and not self.retry_attachments)
+
+    @property
+    def has_files(self) -> bool:
+        """Whether any file is recorded (a first run asks nothing per batch)."""
+        if self._has_files is None:
+            self._has_files = self.manifest.conn.execute(
+                "SELECT 1 FROM files LIMIT 1").fetchone() is not None
+        return self._has_files
+
+    def known_files(self, cids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """What zexport last wrote for these conversations (see :meth:`Manifest.known_files`)."""
+        return self.manifest.known_files(cids)
+
+    def done(self, cid: str, folder: str, source: str | None, retry: str | None = None,
+             files: Iterable[tuple[str, str]] = ()) -> None:
+        """Note a conversation whose files are in place; kept until :meth:`flush`.
+
+        ``retry``: the attachment context, when an attachment was missing;
+        ``files``: ``(path, hash)`` of every file zexport wrote or found as it would
+        write it.
+        """
         if source is not None:
-            self.pending.append((cid, folder, source, self.options_fp, self.renderer))
+            self.pending.append((cid, folder, source, self.options_fp, self.renderer, retry))
+            self.pending_files.extend((path, cid, digest) for path, digest in files)
 
     def flush_due(self) -> None:
         """Commit what :meth:`done` noted if a second has passed since the last commit.
@@ -313,12 +442,23 @@ class Resume:
         """Commit what :meth:`done` noted."""
         self.flushed_at = time.monotonic()
         rows, self.pending = self.pending, []
+        files, self.pending_files = self.pending_files, []
         try:
-            self.manifest.record(rows)
+            self.manifest.record(rows, files)
         except apsw.Error as exc:  # the export is fine; the next run just redoes these
             log.warning("could not update the manifest: %s", exc)
 
-    def close(self) -> None:
-        """Flush and close the manifest."""
+    def close(self, final_context: str | None = None) -> None:
+        """Flush and close the manifest.
+
+        ``final_context``: the attachment context as the run leaves it (its own
+        downloads changed the cache): conversations recorded this run wait for that
+        one, or the next run would retry them for the cache this run filled.
+        """
         self.flush()
+        if final_context is not None and final_context != self.attachment_context:
+            try:
+                self.manifest.retarget_retries(self.attachment_context, final_context)
+            except apsw.Error as exc:
+                log.warning("could not update the manifest: %s", exc)
         self.manifest.close()

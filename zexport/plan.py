@@ -203,14 +203,16 @@ class Plan:
             "SELECT p.count FROM todo t JOIN plan p ON p.seq = t.seq ORDER BY t.pos")]
 
     def with_manifest(self, manifest_path: str) -> Iterator[
-            tuple[int, str, str, str | None, str | None, str | None, str | None, str | None]]:
-        """Each conversation beside what the manifest knows of it:
-        ``(seq, id, folder, source, old_folder, old_source, old_options, old_renderer)``."""
+            tuple[int, str, str, str | None, str | None, str | None, str | None, str | None,
+                  str | None]]:
+        """Each conversation beside what the manifest knows of it: ``(seq, id, folder,
+        source, old_folder, old_source, old_options, old_renderer, old_retry)``."""
         self.conn.execute("ATTACH DATABASE ? AS man", (manifest_path,))
         try:
             yield from self.conn.execute(
                 "SELECT p.seq, p.id, p.folder, p.source, d.folder, d.source, d.options,"
-                " d.renderer FROM plan p LEFT JOIN man.done d ON d.id = p.id ORDER BY p.seq")
+                " d.renderer, d.retry FROM plan p LEFT JOIN man.done d ON d.id = p.id"
+                " ORDER BY p.seq")
         finally:
             self.conn.execute("DETACH DATABASE man")
 

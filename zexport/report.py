@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -51,6 +53,11 @@ class RunReport:
     status: str = "running"
     selected: int = 0
     finished: float = 0.0
+    # Files left as they were (edited, or not written by zexport): path, reason, new version.
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    attachment_reasons: Counter[str] = field(default_factory=Counter)
+    strict: bool = False  # attachment problems and conflicts fail the run (--strict)
+    cancel_reason: str | None = None  # interrupted (Ctrl-C, SIGTERM), hangup, cancelled...
 
     def __post_init__(self) -> None:
         self._spools: dict[str, _Spool] = {
@@ -84,9 +91,14 @@ class RunReport:
         else:
             self.failure(conversation_id, folder, str(res.get("error") or "unknown error"))
         self.attachments_exported += int(res.get("attachments_ok") or 0)
+        for item in res.get("conflicts") or []:
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                self.conflict(conversation_id, str(item[0]), str(item[1]),
+                              f".zexport/conflicts/{item[0]}")
         for item in res.get("attachments_failed") or []:
             if isinstance(item, (list, tuple)) and len(item) == 2:
                 self.attachments_failed += 1
+                self.attachment_reasons[str(item[1])] += 1
                 self._spools["attachment_failures"].add({
                     "conversation_id": conversation_id, "folder": folder,
                     "attachment_id": str(item[0]), "reason": str(item[1])})
@@ -98,18 +110,45 @@ class RunReport:
             else:
                 self.warnings_dropped += 1
 
+    def conflict(self, conversation_id: str, path: str, reason: str,
+                 new_version: str | None) -> None:
+        """Record a file left as it was; ``new_version``: where zexport's version went."""
+        self.conflicts.append({"conversation_id": conversation_id, "path": path,
+                               "reason": reason, "new_version": new_version})
+
     def finish(self, selected: int, done: int, cancelled: str | None) -> int:
-        """Close the report; return the exit status it implies."""
+        """Close the report; return the exit status it implies.
+
+        Attachments that could not be had and files left alone are warnings
+        (exit 0: a nightly cron job fails only for what needs a person), unless
+        :attr:`strict`; a conversation that could not be exported, or a run-wide
+        error, is a failure (1).
+        """
         self.selected = selected
         self.finished = time.time()
         if cancelled and cancelled != "finished" and done < selected:
             self.status = "cancelled"
+            self.cancel_reason = cancelled
             return EXIT_CANCELLED
-        if self.failures or self.attachments_failed or self.run_errors:
+        if self.failures or self.run_errors or (
+                self.strict and (self.attachments_failed or self.conflicts)):
             self.status = "partial"
             return EXIT_PARTIAL
         self.status = "ok"
         return EXIT_OK
+
+    def attachment_lines(self, limit: int = 6) -> list[str]:
+        """The summary's lines about unavailable attachments, grouped by reason, the
+        largest groups first."""
+        lines = []
+        groups = self.attachment_reasons.most_common()
+        for reason, count in groups[:limit]:
+            lines.append(_reason_line(reason, count))
+        rest = groups[limit:]
+        if rest:
+            lines.append(f"{sum(c for _, c in rest):,} attachments unavailable for"
+                         f" {len(rest)} other reasons (see report.json)")
+        return lines
 
     @property
     def seconds(self) -> float:
@@ -132,6 +171,7 @@ class RunReport:
         return {
             "version": 1,
             "status": self.status,
+            "cancel_reason": self.cancel_reason,
             "started_at": self.started,
             "finished_at": self.finished,
             "seconds": round(self.seconds, 3),
@@ -145,9 +185,12 @@ class RunReport:
                     0, self.selected - self.exported - self.skipped - len(self.failures)),
                 "attachments_exported": self.attachments_exported,
                 "attachments_failed": self.attachments_failed,
+                "conflicts": len(self.conflicts),
                 "warnings": self.warnings_count + self.warnings_dropped,
             },
             "failures": self.failures,
+            "conflicts": self.conflicts,
+            "attachment_failures_by_reason": dict(self.attachment_reasons.most_common()),
             "run_errors": self.run_errors,
             "worker_deaths": self.worker_deaths,
             "downloads": self.downloads,
@@ -172,6 +215,20 @@ class RunReport:
         finally:  # written or not (a full disk), the spool files go
             for spool in self._spools.values():
                 spool.discard()
+
+
+_NO_CREDENTIALS = re.compile(r"no credentials for (\S+) \(")
+
+
+def _reason_line(reason: str, count: int) -> str:
+    """One summary line for ``count`` attachments that failed for ``reason``."""
+    noun = "attachment" if count == 1 else "attachments"
+    match = _NO_CREDENTIALS.match(reason)
+    if match:
+        verb = "needs" if count == 1 else "need"
+        return (f"{count:,} {noun} {verb} {match.group(1)} credentials: see --auth"
+                " (docs/attachments.md)")
+    return f"{count:,} {noun} unavailable: {reason}"
 
 
 class _Spool:

@@ -17,8 +17,8 @@ lets it load only the built-in plugins when it names a built-in format). It
 - asks the controller for missing attachments a batch at a time and keeps
   rendering while they download (:mod:`zexport.attachments.pipeline`).
 
-It ignores SIGINT: Ctrl-C reaches the whole process group, and only the
-controller decides what a Ctrl-C means.
+It ignores SIGINT and SIGHUP: Ctrl-C and a closed terminal reach the whole
+process group, and only the controller decides what they mean.
 
 ``ZEXPORT_TEST_DELAY_PER_CONVERSATION`` (seconds, test-only) makes each
 conversation take that much longer, inside the conversation, so tests can
@@ -257,6 +257,8 @@ class Worker:
             tz=resolve_tz(config["tz"]), branches=config["branches"],
             exported_at=config["exported_at"], attachments=config.get("attachments", "copy"),
             plugin=registry.format_plugin[fmt.name].label,
+            overwrite_edited=bool(config.get("overwrite_edited")),
+            clear_stale_conflicts=bool(config.get("conflicts_exist")),
         )
         sources = _attachment_sources(settings.archive_dir, config)
         if config.get("downloads"):
@@ -321,6 +323,7 @@ class Worker:
         batch = msg["batch"]
         self.results.send(protocol.encode("took", w=self.index, batch=batch))
         items = [(str(i[0]), str(i[1])) for i in msg["items"]]
+        known = {str(i[0]): i[2] for i in msg["items"] if len(i) > 2 and isinstance(i[2], dict)}
         outcomes: list[Outcome] = []
         conversations = read_batch(reader, items, outcomes)
         order = (self.pipeline.schedule(conversations, self.wait_control)
@@ -331,7 +334,7 @@ class Worker:
                 return  # the batch stays unfinished; a resumed run redoes it
             if self.delay:
                 time.sleep(self.delay)  # test-only: a "long" conversation (SIGTERM ends it)
-            done[conv.id] = exporter.export(conv, batch)
+            done[conv.id] = exporter.export(conv, batch, known.get(conv.id))
             if self.pipeline:
                 self.pipeline.forget(conv)
             now = time.monotonic()
@@ -379,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m zexport.worker RUN_DIR INDEX [FORMAT]``."""
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the controller decides
     signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")

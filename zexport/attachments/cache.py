@@ -63,6 +63,15 @@ class AttachmentCache:
         """The folder that holds the file for ``(provider, key)``."""
         return os.path.join(self._provider_dir(provider), _component(key))
 
+    def version(self, provider: str) -> int | None:
+        """A number that changes when files of ``provider`` are added to the cache or
+        removed (its folder's mtime), None when it has none: whether conversations
+        with missing attachments are worth rendering again (zexport.manifest)."""
+        try:
+            return os.stat(self._provider_dir(provider)).st_mtime_ns
+        except OSError:
+            return None
+
     def holds_any(self, provider: str) -> bool:
         """Whether anything of ``provider`` may be cached (its folder exists)."""
         return os.path.isdir(self._provider_dir(provider))

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, BinaryIO, ClassVar
 
+from ..edits import FileKeeper, file_unless_same
 from ..errors import UsageError
 from ..model import Conversation
-from ..output import UnsafePathError, atomic_file, atomic_write, ensure_dir, inside
+from ..output import UnsafePathError, atomic_write, ensure_dir, inside
 from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
 from ..timezones import iso_time as iso_time  # re-exported for format plugins
 
@@ -76,6 +77,8 @@ class RenderContext:
     format_name: str = ""
     records: list[bytes] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    # Writes only over what zexport wrote (zexport.edits); None: plain atomic writes.
+    keeper: FileKeeper | None = field(default=None, repr=False)
 
     def write(self, relative: str, data: bytes | str) -> str:
         """Atomically write a file inside the conversation folder; return its path."""
@@ -88,7 +91,11 @@ class RenderContext:
         parent = os.path.dirname(target)
         if parent != self.folder:
             os.makedirs(parent, exist_ok=True)
-        atomic_write(target, data.encode() if isinstance(data, str) else data)
+        body = data.encode() if isinstance(data, str) else data
+        if self.keeper is not None:
+            self.keeper.write(target, body)
+        else:
+            atomic_write(target, body)
         return target
 
     def emit(self, data: bytes | str) -> None:
@@ -154,7 +161,7 @@ class RunContext:
         if parent != self.out_dir:
             os.makedirs(parent, exist_ok=True)
             ensure_dir(parent)
-        with atomic_file(target) as fh:
+        with file_unless_same(target) as fh:  # an unchanged index is not rewritten
             yield fh
 
 
