@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import filecmp
 import hashlib
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from . import output
 from .layout import STATE_DIR
@@ -232,31 +233,46 @@ def folder_is_ours(out_dir: str, folder: str, known: Mapping[str, str]) -> str |
     return None
 
 
+# Whole-export files up to this size are compared in memory: no temporary file is made
+# beside an unchanged one, so even its folder's mtime stays as it was.
+IN_MEMORY_BYTES = 32 * 1024 * 1024
+
+
 @contextlib.contextmanager
 def file_unless_same(target: str) -> Iterator[BinaryIO]:
     """Like :func:`zexport.output.atomic_file`, but when the finished file holds the
     bytes already at ``target``, that file is left as it is (same inode, same mtime).
 
     For whole-export files a format's ``finish`` writes every run (an index, a JSONL):
-    an unchanged re-run must not make sync tools and backups see a change. The
-    temporary file has output's temporary name, so a crash leaves nothing a later
-    run does not sweep.
+    an unchanged re-run must not make sync tools and backups see a change. The text
+    is held in memory up to :data:`IN_MEMORY_BYTES`, past that in a temporary file
+    beside the target with output's temporary name (a crash leaves nothing a later
+    run does not sweep).
     """
-    tmp = output._temp_name(target)
-    fd = os.open(tmp, output._CREATE, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
+    buffer = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES, dir=os.path.dirname(target)
+                                           or ".")
+    with buffer:
+        yield cast(BinaryIO, buffer)
+        size = buffer.tell()
         try:
-            same = (stat.S_ISREG(os.lstat(target).st_mode)
-                    and filecmp.cmp(tmp, target, shallow=False))
+            info = os.lstat(target)
+            same = stat.S_ISREG(info.st_mode) and info.st_size == size and _same_bytes(
+                buffer, target)
         except OSError:
             same = False
         if same:
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            return
+        buffer.seek(0)
+        with output.atomic_file(target) as fh:
+            shutil.copyfileobj(buffer, fh, 1024 * 1024)
+
+
+def _same_bytes(buffer: IO[bytes], target: str) -> bool:
+    buffer.seek(0)
+    with open(target, "rb") as existing:
+        while True:
+            mine, theirs = buffer.read(1024 * 1024), existing.read(1024 * 1024)
+            if mine != theirs:
+                return False
+            if not mine:
+                return True
