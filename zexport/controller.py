@@ -77,6 +77,7 @@ from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
 from .report import RunReport
 from .runfiles import PlanWriter, shard_path
+from .runlog import RunLog, run_log_path
 from .runsteps import FormatSteps
 from .runtime import (
     endpoint,
@@ -245,6 +246,7 @@ class Controller:
         self.lock = OutputLock(self.state_dir)
         self.resume: Resume | None = None
         self.control: ControlServer | None = None
+        self.run_log: RunLog | None = None  # <out>/.zexport/run.log, once the lock is ours
         # Cancel hooks: callables run once when cancel starts, and tasks it cancels
         # (the attachment downloader registers its in-flight downloads here).
         self.on_cancel: list[Callable[[], None]] = []
@@ -257,8 +259,11 @@ class Controller:
             ensure_dir(self.state_dir)
             # Lock before sweeping: another run's temporaries are files in flight.
             self.lock.acquire(self.out)
+            self.run_log = RunLog(run_log_path(self.out))
             self.report.spool_to(self.state_dir)
         except (OSError, UnsafePathError) as exc:  # read-only, no permission, not a folder
+            if self.run_log is not None:
+                self.run_log.close()
             self.lock.release()
             reason = str(exc)
             if isinstance(exc, OSError) and exc.strerror:
@@ -983,6 +988,8 @@ class Controller:
         finally:
             if self.run_id:
                 unregister_run(self.run_id)  # last: `zexport cancel` waits for this
+            if self.run_log is not None:
+                self.run_log.close()
             self.lock.release()
 
     def _registration(self) -> dict[str, Any]:
@@ -1011,7 +1018,7 @@ class Controller:
         self.results.setsockopt(zmq.LINGER, 0)
         self.results.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         self.results.bind(endpoint(self.run_dir, "results"))
-        self.control = ControlServer(self.ctx, self.run_dir, self)
+        self.control = ControlServer(self.run_dir, self)
         list_runs()  # sweeps registrations left by controllers that were killed
         sweep_orphan_run_dirs()  # and run folders of runs killed before registering
         register_run(self.run_id, self._registration())
