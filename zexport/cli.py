@@ -132,7 +132,7 @@ def _early_workers(db: str | None, out: str, count: int, format_name: str, force
         return nullcontext(None)
     try:
         return EarlyWorkers(count, format_name)
-    except OSError:  # the controller starts them (and reports what is wrong)
+    except (OSError, ZexportError):  # the controller starts them (and reports what is wrong)
         return nullcontext(None)
 
 

@@ -85,6 +85,7 @@ from .runtime import (
     new_run_dir,
     register_run,
     remove_run_dir,
+    runtime_base,
     sweep_orphan_run_dirs,
     unregister_run,
 )
@@ -982,6 +983,7 @@ class Controller:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
+        runtime_base()  # refuses an unusable runtime folder before the output is touched
         self._prepare_output()  # takes the output lock, or refuses
         try:
             return await self._run_locked()
