@@ -296,6 +296,8 @@ def run(db: str | None, out: str | None, format_name: str | None,
             f"{counts['attachments_exported']} attachments, {counts['attachments_failed']} "
             f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {controller.out}"
         )
+        for error in report.run_errors:  # not tied to a conversation: said here, even with -q
+            click.echo(f"zexport: error: {error}", err=True)
         if report.failures or report.attachments_failed:
             say(f"Failures are listed in {os.path.join(controller.state_dir, 'report.json')}")
         if early is not None:
@@ -347,7 +349,12 @@ def formats() -> None:
     """List installed formats (with package, version and options) and broken plugins."""
     from .plugins import load_registry, render_listing
 
-    for line in render_listing(load_registry()):
+    try:
+        registry = load_registry()
+    except ZexportError as exc:  # ZEXPORT_STRICT_PLUGINS=1 and a broken plugin
+        _fail(exc)
+        return
+    for line in render_listing(registry):
         click.echo(line)
 
 

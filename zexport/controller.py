@@ -58,7 +58,7 @@ from .attachments.options import DownloadOptions
 from .attachments.sources import AttachmentSources
 from .control import ControlServer
 from .dryrun import DryRun
-from .errors import ArchiveError, OutputError, ProtocolError, UsageError
+from .errors import ArchiveError, OutputError, PluginError, ProtocolError, UsageError
 from .formats.base import Format
 from .launch import EarlyWorkers, start_worker
 from .layout import MANIFEST_NAME, STATE_DIR, renders_everything
@@ -78,7 +78,7 @@ from .progress import NullProgress, ProgressSink
 from .report import RunReport
 from .runfiles import PlanWriter, shard_path
 from .runlog import RunLog, run_log_path
-from .runsteps import FormatSteps
+from .runsteps import FormatSteps, undo_fresh_state
 from .runtime import (
     endpoint,
     list_runs,
@@ -248,6 +248,8 @@ class Controller:
         self.resume: Resume | None = None
         self.control: ControlServer | None = None
         self.run_log: RunLog | None = None  # <out>/.zexport/run.log, once the lock is ours
+        self.fresh_state = False  # the output folder had no state folder before this run
+        self.start_failed = False  # the format's start step raised
         # Cancel hooks: callables run once when cancel starts, and tasks it cancels
         # (the attachment downloader registers its in-flight downloads here).
         self.on_cancel: list[Callable[[], None]] = []
@@ -255,6 +257,7 @@ class Controller:
 
     # -- setup --------------------------------------------------------------
     def _prepare_output(self) -> None:
+        self.fresh_state = not os.path.lexists(self.state_dir)  # a first export here
         try:
             os.makedirs(self.out, exist_ok=True)
             ensure_dir(self.state_dir)
@@ -741,6 +744,8 @@ class Controller:
 
     def _record(self, batch: Batch, results: list[Any]) -> None:
         folders = dict(batch.items)
+        # Kept before the manifest marks them done (zexport.records).
+        self.steps.keep(batch.id, folders, {r["id"] for r in results if r["ok"]})
         title = ""
         for res in results:
             if not isinstance(res, dict):
@@ -992,6 +997,8 @@ class Controller:
                 unregister_run(self.run_id)  # last: `zexport cancel` waits for this
             if self.run_log is not None:
                 self.run_log.close()
+            if self.start_failed and self.fresh_state:
+                undo_fresh_state(self.state_dir)  # under the lock still; keeps run.log
             self.lock.release()
 
     def _registration(self) -> dict[str, Any]:
@@ -1055,7 +1062,11 @@ class Controller:
                         " were exported without their attachment files")
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
-            self.steps.start(self.total)
+            try:
+                self.steps.start(self.total)
+            except PluginError:
+                self.start_failed = True
+                raise
             await asyncio.sleep(0)  # let control requests that arrived meanwhile in
             if self.batches and not self.cancelled:
                 self._start_attachments()
@@ -1105,6 +1116,7 @@ class Controller:
             self.ctx.term()
             if self.resume is not None:
                 self.resume.close()
+            self.steps.close()
             plan: Plan | None = getattr(self, "plan", None)
             if plan is not None:
                 plan.close()

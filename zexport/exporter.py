@@ -119,7 +119,7 @@ class ConversationExporter:
                 if fmt.files_per_conversation:
                     atomic_write(os.path.join(folder, f"conversation.{fmt.extension}"), data)
                 else:
-                    ctx.records.append(data)
+                    ctx.emit(data)  # checked as any record
             self.records.extend((conv.id, r) for r in ctx.records)
             outcome.ok = True
         except RefusedWrite as exc:
