@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
+from controlkit import finish, kill_group, registration_for, start_run, status, wait_for
 
 from zexport.sample import make_sample
 
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.timeout(120)
 
 FAULTY = '''
 import json
+import os
+import time
 
 from zexport import Format, Option, hookimpl
 
@@ -34,6 +37,7 @@ class Indexed(Format):
         "bad_emit_on": Option("emit a set for this conversation id", default=""),
         "start_fails": Option.flag("raise in start"),
         "finish_fails": Option.flag("raise in finish"),
+        "finish_waits_for": Option("finish waits until this file exists", default=""),
     }
 
     def start(self, run):
@@ -47,6 +51,11 @@ class Indexed(Format):
         return conversation.title + "\\n"
 
     def finish(self, run):
+        deadline = time.monotonic() + 30
+        while run.options["finish_waits_for"] and time.monotonic() < deadline:
+            if os.path.exists(run.options["finish_waits_for"]):
+                break
+            time.sleep(0.01)
         if run.options["finish_fails"]:
             raise ValueError("finish broke on purpose")
         run.write("index.txt", b"\\n".join(r.data for r in run.records()) + b"\\n")
@@ -184,3 +193,29 @@ def test_strict_plugin_loading_in_formats_is_one_line_not_a_traceback(
     assert res.returncode == 2
     assert res.stderr == ('zexport: error: Error loading plugin "broken_html":'
                           " ModuleNotFoundError: No module named 'no_such_module_at_all'\n")
+
+
+def test_status_after_a_normal_finish_says_exited_not_dead(
+        env: dict[str, str], db: Path, tmp_path: Path) -> None:
+    """The finish step runs after every worker has left: status then shows them
+    ``exited`` (a normal end), not ``dead``, and no death is counted."""
+    out = tmp_path / "out"
+    go = tmp_path / "go"
+    proc = start_run(env, db, out, "--format", "indexed", "--no-attachments",
+                     "-o", f"finish_waits_for={go}")
+    try:
+        reg = registration_for(env, out)
+
+        def finishing() -> dict[str, Any] | None:
+            st = status(reg)
+            return st if st["phase"] == "finishing" and all(
+                w["state"] == "exited" for w in st["workers"]) else None
+        try:
+            st = wait_for(finishing, 30, "every worker exited while finishing", step=0.05)
+        finally:
+            go.write_text("")
+        assert len(st["workers"]) == 2 and st["worker_deaths"] == 0
+        code, _, err = finish(proc)
+    finally:
+        kill_group(proc)
+    assert code == 0, err

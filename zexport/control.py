@@ -53,16 +53,19 @@ def status_of(c: Controller) -> dict[str, Any]:
     for batch in c.active.values():
         if batch.state == "taken" and batch.worker is not None:
             taken[batch.worker] = batch.id
+    # Dead: died or went silent while there was work (a death the report counts). A
+    # worker let go at the end of the run, or at a cancel, is stopping, then exited.
+    died = {d.get("worker") for d in report.worker_deaths}
     workers = []
     for w in c.workers.values():
-        if not w.alive:
+        if w.id in died:
             state = "dead"
         elif w.proc.poll() is not None:
             state = "exited"
-        elif not w.greeted:
-            state = "starting" if not c.cancelled else "stopping"
-        elif c.cancelled:
+        elif not w.alive or c.cancelled or c.stopping:
             state = "stopping"
+        elif not w.greeted:
+            state = "starting"
         else:
             state = "busy" if w.id in taken else "idle"
         workers.append({

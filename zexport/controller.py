@@ -56,6 +56,7 @@ from .attachments.auth import auth_file_warning, load_auth
 from .attachments.cache import AttachmentCache
 from .attachments.options import DownloadOptions
 from .attachments.sources import AttachmentSources
+from .checkpoints import Cancelled, checked, checkpoint
 from .control import ControlServer
 from .dryrun import DryRun
 from .errors import ArchiveError, OutputError, PluginError, ProtocolError, UsageError
@@ -250,6 +251,7 @@ class Controller:
         self.run_log: RunLog | None = None  # <out>/.zexport/run.log, once the lock is ours
         self.fresh_state = False  # the output folder had no state folder before this run
         self.start_failed = False  # the format's start step raised
+        self.planning_cut = False  # cancelled while planning
         # Cancel hooks: callables run once when cancel starts, and tasks it cancels
         # (the attachment downloader registers its in-flight downloads here).
         self.on_cancel: list[Callable[[], None]] = []
@@ -295,22 +297,27 @@ class Controller:
         manifest is read from ``state_dir`` (a copy, for a dry run).
         """
         plan = self.plan = Plan(os.path.join(self.run_dir, "plan.db"))
+        stop = self._cancelled  # checked every few thousand rows: cancel needs no full plan
         # ZEXPORT_TEST_PLAN_DELAY (seconds, test-only): a plan as slow as a huge archive's.
         delay = _env_seconds("ZEXPORT_TEST_PLAN_DELAY", 0.0)
-        if delay:
-            time.sleep(delay)
+        for _ in checked(range(int(delay * 100)), stop, every=1):
+            time.sleep(0.01)
         rejected: list[tuple[str, str]] = []  # ids that are not valid UTF-8
-        self.total = plan.add(list_conversations(self.conn, self.opts.selection, rejected),
-                              self.tz, fingerprint=_source_fingerprint,
-                              dated=self.opts.date_prefix)
+        self.total = plan.add(
+            checked(list_conversations(self.conn, self.opts.selection, rejected), stop),
+            self.tz, fingerprint=_source_fingerprint, dated=self.opts.date_prefix)
+        checkpoint(stop)
         plan.assign_folders(self.fmt.reserved_names)
+        checkpoint(stop)
         if _has_run_steps(self.fmt) and not dry_run:  # only start/finish read it
             writer = PlanWriter(self.steps.plan_path)
             try:
-                for cid, title, provider, created, updated, count, folder, _ in plan.rows():
+                for cid, title, provider, created, updated, count, folder, _ in checked(
+                        plan.rows(), stop):
                     writer.add(cid, title, provider, created, updated, count, folder)
             finally:
                 writer.close()
+        checkpoint(stop)
         # A format that gathers records for one whole-export file needs every
         # conversation rendered each run: skipping would leave holes in it.
         force = self.opts.force or not self.fmt.files_per_conversation
@@ -340,6 +347,9 @@ class Controller:
                           loaded=False)
             self.batches.append(batch)
             self.queue.append(batch)
+
+    def _cancelled(self) -> bool:
+        return bool(self.cancelled)
 
     def _load(self, batch: Batch) -> None:
         """Read a batch's conversations from the plan when it is first needed."""
@@ -1049,6 +1059,9 @@ class Controller:
                 # In a thread too: at 100,000 conversations planning takes seconds, and
                 # the loop must answer status, cancel and workers' hello meanwhile.
                 await loop.run_in_executor(None, self._plan)
+            except Cancelled:
+                self.planning_cut = True  # nothing to export; the report says cancelled
+                self.report.notes.append("cancelled while planning: nothing was exported")
             except apsw.Error as exc:
                 raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
             finally:
@@ -1063,7 +1076,8 @@ class Controller:
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
             try:
-                self.steps.start(self.total)
+                if not self.cancelled:
+                    self.steps.start(self.total)
             except PluginError:
                 self.start_failed = True
                 raise
@@ -1126,7 +1140,8 @@ class Controller:
         if self.cancelled or self.dirty:
             sweep_temporaries(self.out)
         status = self.report.finish(self.total, self.done_conversations,
-                                    None if self.internal_error else self.cancelled)
+                                    None if self.internal_error else self.cancelled,
+                                    planned=not self.planning_cut)
         report_path = os.path.join(self.state_dir, "report.json")
         try:
             self.report.write(report_path)

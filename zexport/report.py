@@ -98,11 +98,13 @@ class RunReport:
             else:
                 self.warnings_dropped += 1
 
-    def finish(self, selected: int, done: int, cancelled: str | None) -> int:
-        """Close the report; return the exit status it implies."""
+    def finish(self, selected: int, done: int, cancelled: str | None,
+               planned: bool = True) -> int:
+        """Close the report; return the exit status it implies (``planned`` False: the
+        cancel came while planning, so ``selected`` is not known)."""
         self.selected = selected
         self.finished = time.time()
-        if cancelled and cancelled != "finished" and done < selected:
+        if cancelled and cancelled != "finished" and (done < selected or not planned):
             self.status = "cancelled"
             return EXIT_CANCELLED
         if self.failures or self.attachments_failed or self.run_errors:
