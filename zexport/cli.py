@@ -336,10 +336,16 @@ def sample(path: str, conversations: int, seed: int) -> None:
     """Write a synthetic archive to PATH: the app's schema, filled as the app fills it, dirty."""
     from .sample import make_sample
 
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        _fail(ZexportError(f"cannot write {path}: the folder {parent} does not exist"))
     try:
         stats = make_sample(path, conversations=conversations, seed=seed)
     except FileExistsError:
         _fail(ZexportError(f"{path} exists; refusing to overwrite it"))
+        return
+    except OSError as exc:  # a read-only or full folder, no permission
+        _fail(ZexportError(f"cannot write {path}: {exc.strerror or exc}"))
         return
     click.echo(f"Wrote {path}: {stats}")
 
