@@ -29,7 +29,6 @@ from controlkit import (
     wait_progress,
 )
 
-from zexport import zmtp
 from zexport.sample import make_sample
 
 pytestmark = pytest.mark.timeout(90)
@@ -96,16 +95,23 @@ def test_a_done_frame_with_a_wrong_nested_type_is_dropped_and_the_run_finishes(
             " int expected, got a str") in log
 
 
+# ZMTP 3.0 (RFC 23): greeting (signature, version 3.0, NULL mechanism, as-server 0), and
+# READY as libzmq's DEALER sends it.
+GREETING = b"\xff" + b"\x00" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" * 32
+_PROPS = b"\x0bSocket-Type" + (6).to_bytes(4, "big") + b"DEALER"
+READY = bytes([0x04, 6 + len(_PROPS)]) + b"\x05READY" + _PROPS
+
+
 def _raw_dealer(path: str) -> socket.socket:
     """A Unix socket that has done the ZMTP handshake as a DEALER."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(5)
     sock.connect(path)
-    sock.sendall(zmtp.GREETING)
+    sock.sendall(GREETING)
     got = b""
     while len(got) < 64:
         got += sock.recv(64 - len(got))
-    sock.sendall(zmtp._ready_command())
+    sock.sendall(READY)
     ready = b""
     while len(ready) < 2 or len(ready) < 2 + ready[1]:  # the controller's READY
         ready += sock.recv(2 + (ready[1] if len(ready) > 1 else 0) - len(ready) or 1)

@@ -13,7 +13,8 @@ It speaks what a ROUTER speaks to DEALER and REQ peers (RFC 23/28, ZMTP 3.0,
 NULL mechanism), one connection per peer: a request is the frames of one
 message, the last one the payload and those before it (REQ's empty
 delimiter, routing frames) its envelope, sent back in front of the reply on
-the same connection. :mod:`zexport.zmtp` is the client half.
+the same connection. Clients are any ZMTP 3 DEALER or REQ (pyzmq's, in
+``zexport status``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ import os
 import socket
 from collections.abc import Callable
 
-from .zmtp import SIGNATURE
-
 log = logging.getLogger("zexport.control")
 
+SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
 # ZMTP 3.0 greeting: signature, version, mechanism "NULL" padded to 20, as-server 1, filler.
 GREETING = SIGNATURE + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x01" + b"\x00" * 31
 _MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
