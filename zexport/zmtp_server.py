@@ -176,9 +176,10 @@ class RouterServer:
         if flags & ~(_MORE | _LONG | _COMMAND):
             raise Refused(f"bad frame flags {flags:#04x}")
         size = int.from_bytes(await reader.readexactly(8 if flags & _LONG else 1), "big")
-        if size > min(room, MAX_PART_BYTES):
-            raise Refused(f"frame of {size} bytes; a request may have {MAX_PART_BYTES} bytes"
-                          f" a part and {MAX_MESSAGE_BYTES} in all")
+        if size > MAX_PART_BYTES:
+            raise Refused(f"a part of {size} bytes (at most {MAX_PART_BYTES})")
+        if size > room:
+            raise Refused(f"a message of more than {MAX_MESSAGE_BYTES} bytes in all")
         return flags, await reader.readexactly(size)
 
     def close(self) -> None:
