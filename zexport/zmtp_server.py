@@ -108,12 +108,27 @@ class RouterServer:
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is not None:
-            self.connections.add(task)
+        assert task is not None
+        self.connections.add(task)
+        # The handshake's deadline cancels this task (not asyncio.wait_for: its extra task
+        # costs loop turns, milliseconds each in a busy controller, on every connection).
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            task.cancel()
+        timer = asyncio.get_running_loop().call_later(HANDSHAKE_SECONDS, expire)
         try:
             if len(self.connections) > MAX_CONNECTIONS:
                 raise Refused(f"more than {MAX_CONNECTIONS} connections at once")
-            await asyncio.wait_for(self._handshake(reader, writer), HANDSHAKE_SECONDS)
+            try:
+                await self._handshake(reader, writer)
+            except asyncio.CancelledError:
+                if not expired:
+                    raise
+                return  # never finished its greeting (the finally closes it)
+            finally:
+                timer.cancel()
             while True:
                 frames = await self._message(reader)
                 reply = self.handler(frames[:-1], frames[-1])
@@ -124,11 +139,10 @@ class RouterServer:
         except Refused as exc:
             self.refused += 1
             log.warning("control: closed a connection: %s", exc)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
-            pass  # the peer went away (or never finished its greeting)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the peer went away
         finally:
-            if task is not None:
-                self.connections.discard(task)
+            self.connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
