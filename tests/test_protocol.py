@@ -41,3 +41,72 @@ def test_pickle_is_never_unpickled() -> None:
 
     with pytest.raises(ProtocolError):
         protocol.decode(pickle.dumps(Boom()))
+
+
+GOOD_RESULT = {"id": "c1", "ok": True, "title": "t", "error": None, "warnings": ["w"],
+               "attachments_ok": 1, "attachments_failed": [["a1", "gone"]]}
+
+
+@pytest.mark.parametrize(("change", "complaint"), [
+    ({"attachments_ok": "x"}, "field 'attachments_ok': int expected, got a str"),
+    ({"attachments_ok": True}, "field 'attachments_ok': int expected, got a boolean"),
+    ({"ok": 1}, "field 'ok': bool expected, got an int"),
+    ({"warnings": "w"}, "field 'warnings': list expected"),
+    ({"warnings": [1]}, "field 'warnings': item 0: str expected"),
+    ({"attachments_failed": [["a1"]]}, "field 'attachments_failed': item 0: a list of 2 expected"),
+    ({"attachments_failed": [["a1", 3]]}, "field 'attachments_failed': item 0: item 1: str"),
+    ({"error": 3}, "field 'error': str or nil expected"),
+    ({"skipped": "yes"}, "field 'skipped': bool expected"),
+    ({"id": None}, "field 'id': str expected, got nil"),
+])
+def test_a_done_frame_with_one_wrong_nested_field_is_rejected(
+        change: dict[str, object], complaint: str) -> None:
+    good = protocol.encode("done", w=0, batch=1, results=[GOOD_RESULT])
+    assert protocol.decode(good)["results"] == [GOOD_RESULT]
+    bad = protocol.encode("done", w=0, batch=1, results=[GOOD_RESULT, {**GOOD_RESULT, **change}])
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode(bad)
+    assert f"done: field 'results': item 1: {complaint}" in str(caught.value)
+
+
+def test_a_boolean_is_not_version_1() -> None:
+    with pytest.raises(ProtocolError, match="unsupported protocol version True"):
+        protocol.decode(msgpack.packb({"v": True, "t": "hb"}))
+
+
+@pytest.mark.parametrize("fields", [
+    {"id": [1]}, {"id": True}, {"id": 1.5}, {"reason": 5}, {"reason": None},
+])
+def test_a_wrong_typed_optional_field_is_rejected_not_ignored(fields: dict[str, object]) -> None:
+    assert protocol.decode(protocol.encode("cancel_request", id=3, reason="r"))["reason"] == "r"
+    assert "id" not in protocol.decode(protocol.encode("cancel_request"))
+    with pytest.raises(ProtocolError, match="cancel_request: field '(id|reason)'"):
+        protocol.decode(protocol.encode("cancel_request", **fields))
+
+
+@pytest.mark.parametrize(("msg_type", "fields"), [
+    ("batch", {"batch": 1, "items": [["id", 2]]}),
+    ("batch", {"batch": 1, "items": [["id"]]}),
+    ("config", {"config": {"db": "a"}}),
+    ("config", {"config": {"db": "a", "out": "o", "format": "markdown", "tz": "UTC",
+                           "branches": "active", "exported_at": "x", "downloads": "yes"}}),
+    ("fetch", {"req": 1, "conversation_id": "c", "attachment": {"id": 5}}),
+    ("fetched", {"req": 1, "path": 7}),
+    ("timed_out", {"w": 0, "batch": 0, "conversation_id": "c", "seconds": "1"}),
+    ("hello", {"w": 0, "pid": False}),
+])
+def test_every_internal_frame_is_checked_field_by_field(msg_type: str,
+                                                        fields: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError, match=f"^{msg_type}: "):
+        protocol.decode(protocol.encode(msg_type, **fields))
+
+
+def test_a_malformed_item_of_fetched_many_is_dropped_alone(
+        caplog: pytest.LogCaptureFixture) -> None:
+    frame = protocol.encode("fetched_many", items=[
+        {"req": 1, "path": None, "error": "no"}, "not a map", {"req": "2"},
+        {"req": 3, "path": "/x", "name": None, "error": None}])
+    with caplog.at_level("WARNING", logger="zexport.protocol"):
+        msg = protocol.decode(frame)
+    assert [item["req"] for item in msg["items"]] == [1, 3]
+    assert "fetched_many: dropped 2 malformed item(s) of 'items'" in caplog.text

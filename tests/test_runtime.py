@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,89 @@ def test_status_and_cancel_ignore_a_registration_without_its_fields(
         assert "Traceback" not in res.stderr, res.stderr
         assert res.returncode == 1, (cmd, res.stderr)
         assert "no zexport export is running" in res.stderr or "abcd1234" in res.stderr
+
+
+def _run(env: dict[str, str], db: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zexport", "run", "--db", str(db), "--out", str(out),
+         "--workers", "2", "--progress", "none", "--no-attachments"],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_an_existing_runtime_folder_with_another_mode_is_refused_never_chmodded(
+        tmp_path: Path, isolated_env: dict[str, str], sample_db: Path) -> None:
+    """ZEXPORT_RUNTIME_DIR=$HOME would have made a home folder 0700."""
+    home = tmp_path / "a-home"
+    home.mkdir()
+    home.chmod(0o755)
+    env = {**isolated_env, "ZEXPORT_RUNTIME_DIR": str(home)}
+    out = tmp_path / "out"
+    done = _run(env, sample_db, out)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"zexport: error: runtime folder {home} has mode 0755, not 0700;"
+                           " refusing it (zexport does not change it: `chmod 700` it, or set"
+                           " ZEXPORT_RUNTIME_DIR to a private folder)\n")
+    assert oct(home.stat().st_mode & 0o777) == "0o755"
+    assert list(home.iterdir()) == [] and not out.exists()
+    status = subprocess.run([sys.executable, "-m", "zexport", "status"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 2 and "has mode 0755" in status.stderr
+    assert oct(home.stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_runtime_folder_planted_by_another_user_is_avoided_not_a_crash(
+        tmp_path: Path, isolated_env: dict[str, str], sample_db: Path,
+        request: pytest.FixtureRequest) -> None:
+    """Another local user made ``<tmp>/zexport-<uid>`` first (here: owned by nobody):
+    the export runs in a private folder of ours instead, and status finds it there."""
+    short = Path(tempfile.mkdtemp(prefix="zx-"))  # pytest's tmp_path is too long for sockets
+    request.addfinalizer(lambda: shutil.rmtree(short))
+    tmp = short / "tmp"
+    tmp.mkdir()
+    planted = tmp / f"zexport-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    os.chown(planted, 65534, 65534)
+    env = {k: v for k, v in isolated_env.items() if k != "ZEXPORT_RUNTIME_DIR"}
+    env.update({"TMPDIR": str(tmp), "XDG_CACHE_HOME": str(short / "cache"),
+                "ZEXPORT_TEST_DELAY_PER_CONVERSATION": "0.05"})
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zexport", "run", "--db", str(sample_db), "--out", str(out),
+         "--workers", "2", "--progress", "none", "--no-attachments"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL)
+    private = Path(env["XDG_CACHE_HOME"]) / "zexport" / "runtime"
+    try:
+        from controlkit import wait_for
+
+        wait_for(lambda: list(private.glob("*.json")) or proc.poll() is not None, 20,
+                 "the run's registration")
+        assert proc.poll() is None, proc.communicate()
+        status = subprocess.run([sys.executable, "-m", "zexport", "status", "--json"], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["out"] == str(out)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert oct(private.stat().st_mode & 0o777) == "0o700"
+    assert list(private.iterdir()) == []  # registration and run folder removed
+    assert list(planted.iterdir()) == [] and planted.stat().st_uid == 65534
+
+
+def test_a_runtime_path_too_long_for_a_socket_is_one_line_and_leaves_nothing(
+        tmp_path: Path, isolated_env: dict[str, str], sample_db: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    deep.chmod(0o700)
+    env = {**isolated_env, "ZEXPORT_RUNTIME_DIR": str(deep)}
+    out = tmp_path / "out"
+    done = _run(env, sample_db, out)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"zexport: error: runtime folder {deep} is too long for its"
+                                  " sockets (")
+    assert done.stderr.count("\n") == 1
+    assert list(deep.iterdir()) == [] and not out.exists()

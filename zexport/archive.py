@@ -51,6 +51,8 @@ def open_archive(path: str) -> apsw.Connection:
         }
     except apsw.NotADBError:
         raise ArchiveError(f"not an SQLite database: {path}") from None
+    except apsw.CantOpenError as exc:
+        raise ArchiveError(_cannot_open(path, exc)) from None
     except apsw.Error as exc:
         raise ArchiveError(f"cannot read archive {path}: {exc}") from None
     for table, columns in REQUIRED_TABLES.items():
@@ -66,6 +68,28 @@ def open_archive(path: str) -> apsw.Connection:
                 f"not an OwnYourChat archive ('{table}' lacks {', '.join(missing)}): {path}"
             )
     return conn
+
+
+def _cannot_open(path: str, exc: apsw.Error) -> str:
+    """Why SQLite could not open an archive, and what to do, in one sentence.
+
+    The app keeps its archive in WAL mode; reading one needs its ``-shm``
+    file, which SQLite creates beside it, so in a folder zexport may not
+    write (a read-only mount, another user's folder) SQLite only says
+    "unable to open database file".
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        header = b""
+    folder = os.path.dirname(os.path.abspath(path))
+    if len(header) == 20 and header[18] == 2 and header[19] == 2:  # WAL mode
+        return (f"cannot read archive {path}: it is in WAL mode and SQLite cannot create"
+                f" its -shm file in {folder} (read-only?); copy the archive (with its -wal"
+                " file, if there is one) to a folder you can write and export the copy, or"
+                " run zexport as a user who can write to that folder")
+    return f"cannot read archive {path}: {exc}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,7 @@ def _early_workers(db: str | None, out: str, count: int, format_name: str, force
         return nullcontext(None)
     try:
         return EarlyWorkers(count, format_name)
-    except OSError:  # the controller starts them (and reports what is wrong)
+    except (OSError, ZexportError):  # the controller starts them (and reports what is wrong)
         return nullcontext(None)
 
 
@@ -309,6 +309,8 @@ def run(db: str | None, out: str | None, format_name: str | None,
         controller.progress.summary(summary_object(controller.report, status, report_path))
         for line in summary_lines(controller.report, controller.out, controller.state_dir):
             say(line)
+        for error in controller.report.run_errors:  # not tied to a conversation: even with -q
+            click.echo(f"zexport: error: {error}", err=True)
         if early is not None:
             early.close()  # (every worker was adopted: this kills nothing)
         _exit_now(status)
@@ -366,10 +368,16 @@ def sample(path: str, conversations: int, seed: int) -> None:
     """Write a synthetic archive to PATH: the app's schema, filled as the app fills it, dirty."""
     from .sample import make_sample
 
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        _fail(ZexportError(f"cannot write {path}: the folder {parent} does not exist"))
     try:
         stats = make_sample(path, conversations=conversations, seed=seed)
     except FileExistsError:
         _fail(ZexportError(f"{path} exists; refusing to overwrite it"))
+        return
+    except OSError as exc:  # a read-only or full folder, no permission
+        _fail(ZexportError(f"cannot write {path}: {exc.strerror or exc}"))
         return
     click.echo(f"Wrote {path}: {stats}")
 
@@ -379,7 +387,12 @@ def formats() -> None:
     """List installed formats (with package, version and options) and broken plugins."""
     from .plugins import load_registry, render_listing
 
-    for line in render_listing(load_registry()):
+    try:
+        registry = load_registry()
+    except ZexportError as exc:  # ZEXPORT_STRICT_PLUGINS=1 and a broken plugin
+        _fail(exc)
+        return
+    for line in render_listing(registry):
         click.echo(line)
 
 

@@ -1,12 +1,13 @@
 """The control endpoint: how ``zexport status``, ``zexport cancel`` and GUIs reach a run.
 
-Each controller binds one ZeroMQ **ROUTER** socket at ``ipc://<run folder>/control``
+Each controller listens as a ZeroMQ **ROUTER** at ``ipc://<run folder>/control``
 (the run folder is inside the 0700 per-user runtime folder, so only the same
 user can connect). ROUTER, not PAIR: clients come and go, several at once, and
 PAIR takes one peer and never another. Requests and replies are single msgpack
-frames (see :mod:`zexport.protocol` and docs/protocol.md); a ROUTER prefixes
-each request with the client's routing frames, and the reply goes back with
-the same prefix, so DEALER and REQ clients both work.
+frames (see :mod:`zexport.protocol` and docs/protocol.md); the frames before a
+request (REQ's delimiter, routing frames) go back in front of the reply, so
+DEALER and REQ clients both work. The ROUTER is :mod:`zexport.zmtp_server`,
+not libzmq, for its caps on the size of a whole request.
 
 Commands are a small registry (:data:`COMMANDS`): a request type, and a
 function ``(controller, request) -> reply``. A bad frame is answered with an
@@ -16,19 +17,16 @@ command and never stops the server.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import zmq
-import zmq.asyncio
-
 from . import protocol
 from .errors import ProtocolError
 from .runtime import endpoint
+from .zmtp_server import RouterServer
 
 if TYPE_CHECKING:
     from .controller import Controller
@@ -36,9 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("zexport.control")
 
 CONTROL_NAME = "control"
-# Requests are a few dozen bytes; anything bigger is an attack or a bug. libzmq drops
-# the connection of a peer that sends more, before the bytes reach us.
-MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_TYPES = ("status", "cancel_request")
 
 
@@ -58,16 +53,19 @@ def status_of(c: Controller) -> dict[str, Any]:
     for batch in c.active.values():
         if batch.state == "taken" and batch.worker is not None:
             taken[batch.worker] = batch.id
+    # Dead: died or went silent while there was work (a death the report counts). A
+    # worker let go at the end of the run, or at a cancel, is stopping, then exited.
+    died = {d.get("worker") for d in report.worker_deaths}
     workers = []
     for w in c.workers.values():
-        if not w.alive:
+        if w.id in died:
             state = "dead"
         elif w.proc.poll() is not None:
             state = "exited"
-        elif not w.greeted:
-            state = "starting" if not c.cancelled else "stopping"
-        elif c.cancelled:
+        elif not w.alive or c.cancelled or c.stopping:
             state = "stopping"
+        elif not w.greeted:
+            state = "starting"
         else:
             state = "busy" if w.id in taken else "idle"
         workers.append({
@@ -94,9 +92,7 @@ def status_of(c: Controller) -> dict[str, Any]:
 
 def cancel_command(c: Controller, msg: dict[str, Any]) -> dict[str, Any]:
     """``cancel_request``: start cancelling, or say that it is already under way."""
-    reason = msg.get("reason")
-    state, already = c.request_cancel(reason if isinstance(reason, str) and reason
-                                      else "cancelled")
+    state, already = c.request_cancel(msg.get("reason") or "cancelled")
     return {"t": "cancel_reply", "state": state, "already": already, "run_id": c.run_id}
 
 
@@ -112,41 +108,34 @@ COMMANDS: dict[str, Callable[[Controller, dict[str, Any]], dict[str, Any]]] = {
 
 
 class ControlServer:
-    """The ROUTER socket and its serving loop (a task on the controller's loop)."""
+    """The control endpoint and its serving loop (a task on the controller's loop).
 
-    def __init__(self, ctx: zmq.asyncio.Context, run_dir: str, controller: Controller) -> None:
+    Served by :class:`~zexport.zmtp_server.RouterServer` (ZMTP in asyncio, not
+    libzmq), which refuses a request over its part, part-count or total size
+    caps after reading at most one part of it.
+    """
+
+    def __init__(self, run_dir: str, controller: Controller) -> None:
         self.controller = controller
-        self.sock = ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        path = os.path.join(run_dir, CONTROL_NAME)
         self.endpoint = endpoint(run_dir, CONTROL_NAME)
-        self.sock.bind(self.endpoint)
+        self.server = RouterServer(path, self.handle)
         self.rejected = 0
 
     async def serve(self) -> None:
         """Answer requests until cancelled."""
-        while True:
-            try:
-                frames = await self.sock.recv_multipart()
-            except asyncio.CancelledError:
-                raise
-            except zmq.ZMQError as exc:
-                log.warning("control socket: %s", exc)
-                await asyncio.sleep(0.01)
-                continue
-            self.handle(frames)
+        await self.server.serve()
 
-    def handle(self, frames: list[bytes]) -> None:
-        """Answer one request (never raises: a client cannot take the controller down)."""
-        if len(frames) < 2:
-            return  # a ROUTER always adds the identity; nothing to answer
-        envelope, payload = frames[:-1], frames[-1]
+    def handle(self, envelope: list[bytes], payload: bytes) -> bytes:
+        """The reply to one request (never raises: a client cannot take the controller down).
+
+        A rejected request is logged (to the run's log, never the terminal)
+        and answered with ``error``.
+        """
         req_id: Any = None
         try:
             msg = protocol.decode(payload)
             req_id = msg.get("id")
-            if not isinstance(req_id, (int, str)) or isinstance(req_id, bool):
-                req_id = None
             kind = msg["t"]
             if kind not in COMMANDS:
                 raise ProtocolError(f"{kind!r} is not a control request "
@@ -160,14 +149,8 @@ class ControlServer:
             log.exception("control: command failed")
             reply = {"t": "error", "code": "internal", "message": f"{type(exc).__name__}: {exc}"}
         kind_out = reply.pop("t")
-        try:
-            fut = self.sock.send_multipart(
-                [*envelope, protocol.encode(kind_out, id=req_id, **reply)], flags=zmq.NOBLOCK)
-        except zmq.ZMQError:
-            return  # the client went away; nothing to do
-        if isinstance(fut, asyncio.Future):
-            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return protocol.encode(kind_out, id=req_id, **reply)
 
     def close(self) -> None:
-        """Close the socket now (LINGER 0)."""
-        self.sock.close(linger=0)
+        """Stop serving and close every connection now."""
+        self.server.close()

@@ -57,10 +57,11 @@ from .attachments.cache import AttachmentCache
 from .attachments.options import DownloadOptions
 from .attachments.sources import AttachmentSources
 from .batches import Batch, BatchTable, Failure, cut
+from .checkpoints import Cancelled, checked, checkpoint
 from .control import ControlServer
 from .dryrun import DryRun
 from .edits import CONFLICTS_DIR
-from .errors import ArchiveError, OutputError, ProtocolError, UsageError
+from .errors import ArchiveError, OutputError, PluginError, ProtocolError, UsageError
 from .formats.base import Format
 from .launch import EarlyWorkers, start_worker
 from .layout import MANIFEST_NAME, STATE_DIR, renders_everything
@@ -79,13 +80,15 @@ from .plugins import load_registry
 from .progress import NullProgress, ProgressSink
 from .report import RunReport
 from .runfiles import PlanWriter, shard_path
-from .runsteps import FormatSteps
+from .runlog import RunLog, run_log_path
+from .runsteps import FormatSteps, undo_fresh_state
 from .runtime import (
     endpoint,
     list_runs,
     new_run_dir,
     register_run,
     remove_run_dir,
+    runtime_base,
     sweep_orphan_run_dirs,
     unregister_run,
 )
@@ -257,6 +260,10 @@ class Controller:
         self.lock = OutputLock(self.state_dir)
         self.resume: Resume | None = None
         self.control: ControlServer | None = None
+        self.run_log: RunLog | None = None  # <out>/.zexport/run.log, once the lock is ours
+        self.fresh_state = False  # the output folder had no state folder before this run
+        self.start_failed = False  # the format's start step raised
+        self.planning_cut = False  # cancelled while planning
         # Cancel hooks: callables run once when cancel starts, and tasks it cancels
         # (the attachment downloader registers its in-flight downloads here).
         self.on_cancel: list[Callable[[], None]] = []
@@ -264,13 +271,17 @@ class Controller:
 
     # -- setup --------------------------------------------------------------
     def _prepare_output(self) -> None:
+        self.fresh_state = not os.path.lexists(self.state_dir)  # a first export here
         try:
             os.makedirs(self.out, exist_ok=True)
             ensure_dir(self.state_dir)
             # Lock before sweeping: another run's temporaries are files in flight.
             self.lock.acquire(self.out)
+            self.run_log = RunLog(run_log_path(self.out))
             self.report.spool_to(self.state_dir)
         except (OSError, UnsafePathError) as exc:  # read-only, no permission, not a folder
+            if self.run_log is not None:
+                self.run_log.close()
             self.lock.release()
             reason = str(exc)
             if isinstance(exc, OSError) and exc.strerror:
@@ -309,22 +320,27 @@ class Controller:
         manifest is read from ``state_dir`` (a copy, for a dry run).
         """
         plan = self.plan = Plan(os.path.join(self.run_dir, "plan.db"))
+        stop = self._cancelled  # checked every few thousand rows: cancel needs no full plan
         # ZEXPORT_TEST_PLAN_DELAY (seconds, test-only): a plan as slow as a huge archive's.
         delay = _env_seconds("ZEXPORT_TEST_PLAN_DELAY", 0.0)
-        if delay:
-            time.sleep(delay)
+        for _ in checked(range(int(delay * 100)), stop, every=1):
+            time.sleep(0.01)
         rejected: list[tuple[str, str]] = []  # ids that are not valid UTF-8
-        self.total = plan.add(list_conversations(self.conn, self.opts.selection, rejected),
-                              self.tz, fingerprint=_source_fingerprint,
-                              dated=self.opts.date_prefix)
+        self.total = plan.add(
+            checked(list_conversations(self.conn, self.opts.selection, rejected), stop),
+            self.tz, fingerprint=_source_fingerprint, dated=self.opts.date_prefix)
+        checkpoint(stop)
         plan.assign_folders(self.fmt.reserved_names)
+        checkpoint(stop)
         if _has_run_steps(self.fmt) and not dry_run:  # only start/finish read it
             writer = PlanWriter(self.steps.plan_path)
             try:
-                for cid, title, provider, created, updated, count, folder, _ in plan.rows():
+                for cid, title, provider, created, updated, count, folder, _ in checked(
+                        plan.rows(), stop):
                     writer.add(cid, title, provider, created, updated, count, folder)
             finally:
                 writer.close()
+        checkpoint(stop)
         # A format that gathers records for one whole-export file needs every
         # conversation rendered each run: skipping would leave holes in it.
         force = self.opts.force or not self.fmt.files_per_conversation
@@ -356,9 +372,12 @@ class Controller:
         size = self.opts.batch_size or max(1, min(BATCH_CONVERSATIONS,
                                                   todo // (workers * 8) or 1))
         if not dry_run:
-            for start, stop, _ in cut(plan.todo_sizes(), size, BATCH_MESSAGES,
-                                      LONG_CONVERSATION):
-                self.table.add(start, stop)
+            for first, end, _ in cut(plan.todo_sizes(), size, BATCH_MESSAGES,
+                                     LONG_CONVERSATION):
+                self.table.add(first, end)
+
+    def _cancelled(self) -> bool:
+        return bool(self.cancelled)
 
     def _load(self, start: int, stop: int) -> list[tuple[str, str, str | None]]:
         """A batch's conversations, read from the plan when it is first sent."""
@@ -761,11 +780,14 @@ class Controller:
             if rows is None:
                 return  # late or duplicate answer about a batch handed to another worker
             w.conversations += len(msg["results"])
-            self._record(rows, msg["results"])
+            self._record(msg["batch"], rows, msg["results"])
 
-    def _record(self, rows: list[tuple[str, str, str | None]], results: list[Any]) -> None:
+    def _record(self, batch_id: int, rows: list[tuple[str, str, str | None]],
+                results: list[Any]) -> None:
         folders = {cid: folder for cid, folder, _ in rows}
         sources = {cid: source for cid, _, source in rows}
+        # Kept before the manifest marks them done (zexport.records).
+        self.steps.keep(batch_id, folders, {r["id"] for r in results if r["ok"]})
         title = ""
         for res in results:
             if not isinstance(res, dict):
@@ -1016,12 +1038,17 @@ class Controller:
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         loop.add_signal_handler(signal.SIGTERM, self._on_sigint)
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+        runtime_base()  # refuses an unusable runtime folder before the output is touched
         self._prepare_output()  # takes the output lock, or refuses
         try:
             return await self._run_locked()
         finally:
             if self.run_id:
                 unregister_run(self.run_id)  # last: `zexport cancel` waits for this
+            if self.run_log is not None:
+                self.run_log.close()
+            if self.start_failed and self.fresh_state:
+                undo_fresh_state(self.state_dir)  # under the lock still; keeps run.log
             self.lock.release()
 
     def _registration(self) -> dict[str, Any]:
@@ -1045,7 +1072,7 @@ class Controller:
         self.results.setsockopt(zmq.LINGER, 0)
         self.results.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         self.results.bind(endpoint(self.run_dir, "results"))
-        self.control = ControlServer(self.ctx, self.run_dir, self)
+        self.control = ControlServer(self.run_dir, self)
         list_runs()  # sweeps registrations left by controllers that were killed
         sweep_orphan_run_dirs()  # and run folders of runs killed before registering
         register_run(self.run_id, self._registration())
@@ -1067,6 +1094,9 @@ class Controller:
                 # In a thread too: at 100,000 conversations planning takes seconds, and
                 # the loop must answer status, cancel and workers' hello meanwhile.
                 await loop.run_in_executor(None, self._plan)
+            except Cancelled:
+                self.planning_cut = True  # nothing to export; the report says cancelled
+                self.report.notes.append("cancelled while planning: nothing was exported")
             except apsw.Error as exc:
                 raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
             finally:
@@ -1080,7 +1110,12 @@ class Controller:
                         " were exported without their attachment files")
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
-            self.steps.start(self.total)
+            try:
+                if not self.cancelled:
+                    self.steps.start(self.total)
+            except PluginError:
+                self.start_failed = True
+                raise
             await asyncio.sleep(0)  # let control requests that arrived meanwhile in
             if self.table.batches and not self.cancelled:
                 self._start_attachments()
@@ -1133,6 +1168,7 @@ class Controller:
             self.ctx.term()
             if self.resume is not None:
                 self.resume.close(final_context=self._attachment_context())
+            self.steps.close()
             plan: Plan | None = getattr(self, "plan", None)
             if plan is not None:
                 plan.close()
@@ -1146,7 +1182,8 @@ class Controller:
                 os.unlink(os.path.join(self.state_dir, RUNNING_MARKER))
         status = self.report.finish(
             self.total, self.done_conversations,
-            None if self.internal_error or self.failed_run else self.cancelled)
+            None if self.internal_error or self.failed_run else self.cancelled,
+            planned=not self.planning_cut)
         report_path = os.path.join(self.state_dir, "report.json")
         try:
             self.report.write(report_path)

@@ -133,7 +133,7 @@ class ConversationExporter:
                 if fmt.files_per_conversation:
                     keeper.write(os.path.join(folder, f"conversation.{fmt.extension}"), data)
                 else:
-                    ctx.records.append(data)
+                    ctx.emit(data)  # checked as any record
             self.records.extend((conv.id, r) for r in ctx.records)
             outcome.ok = True
             outcome.files, outcome.conflicts = keeper.files, keeper.conflicts

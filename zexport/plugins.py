@@ -80,12 +80,28 @@ class Registry:
         return [p for p in self.plugins if p.error]
 
     def get_format(self, name: str) -> Format:
-        """The format called ``name``, or a UsageError listing the available ones."""
+        """The format called ``name``, or a UsageError listing the available ones.
+
+        When a plugin that failed to load looks like the one that provides it
+        (same name, ``zexport-<name>`` package, or module ``.<name>``), the
+        error says why it failed instead of only "unknown format".
+        """
         try:
             return self.formats[name]
         except KeyError:
             known = ", ".join(sorted(self.formats)) or "none"
-            raise UsageError(f"unknown format {name!r} (available: {known})") from None
+            for info in self.broken:
+                if name in (info.name, info.name.rsplit(".", 1)[-1], info.package,
+                            info.package.removeprefix("zexport-")):
+                    raise UsageError(
+                        f"format {name!r} is not available: {info.label} failed to load:"
+                        f" {info.error} (available: {known})") from None
+            broken = ""
+            if self.broken:
+                broken = (f"; {len(self.broken)} plugin(s) failed to load: "
+                          + ", ".join(info.label for info in self.broken)
+                          + " (see `zexport formats`)")
+            raise UsageError(f"unknown format {name!r} (available: {known}){broken}") from None
 
 
 def _plugin_manager() -> pluggy.PluginManager:

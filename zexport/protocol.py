@@ -3,11 +3,21 @@
 A frame is ONE ZeroMQ frame holding a msgpack map with at least
 ``v`` (protocol version, :data:`VERSION`) and ``t`` (message type). Nothing
 is ever pickled: a peer in any language can speak this. :func:`decode`
-rejects garbage, truncated, oversized, wrong-version and unknown-type
-frames with :class:`ProtocolError`; callers log and drop them.
+checks every field a message type documents, nested maps and lists
+included, and rejects garbage, truncated, oversized, wrong-version,
+unknown-type and wrong-shaped frames with :class:`ProtocolError`; callers log
+and drop them. Receivers can then trust a decoded frame completely: a frame
+that would make them raise never gets past here.
+
+The shapes are data (:data:`SCHEMA`), written with a few small checkers
+(:class:`Map`, :class:`ListOf`, :class:`Pair`...). The two lists whose items
+are independent requests or answers (``fetch_many``, ``fetched_many``) are
+*lenient*: a malformed item is dropped alone (and logged), the rest kept.
 """
 
 from __future__ import annotations
+
+import logging
 
 import msgpack
 
@@ -20,32 +30,199 @@ if TYPE_CHECKING:
 VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
-# type -> required fields and their Python types (after msgpack decoding).
-SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+log = logging.getLogger("zexport.protocol")
+
+
+class Shape:
+    """Checks one decoded value; :meth:`problem` says what is wrong, or None."""
+
+    def problem(self, value: Any) -> str | None:
+        raise NotImplementedError
+
+
+class Kind(Shape):
+    """A scalar of the given Python types (booleans never count as numbers)."""
+
+    def __init__(self, *types: type, nullable: bool = False, name: str = "") -> None:
+        self.types = types
+        self.nullable = nullable
+        self.name = name or " or ".join(t.__name__ for t in types) + (
+            " or nil" if nullable else "")
+
+    def problem(self, value: Any) -> str | None:
+        if value is None and self.nullable:
+            return None
+        if isinstance(value, bool) and bool not in self.types:
+            return f"{self.name} expected, got a boolean"
+        if isinstance(value, self.types):
+            return None
+        return f"{self.name} expected, got {_kind_of(value)}"
+
+
+class ListOf(Shape):
+    """A list whose every item has ``item``'s shape (``lenient``: see :func:`decode`)."""
+
+    def __init__(self, item: Shape, lenient: bool = False) -> None:
+        self.item = item
+        self.lenient = lenient
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, list):
+            return f"list expected, got {_kind_of(value)}"
+        if self.lenient:
+            return None
+        for i, item in enumerate(value):
+            why = self.item.problem(item)
+            if why:
+                return f"item {i}: {why}"
+        return None
+
+
+class Pair(Shape):
+    """A two-item list ``[a, b]`` (msgpack has no tuples)."""
+
+    def __init__(self, first: Shape, second: Shape) -> None:
+        self.parts = (first, second)
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, list) or len(value) != 2:
+            return f"a list of 2 expected, got {_kind_of(value)}"
+        for i, (part, item) in enumerate(zip(self.parts, value, strict=True)):
+            why = part.problem(item)
+            if why:
+                return f"item {i}: {why}"
+        return None
+
+
+class MapOf(Shape):
+    """A map of string keys to values of one shape."""
+
+    def __init__(self, value: Shape) -> None:
+        self.value = value
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"map expected, got {_kind_of(value)}"
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"key {key!r} is not a string"
+            why = self.value.problem(item)
+            if why:
+                return f"{key!r}: {why}"
+        return None
+
+
+class Map(Shape):
+    """A map with ``required`` and ``optional`` fields; unknown keys are allowed.
+
+    An optional field may be absent; when present it must have its shape
+    (a wrong-typed optional field is an error, not silently ignored).
+    """
+
+    def __init__(self, required: dict[str, Shape] | None = None,
+                 optional: dict[str, Shape] | None = None) -> None:
+        self.required = required or {}
+        self.optional = optional or {}
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"map expected, got {_kind_of(value)}"
+        for name, shape in self.required.items():
+            if name not in value:
+                return f"field {name!r} missing"
+            why = shape.problem(value[name])
+            if why:
+                return f"field {name!r}: {why}"
+        for name, shape in self.optional.items():
+            if name in value:
+                why = shape.problem(value[name])
+                if why:
+                    return f"field {name!r}: {why}"
+        return None
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "nil"
+    return {bool: "a boolean", int: "an int", float: "a float", str: "a str",
+            bytes: "bytes", list: "a list", dict: "a map"}.get(type(value), type(value).__name__)
+
+
+INT = Kind(int)
+STR = Kind(str)
+BOOL = Kind(bool)
+NUMBER = Kind(int, float, name="number")
+OPT_STR = Kind(str, nullable=True)
+ANY_MAP = Kind(dict, name="map")
+REQUEST_ID = Kind(int, str, nullable=True, name="int, str or nil")
+
+RESULT = Map(
+    required={"id": STR, "ok": BOOL, "title": STR, "error": OPT_STR,
+              "warnings": ListOf(STR), "attachments_ok": INT,
+              "attachments_failed": ListOf(Pair(STR, STR))},
+    # files: (path, SHA-256) written; conflicts: (path, reason) left alone (edits)
+    optional={"skipped": BOOL, "files": ListOf(Pair(STR, STR)),
+              "conflicts": ListOf(Pair(STR, STR))})
+ATTACHMENT = Map(
+    required={"id": STR},
+    optional={key: OPT_STR for key in ("provider", "file_id", "original_url", "filename",
+                                      "mime_type", "message_id", "local_path")})
+FETCH = {"req": INT, "conversation_id": STR, "attachment": ATTACHMENT}
+FETCHED = Map(required={"req": INT}, optional={"path": OPT_STR, "name": OPT_STR,
+                                                "error": OPT_STR})
+
+
+class BatchItem(Shape):
+    """``[id, folder]``, or ``[id, folder, {path: hash}]`` with what zexport wrote there."""
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, list) or len(value) not in (2, 3):
+            return f"a list of 2 or 3 expected, got {_kind_of(value)}"
+        for i, item in enumerate(value[:2]):
+            if not isinstance(item, str):
+                return f"item {i}: str expected, got {_kind_of(item)}"
+        return MapOf(STR).problem(value[2]) if len(value) == 3 else None
+
+
+BATCH_ITEM = BatchItem()
+CONFIG = Map(
+    required={"db": STR, "out": STR, "format": STR, "tz": STR, "branches": STR,
+              "exported_at": STR},
+    optional={"format_options": MapOf(STR), "attachments": STR,
+              "attachment_index": OPT_STR, "downloads": BOOL,
+              "refused_providers": MapOf(STR), "render_timeout": NUMBER,
+              "hb_interval": NUMBER, "hb_timeout": NUMBER, "controller_pid": INT,
+              "log": STR, "overwrite_edited": BOOL, "conflicts_exist": BOOL,
+              "attachment_roots": ListOf(STR), "app_attachments": ListOf(STR),
+              "attachment_cache": OPT_STR})
+
+# type -> its fields: (required, optional). Every one is checked by decode().
+SCHEMA: dict[str, tuple[dict[str, Shape], dict[str, Shape]]] = {
     # t<N> sockets (controller PUSH -> worker N's PULL)
-    "batch": {"batch": int, "items": list},
+    "batch": ({"batch": INT, "items": ListOf(BATCH_ITEM)}, {}),
     # results socket (worker PUSH -> controller PULL)
-    "ready": {"w": int},
-    "took": {"w": int, "batch": int},
-    "done": {"w": int, "batch": int, "results": list},
+    "ready": ({"w": INT}, {}),
+    "took": ({"w": INT, "batch": INT}, {}),
+    "done": ({"w": INT, "batch": INT, "results": ListOf(RESULT)}, {}),
     # per-worker control channel (PAIR, both directions)
-    "hello": {"w": int, "pid": int},
-    "config": {"config": dict},
-    "hb": {},
-    "cancel": {"reason": str},
-    "bye": {"w": int, "reason": str},
-    "fetch": {"req": int, "conversation_id": str, "attachment": dict},
-    "fetched": {"req": int},
-    "fetch_many": {"items": list},
-    "fetched_many": {"items": list},
-    "timed_out": {"w": int, "batch": int, "conversation_id": str, "seconds": (int, float)},
+    "hello": ({"w": INT, "pid": INT}, {}),
+    "config": ({"config": CONFIG}, {}),
+    "hb": ({}, {"w": INT}),  # the render watchdog's, on results, carries w
+    "cancel": ({"reason": STR}, {}),
+    "bye": ({"w": INT, "reason": STR}, {}),
+    "fetch": (FETCH, {}),
+    "fetched": (FETCHED.required, FETCHED.optional),
+    "fetch_many": ({"items": ListOf(Map(FETCH), lenient=True)}, {}),
+    "fetched_many": ({"items": ListOf(FETCHED, lenient=True)}, {}),
+    "timed_out": ({"w": INT, "batch": INT, "conversation_id": STR, "seconds": NUMBER}, {}),
     # control endpoint (ROUTER, `zexport status` / `zexport cancel` and GUIs)
-    "status": {},
-    "status_reply": {"status": dict},
-    "cancel_request": {},
-    "cancel_reply": {"state": str},
-    "error": {"message": str},
+    "status": ({}, {"id": REQUEST_ID}),
+    "status_reply": ({"status": ANY_MAP}, {"id": REQUEST_ID}),
+    "cancel_request": ({}, {"id": REQUEST_ID, "reason": STR}),
+    "cancel_reply": ({"state": STR}, {"id": REQUEST_ID, "already": BOOL, "run_id": STR}),
+    "error": ({"message": STR}, {"id": REQUEST_ID, "code": STR}),
 }
+_SHAPES = {kind: Map(required, optional) for kind, (required, optional) in SCHEMA.items()}
 
 
 def encode(msg_type: str, **fields: Any) -> bytes:
@@ -59,23 +236,34 @@ def encode(msg_type: str, **fields: Any) -> bytes:
 
 
 def decode(frame: bytes) -> dict[str, Any]:
-    """Parse and validate one frame; raise ProtocolError if it is not a valid message."""
+    """Parse and validate one frame; raise ProtocolError if it is not a valid message.
+
+    Items of a lenient list that do not fit are removed from it (one log
+    line says how many); everything else that does not fit rejects the frame.
+    """
     if len(frame) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     try:
-        msg = msgpack.unpackb(
-            frame, raw=False, strict_map_key=True
-        )
+        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated exception types
         raise ProtocolError(f"undecodable frame ({type(exc).__name__})") from None
     if not isinstance(msg, dict):
         raise ProtocolError("frame is not a map")
-    if msg.get("v") != VERSION:
-        raise ProtocolError(f"unsupported protocol version {msg.get('v')!r}")
+    version = msg.get("v")
+    if type(version) is not int or version != VERSION:  # True == 1, but is no version
+        raise ProtocolError(f"unsupported protocol version {version!r}")
     msg_type = msg.get("t")
     if not isinstance(msg_type, str) or msg_type not in SCHEMA:
         raise ProtocolError(f"unknown message type {msg_type!r}")
-    for name, kind in SCHEMA[msg_type].items():
-        if not isinstance(msg.get(name), kind) or isinstance(msg.get(name), bool):
-            raise ProtocolError(f"{msg_type}: field {name!r} missing or of wrong type")
+    shape = _SHAPES[msg_type]
+    why = shape.problem(msg)
+    if why:
+        raise ProtocolError(f"{msg_type}: {why}")
+    for name, field_shape in shape.required.items():
+        if isinstance(field_shape, ListOf) and field_shape.lenient:
+            kept = [item for item in msg[name] if field_shape.item.problem(item) is None]
+            if len(kept) != len(msg[name]):
+                log.warning("%s: dropped %d malformed item(s) of %r", msg_type,
+                            len(msg[name]) - len(kept), name)
+                msg[name] = kept
     return msg

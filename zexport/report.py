@@ -116,17 +116,19 @@ class RunReport:
         self.conflicts.append({"conversation_id": conversation_id, "path": path,
                                "reason": reason, "new_version": new_version})
 
-    def finish(self, selected: int, done: int, cancelled: str | None) -> int:
+    def finish(self, selected: int, done: int, cancelled: str | None,
+               planned: bool = True) -> int:
         """Close the report; return the exit status it implies.
 
         Attachments that could not be had and files left alone are warnings
         (exit 0: a nightly cron job fails only for what needs a person), unless
         :attr:`strict`; a conversation that could not be exported, or a run-wide
-        error, is a failure (1).
+        error, is a failure (1). ``planned`` False: the cancel came while planning,
+        so ``selected`` is not known.
         """
         self.selected = selected
         self.finished = time.time()
-        if cancelled and cancelled != "finished" and done < selected:
+        if cancelled and cancelled != "finished" and (done < selected or not planned):
             self.status = "cancelled"
             self.cancel_reason = cancelled
             return EXIT_CANCELLED

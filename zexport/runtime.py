@@ -29,13 +29,69 @@ REGISTRATION_SUFFIX = ".json"
 OWNER_FILE = "owner"  # in a run folder: the pid of the process that made it
 
 
+# sun_path holds 108 bytes on Linux (104 on macOS), NUL included; the longest socket
+# path zexport binds is "<base>/<run_id>/results" (worker channels, w<N>, are shorter).
+MAX_SOCKET_PATH_BYTES = 103
+_LONGEST_IN_BASE = len("/00000000/results")
+
+
+class RuntimeDirError(ZexportError):
+    """The runtime folder cannot be used (someone else's, too open, or its path too long)."""
+
+
 def _base_path() -> str:
+    """The runtime folder to use (created or not).
+
+    The shared default, ``<tmp>/zexport-<uid>``, can be made first by any
+    local user, to block or to watch another's exports: when it is there and
+    not a folder of ours, ours is ``<cache>/runtime`` instead (in our home,
+    where no one else can make it). Clients and controllers reach the same
+    answer, so ``zexport status`` finds runs in either.
+    """
     override = os.environ.get("ZEXPORT_RUNTIME_DIR")
     if override:
-        return override
+        return os.path.abspath(override)
     if os.environ.get("XDG_RUNTIME_DIR") and os.path.isdir(os.environ["XDG_RUNTIME_DIR"]):
         return os.path.join(os.environ["XDG_RUNTIME_DIR"], "zexport")
-    return os.path.join(default_tempdir(), f"zexport-{os.getuid()}")
+    shared = os.path.join(default_tempdir(), f"zexport-{os.getuid()}")
+    try:
+        st = os.lstat(shared)
+    except OSError:
+        return shared
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+        return shared
+    return _private_fallback()
+
+
+def _private_fallback() -> str:
+    from .locations import cache_dir
+
+    return os.path.join(cache_dir(), "runtime")
+
+
+def _refuse_unless_private(base: str, st: os.stat_result) -> None:
+    """A folder zexport did not create is used only if it is a 0700 folder of ours.
+
+    Never chmod-ed into shape: ``ZEXPORT_RUNTIME_DIR=$HOME`` must not lock a home folder.
+    """
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise RuntimeDirError(
+            f"runtime folder {base} is not a folder owned by you; refusing it "
+            "(set ZEXPORT_RUNTIME_DIR to a private folder)")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != 0o700:
+        raise RuntimeDirError(
+            f"runtime folder {base} has mode {mode:04o}, not 0700; refusing it (zexport does"
+            " not change it: `chmod 700` it, or set ZEXPORT_RUNTIME_DIR to a private folder)")
+
+
+def _check_length(base: str) -> None:
+    size = len(os.fsencode(base)) + _LONGEST_IN_BASE
+    if size > MAX_SOCKET_PATH_BYTES:
+        raise RuntimeDirError(
+            f"runtime folder {base} is too long for its sockets ({size} bytes, at most "
+            f"{MAX_SOCKET_PATH_BYTES}): set ZEXPORT_RUNTIME_DIR to a shorter folder, e.g. "
+            f"/tmp/zexport-{os.getuid()}")
 
 
 _TEMP_CANDIDATES = ("/tmp", "/var/tmp", "/usr/tmp")  # tempfile's list on POSIX
@@ -93,23 +149,32 @@ def existing_runtime_base() -> str | None:
         st = os.lstat(base)
     except FileNotFoundError:
         return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise ZexportError(f"runtime folder {base} is not a folder owned by you; refusing it")
+    _refuse_unless_private(base, st)
     return base
 
 
 def runtime_base() -> str:
-    """The per-user runtime folder, created 0700 if missing, verified if present."""
+    """The per-user runtime folder: created 0700 if missing, refused if not private.
+
+    Checked before anything is made: a path too long for a socket fails here,
+    in one line, not later in ``bind`` with a run folder left behind.
+    """
     base = _base_path()
+    _check_length(base)
+    created = False
     try:
+        if base == _private_fallback():  # in our cache folder, which may not exist yet
+            os.makedirs(os.path.dirname(base), exist_ok=True)
         os.mkdir(base, 0o700)
+        created = True
     except FileExistsError:
         pass
-    st = os.lstat(base)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise ZexportError(f"runtime folder {base} is not a folder owned by you; refusing it")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(base, 0o700)
+    except OSError as exc:
+        raise RuntimeDirError(
+            f"cannot create the runtime folder {base}: {exc.strerror or exc}") from None
+    if created:
+        os.chmod(base, 0o700)  # ours, just made: only the umask could have narrowed it
+    _refuse_unless_private(base, os.lstat(base))
     return base
 
 

@@ -20,6 +20,7 @@ from ..edits import FileKeeper, file_unless_same
 from ..errors import UsageError
 from ..model import Conversation
 from ..output import UnsafePathError, atomic_write, ensure_dir, inside
+from ..records import iter_kept
 from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
 from ..timezones import iso_time as iso_time  # re-exported for format plugins
 
@@ -54,6 +55,10 @@ class Option:
 
 class RefusedWrite(UnsafePathError):
     """A plugin asked to write outside the folder it may write in."""
+
+
+class EmitError(TypeError):
+    """A plugin emitted a record that is neither bytes nor str."""
 
 
 @dataclass
@@ -105,8 +110,17 @@ class RenderContext:
         atomically) and come back in :meth:`RunContext.records` in export
         order, whatever the number of workers: this is how a format writes
         one file for the whole export without workers racing on it.
+
+        Checked here, at the call: anything but bytes or str raises
+        :class:`EmitError`, which fails this conversation (naming the plugin
+        and the type), instead of the worker dying later on a value that
+        cannot be stored, with the innocent conversations of its batch.
         """
-        self.records.append(data.encode() if isinstance(data, str) else data)
+        if isinstance(data, str):
+            data = data.encode()
+        elif not isinstance(data, bytes):
+            raise EmitError(f"ctx.emit() takes bytes or str, not {type(data).__name__}")
+        self.records.append(bytes(data))
 
     def time(self, ts: int | None) -> str | None:
         """A Unix time as ISO 8601 with its offset in the run's zone (None stays None)."""
@@ -132,6 +146,7 @@ class RunContext:
     plan_path: str = ""
     failures: Mapping[str, str] = field(default_factory=dict)
     shard_paths: Sequence[str] = ()
+    record_store: str = ""  # kept records (zexport.records), for formats that can skip
 
     def conversations(self) -> Iterator[ConversationEntry]:
         """Every selected conversation in export order (failed ones have ``error`` set)."""
@@ -139,7 +154,11 @@ class RunContext:
 
     def records(self) -> Iterator[Record]:
         """Every record emitted by :meth:`RenderContext.emit` (or returned by a format
-        without per-conversation files), in export order; empty during ``start``."""
+        without per-conversation files) for an exported conversation, in export order:
+        those rendered by this run and those an incremental run skipped (their records
+        from the run that rendered them). Not for use in ``start``."""
+        if self.record_store:
+            return iter_kept(self.record_store, self.plan_path, self.failures)
         return iter_records(self.shard_paths)
 
     def write(self, relative: str, data: bytes | str) -> str:
