@@ -693,7 +693,6 @@ class Controller:
                       f" (worker {w.id}) {why}, {self.futile_deaths} in a row; see {where}")
         self.failed_run = reason
         self.report.run_errors.append(reason)
-        sys.stderr.write(f"zexport: error: {reason}\n")
         self.cancel("failed")
 
     # -- dispatch -------------------------------------------------------------
