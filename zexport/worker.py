@@ -270,7 +270,8 @@ class Worker:
             beat=lambda: self.send_control("hb"),
             expire=lambda seconds: self.timed_out(exporter, seconds))
         exporter.guard = watchdog.guard
-        reader = BatchReader(config["db"], config.get("attachment_index"))
+        reader = BatchReader(config["db"], config.get("attachment_index"),
+                             config.get("message_index"))
         self.tasks.connect(endpoint(self.run_dir, "tasks"))
         self.results.connect(endpoint(self.run_dir, "results"))
         poller = zmq.Poller()
