@@ -286,16 +286,14 @@ def summarise(data: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
             groups.setdefault((r["src"], r["variant"], r["size"]), []).append(r)
     for (src, variant, size), rs in sorted(groups.items(), key=lambda kv: (
             kv[0][0] != "this", kv[0][0], kv[0][2], kv[0][1])):
-        med = statistics.median
-
         def m(key: str, runs: list[dict[str, Any]] = rs) -> float:
-            return float(med([r[key] for r in runs]))
+            return float(statistics.median([r[key] for r in runs]))
 
         cpu_c, cpu_w = m("controller_cpu"), m("workers_cpu")
         rows.append({"src": src, "variant": variant, "size": size, "n": len(rs),
                      "wall": m("wall"), "ms_per_conv": m("wall") * 1000 / size,
                      "controller_cpu": cpu_c, "workers_cpu": cpu_w,
-                     "controller_share": float(med([r["controller_cpu"] / (
+                     "controller_share": float(statistics.median([r["controller_cpu"] / (
                          r["controller_cpu"] + r["workers_cpu"]) for r in rs])),
                      "controller_mib": m("controller_mib"), "worker_mib": m("worker_mib")})
     return rows
@@ -312,9 +310,10 @@ def checks(rows: list[dict[str, Any]], identical: dict[str, bool]) -> list[tuple
                     max(per) / min(per) <= 1.15))
         for key, label in (("controller_mib", "controller"), ("worker_mib", "largest worker")):
             peaks = [r[key] for _, r in real]
+            flat = max(peaks) / min(peaks)
             out.append((f"real schema: {label} peak memory flat (largest/smallest <= 1.15)",
-                        " / ".join(f"{p:.0f}" for p in peaks) + f" MiB: {max(peaks) / min(peaks):.2f}",
-                        max(peaks) / min(peaks) <= 1.15))
+                        " / ".join(f"{p:.0f}" for p in peaks) + f" MiB: {flat:.2f}",
+                        flat <= 1.15))
     for size, r in real:
         idx = this.get(("indexed", size))
         if idx:

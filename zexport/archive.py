@@ -33,7 +33,7 @@ import apsw
 import orjson
 
 from .errors import ArchiveError
-from .model import Attachment, Conversation, Message
+from .model import Attachment, Conversation, Message, parent_of
 from .schema import REQUIRED_TABLES
 
 BUSY_TIMEOUT_MS = 10_000
@@ -684,7 +684,8 @@ def _check_tree(conv: Conversation) -> None:
     """Note dangling parent links and an unknown current node."""
     ids = {m.id for m in conv.messages}
     for m in conv.messages:
-        if m.parent_id and m.parent_id not in ids:
-            conv.warnings.append(f"message {m.id}: parent {m.parent_id} is missing")
+        parent = parent_of(m)  # Claude's all-zero root parent is no missing parent
+        if parent and parent not in ids:
+            conv.warnings.append(f"message {m.id}: parent {parent} is missing")
     if conv.current_node_id and conv.current_node_id not in ids:
         conv.warnings.append(f"current_node_id {conv.current_node_id} names no message")
