@@ -459,7 +459,10 @@ class BatchReader:
         one (``by_rowid``), plus those inserted after it was made. If the app
         deleted or rewrote a message of the batch meanwhile (its rowid no
         longer holds it), the batch is read again by ``conversation_id``, as
-        it is now: slower (a scan), never wrong.
+        it is now: slower (a scan), never wrong. (A message the app adds under
+        a rowid the index saw is not read: SQLite hands out such rowids only
+        after the table's last rows are deleted. It is as if the app had
+        written it just after this batch was read.)
         """
         ids = [cid for cid, _ in items]
         marks = ",".join("?" * len(ids))
