@@ -274,17 +274,21 @@ MESSAGE_INDEX = "messages.db"  # the message index's name in the run folder
 
 
 def build_message_index(archive_path: str, target: str) -> bool:
-    """Write the rowids of each conversation's messages into a side file at ``target``.
+    """Write where each conversation's messages are, as runs of rowids, to ``target``.
 
     Why: without an index on ``messages.conversation_id`` (the app's schema),
     a worker's ``WHERE conversation_id IN (...)`` scans the whole table per
-    batch. One ordered scan here (SQLite sorts ``(conversation_id, rowid)``
-    and writes a WITHOUT ROWID table in order; no per-row Python, so the
-    controller's thread runs it without the GIL, while the main thread plans)
-    lets workers read by rowid: a batch costs what it costs with an index.
-    The highest rowid seen is kept, read in the same snapshot, so that
-    workers also see messages the app inserts during the run (see
-    :meth:`BatchReader.read` for the rest of that story).
+    batch. The app inserts a conversation's messages together, so in rowid
+    order they form a few runs (one, until a re-sync appends more). One scan
+    here finds where runs start (a row whose rowid-1 belongs to another
+    conversation, or is gone); workers then read each run as a rowid range: a
+    batch costs what it costs with an index. All in SQL, no per-row Python: the
+    controller runs it in a thread, without the GIL, while it plans; the file
+    holds a row per run (a few megabytes for 100,000 conversations).
+
+    Runs cover rowids up to the highest one seen (kept, read in the same
+    snapshot); workers also read the rows above it by ``conversation_id``, so
+    the messages the app inserts during the run are seen too.
 
     The file is written beside ``target`` and renamed into place when
     complete: a worker finds the whole index or none (then it reads by
@@ -301,13 +305,12 @@ def build_message_index(archive_path: str, target: str) -> bool:
     side, _ = _open_side(archive_path, partial)
     try:
         side.execute(
-            "CREATE TABLE msg (conversation_id TEXT NOT NULL, rid INTEGER NOT NULL,"
-            " PRIMARY KEY (conversation_id, rid)) WITHOUT ROWID")
+            "CREATE TABLE runs (conversation_id TEXT NOT NULL, first INTEGER NOT NULL,"
+            " stop INTEGER NOT NULL, PRIMARY KEY (conversation_id, first)) WITHOUT ROWID")
         side.execute("CREATE TABLE scanned (max_rid INTEGER)")
         with side:  # one transaction: one snapshot of the archive for both statements
-            side.execute("INSERT INTO msg SELECT conversation_id, rowid FROM src.messages"
-                         " WHERE conversation_id IS NOT NULL ORDER BY 1, 2")
             side.execute("INSERT INTO scanned SELECT max(rowid) FROM src.messages")
+            side.execute(_RUNS_FROM_ARCHIVE)
         side.execute("DETACH DATABASE src")
     except BaseException:
         side.close()
@@ -317,6 +320,20 @@ def build_message_index(archive_path: str, target: str) -> bool:
     side.close()
     os.replace(partial, target)
     return True
+
+
+# A run starts at each row whose predecessor (rowid - 1) is missing or another
+# conversation's, and stops where the next run starts (or past the last rowid seen).
+# Rows without a conversation are boundaries, and no run.
+_RUNS_FROM_ARCHIVE = """
+INSERT INTO runs SELECT conversation_id, first, stop FROM (
+    SELECT conversation_id, first, lead(first, 1, (SELECT ifnull(max_rid, 0) + 1 FROM scanned))
+           OVER (ORDER BY first) AS stop
+    FROM (SELECT m.rowid AS first, m.conversation_id FROM src.messages m
+          LEFT JOIN src.messages p ON p.rowid = m.rowid - 1
+          WHERE p.rowid IS NULL OR p.conversation_id IS NOT m.conversation_id))
+WHERE conversation_id IS NOT NULL
+"""
 
 
 def build_attachment_index(archive_path: str, target: str) -> None:
@@ -421,23 +438,19 @@ class BatchReader:
         return self.scanned_rowid is not None
 
     def _message_rows(self, ids: list[str], marks: str, tolerant: bool, indexed_reads: bool,
-                      ) -> tuple[Iterable[Sequence[Any]], Iterable[Sequence[Any]]]:
-        """A batch's message rows: by rowid through the message index when there is one,
-        then (or else) by ``conversation_id``.
-
-        The second iterable is, with the index, only the rows the app inserted
-        after the index was made (a rowid range: cheap); without it, the whole
-        batch (the archive's own index, or a scan).
-        """
+                      ) -> list[Iterable[Sequence[Any]]]:
+        """A batch's message rows: through the message index when there is one (its
+        runs, then the rows inserted after it was made: a rowid range, cheap), else
+        by ``conversation_id`` (the archive's own index, or a scan)."""
         select = self._tolerant_select if tolerant else self._message_select
         by_column = select + f" WHERE conversation_id IN ({marks})"
         if not indexed_reads:
-            return (), self.conn.execute(by_column, ids)
-        indexed = self.conn.execute(
-            (self._tolerant_indexed_select if tolerant else self._indexed_select)
-            + f" WHERE s.conversation_id IN ({marks})", ids)
-        return indexed, self.conn.execute(by_column + " AND rowid > ?",
-                                          [*ids, self.scanned_rowid])
+            return [self.conn.execute(by_column, ids)]
+        return [self.conn.execute(
+                    (self._tolerant_indexed_select if tolerant else self._indexed_select)
+                    + f" WHERE s.conversation_id IN ({marks})"
+                    " AND m.conversation_id = s.conversation_id", ids),
+                self.conn.execute(by_column + " AND rowid > ?", [*ids, self.scanned_rowid])]
 
     def close(self) -> None:
         """Close both connections."""
@@ -445,8 +458,8 @@ class BatchReader:
         if self.att is not None:
             self.att.close()
 
-    def read(self, items: Sequence[tuple[str, str]], tolerant: bool = False,
-             by_rowid: bool = True) -> list[Conversation]:
+    def read(self, items: Sequence[tuple[str, str]],
+             tolerant: bool = False) -> list[Conversation]:
         """Load ``[(conversation_id, folder)]`` in one read transaction.
 
         Conversations missing from the archive (deleted since listing) are
@@ -455,20 +468,19 @@ class BatchReader:
         them with replacement, so bytes that are not UTF-8 stored as TEXT
         (apsw raises on them) cost a few characters, not the conversation.
 
-        Messages are read by rowid through the message index when there is
-        one (``by_rowid``), plus those inserted after it was made. If the app
-        deleted or rewrote a message of the batch meanwhile (its rowid no
-        longer holds it), the batch is read again by ``conversation_id``, as
-        it is now: slower (a scan), never wrong. (A message the app adds under
-        a rowid the index saw is not read: SQLite hands out such rowids only
-        after the table's last rows are deleted. It is as if the app had
-        written it just after this batch was read.)
+        With the message index, messages are read by rowid range, keeping
+        only the rows that still belong to their conversation, plus those
+        inserted after the index was made: a message the app deleted is
+        gone, one it re-synced (deleted and inserted again) is read where it
+        is now. (One the app adds under a rowid the index saw is not read:
+        SQLite hands out such rowids only after the table's last rows are
+        deleted. It is as if the app had written it just after the batch.)
         """
         ids = [cid for cid, _ in items]
         marks = ",".join("?" * len(ids))
         conversations: dict[str, Conversation] = {}
         folders = dict(items)
-        indexed_reads = by_rowid and self._attach_message_index()  # (not in a transaction)
+        indexed_reads = self._attach_message_index()  # (not inside a transaction)
         with self.conn:  # one snapshot for the batch
             for row in self.conn.execute(self._conversation_select + f" ({marks})", ids):
                 cid, title, provider, created, updated, count, current, *sync = row
@@ -487,15 +499,8 @@ class BatchReader:
                     conv.warnings.append("conversation has NULL timestamps")
                 conversations[cid] = conv
             messages: dict[str, Message] = {}
-            indexed, rest = self._message_rows(ids, marks, tolerant, indexed_reads)
-            if not self._add_messages(indexed, conversations, messages, tolerant) \
-                    and self._changed_since_indexed(ids, marks, conversations):
-                stale = True
-            else:
-                stale = False
-                self._add_messages(rest, conversations, messages, tolerant)
-        if stale:
-            return self.read(items, tolerant, by_rowid=False)
+            for rows in self._message_rows(ids, marks, tolerant, indexed_reads):
+                self._add_messages(rows, conversations, messages, tolerant)
         if self.att is None and self.attachment_index:
             # Opened on first use: the controller builds it while workers start.
             self.att = apsw.Connection(self.attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
@@ -518,36 +523,19 @@ class BatchReader:
             _check_tree(conv)
         return [conversations[cid] for cid in ids if cid in conversations]
 
-    def _changed_since_indexed(self, ids: list[str], marks: str,
-                               conversations: dict[str, Conversation]) -> bool:
-        """Whether a conversation of the batch that still exists lost a message the
-        index lists (deleted, or its rowid reused). A conversation deleted since
-        planning lost them all, and does not matter: it is reported as vanished."""
-        gone = self.conn.execute(
-            "SELECT DISTINCT s.conversation_id FROM mi.msg s LEFT JOIN messages m"
-            f" ON m.rowid = s.rid WHERE s.conversation_id IN ({marks})"
-            " AND m.conversation_id IS NOT s.conversation_id", ids)
-        return any(cid in conversations for cid, in gone)
-
     @staticmethod
     def _add_messages(rows: Iterable[Sequence[Any]], conversations: dict[str, Conversation],
-                      messages: dict[str, Message], tolerant: bool) -> bool:
-        """Give each row's message to its conversation; False if a row had no owner
-        in the batch (read through the message index: its rowid no longer holds
-        that conversation's message, or the conversation is gone)."""
+                      messages: dict[str, Message], tolerant: bool) -> None:
+        """Give each row's message to its conversation (if that is in the batch)."""
         if tolerant:
             rows = (tuple(_text(v) if type(v) is bytes else v for v in row) for row in rows)
         owner_of = conversations.get
-        complete = True
         for row in rows:  # once per message of the archive: names bound locally
             owner_conv = owner_of(row[0])
             if owner_conv is not None:
                 msg = _message(row, owner_conv)
                 owner_conv.messages.append(msg)
                 messages[msg.id] = msg
-            else:
-                complete = False
-        return complete
 
 
 # Text as bytes: a provider or current_node_id that is not UTF-8 must not fail the
@@ -582,11 +570,11 @@ _TOLERANT_MESSAGE_COLUMNS = (
     " order_index, CAST(parent_id AS BLOB), CAST(sibling_ids AS BLOB), sibling_index")
 _MESSAGE_SELECT = f"SELECT conversation_id, {_MESSAGE_COLUMNS} FROM messages"
 _TOLERANT_MESSAGE_SELECT = f"SELECT conversation_id, {_TOLERANT_MESSAGE_COLUMNS} FROM messages"
-# Through the message index (build_message_index), by rowid; completed with
-# " WHERE s.conversation_id IN (...)". The first column is the owner the index names,
-# or NULL when the rowid is gone or now holds another conversation's message.
-_BY_ROWID = ("SELECT CASE WHEN m.conversation_id = s.conversation_id THEN s.conversation_id"
-             " END, {} FROM mi.msg s LEFT JOIN messages m ON m.rowid = s.rid")
+# Through the message index (build_message_index), by rowid range; completed with
+# " WHERE s.conversation_id IN (...) AND m.conversation_id = s.conversation_id" (a
+# rowid may since hold another conversation's message). CROSS JOIN: runs first.
+_BY_ROWID = ("SELECT m.conversation_id, {} FROM mi.runs s CROSS JOIN messages m"
+             " ON m.rowid >= s.first AND m.rowid < s.stop")
 _INDEXED_MESSAGE_SELECT = _BY_ROWID.format(_MESSAGE_COLUMNS)
 _TOLERANT_INDEXED_MESSAGE_SELECT = _BY_ROWID.format(_TOLERANT_MESSAGE_COLUMNS)
 
