@@ -231,6 +231,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, default=h.TMPFS_ROOT)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--name", default="linear", help="results file stem suffix")
+    p.add_argument("--partial", type=Path, help="rewrite this JSON file after every run")
     args = p.parse_args(argv)
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.sources = ({} if args.no_this else {"this": ""}) | dict(
@@ -270,6 +271,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                         f"{stats.worker_mib:.0f} MiB (load {h.load_average()})")
                     runs.append({"size": size, "variant": variant, "src": src, "rep": rep,
                                  **asdict(stats)})
+                    if args.partial:  # what was measured so far, should the suite be cut short
+                        args.partial.write_text(json.dumps(runs, indent=1) + "\n")
     h.fresh(out)
     identical = {f"{src}:{size}": digests.get((src, size, "real")) ==
                  digests.get((src, size, "indexed"))
