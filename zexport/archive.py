@@ -308,9 +308,12 @@ def build_message_index(archive_path: str, target: str) -> bool:
             "CREATE TABLE runs (conversation_id TEXT NOT NULL, first INTEGER NOT NULL,"
             " stop INTEGER NOT NULL, PRIMARY KEY (conversation_id, first)) WITHOUT ROWID")
         side.execute("CREATE TABLE scanned (max_rid INTEGER)")
-        with side:  # one transaction: one snapshot of the archive for both statements
+        side.execute("CREATE TABLE starts (first INTEGER PRIMARY KEY, conversation_id TEXT)")
+        with side:  # one transaction: one snapshot of the archive for every statement
             side.execute("INSERT INTO scanned SELECT max(rowid) FROM src.messages")
-            side.execute(_RUNS_FROM_ARCHIVE)
+            side.execute(_RUN_STARTS)
+            side.execute(_RUNS)
+            side.execute("DROP TABLE starts")
         side.execute("DETACH DATABASE src")
     except BaseException:
         side.close()
@@ -323,16 +326,19 @@ def build_message_index(archive_path: str, target: str) -> bool:
 
 
 # A run starts at each row whose predecessor (rowid - 1) is missing or another
-# conversation's, and stops where the next run starts (or past the last rowid seen).
-# Rows without a conversation are boundaries, and no run.
-_RUNS_FROM_ARCHIVE = """
-INSERT INTO runs SELECT conversation_id, first, stop FROM (
-    SELECT conversation_id, first, lead(first, 1, (SELECT ifnull(max_rid, 0) + 1 FROM scanned))
-           OVER (ORDER BY first) AS stop
-    FROM (SELECT m.rowid AS first, m.conversation_id FROM src.messages m
-          LEFT JOIN src.messages p ON p.rowid = m.rowid - 1
-          WHERE p.rowid IS NULL OR p.conversation_id IS NOT m.conversation_id))
-WHERE conversation_id IS NOT NULL
+# conversation's; rows without a conversation are boundaries, and no run.
+_RUN_STARTS = """
+INSERT INTO starts SELECT m.rowid, m.conversation_id FROM src.messages m
+LEFT JOIN src.messages p ON p.rowid = m.rowid - 1
+WHERE p.rowid IS NULL OR p.conversation_id IS NOT m.conversation_id
+"""
+# A run stops where the next one starts (a rowid seek: no sort, memory stays flat), the
+# last one past the highest rowid seen.
+_RUNS = """
+INSERT INTO runs SELECT s.conversation_id, s.first, ifnull(
+    (SELECT n.first FROM starts n WHERE n.first > s.first ORDER BY n.first LIMIT 1),
+    (SELECT ifnull(max_rid, 0) + 1 FROM scanned))
+FROM starts s WHERE s.conversation_id IS NOT NULL
 """
 
 
