@@ -103,7 +103,7 @@ def ensure_pair(root: Path, size: int) -> dict[str, Path]:
     sample = h.ensure_sample(root, size)
     indexed = bool(_indexes_on(sample, "messages", "conversation_id"))
     other = "real" if indexed else "indexed"
-    copy = root / f"sample-{size}-{other}.db"
+    copy = sample.with_name(f"{sample.stem}-{other}.db")  # named after its sample's version
     if not copy.exists():
         log(f"  making {copy} ...")
         tmp = copy.with_name(copy.name + f".tmp-{os.getpid()}")
