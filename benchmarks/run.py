@@ -58,6 +58,8 @@ EXTRA_BENCHES: dict[str, tuple[str, list[str]]] = {
         ("bench_attachments.py", ["-n", "200", "--levels", "1", "16", "--run-levels", "16"]),
     "Control plane: status round trip and cancel-to-exit":
         ("bench_control.py", ["-n", "3000", "--raw", "100", "--cli", "10", "--cancels", "2"]),
+    "Linear time on the real schema (no conversation_id index)":
+        ("bench_linear.py", ["--sizes", "1000,3000", "--repeat", "1", "--name", "linear-quick"]),
 }
 
 

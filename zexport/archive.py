@@ -6,15 +6,21 @@ Why this shape:
   the app's file (no WAL switch, no ANALYZE).
 - A busy timeout lets us read while the app writes.
 - Reads are batched: one query for a batch's conversations, one for their
-  messages, one for their attachments. ``attachments.message_id`` has no
-  index, so the controller copies the attachment rows once, with an index on
-  ``conversation_id``, into a private side file (:func:`build_attachment_index`);
-  workers look attachments up there instead of scanning the table per batch.
+  messages, one for their attachments. The app's archives have no index on
+  ``messages.conversation_id`` nor on ``attachments.message_id``, so a query by
+  conversation would scan a whole table per batch (quadratic in the archive).
+  The controller therefore writes two private side files once per run, never
+  touching the archive: the message rowids of each conversation
+  (:func:`build_message_index`, one scan of the messages table), which workers
+  join to the archive to read messages by rowid, and a copy of the attachment
+  rows keyed by conversation (:func:`build_attachment_index`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import operator
 import os
 import re
@@ -27,10 +33,11 @@ import apsw
 import orjson
 
 from .errors import ArchiveError
-from .model import Attachment, Conversation, Message
+from .model import Attachment, Conversation, Message, parent_of
 from .schema import REQUIRED_TABLES
 
 BUSY_TIMEOUT_MS = 10_000
+log = logging.getLogger("zexport.archive")
 
 
 def open_archive(path: str) -> apsw.Connection:
@@ -242,19 +249,15 @@ _ATTACHMENT_SELECT = ("SELECT " + ", ".join(f"CAST({c} AS BLOB)" for c in _ATTAC
                       + ", size, width, height, created_at FROM att")
 
 
-def build_attachment_index(archive_path: str, target: str) -> None:
-    """Copy attachment rows, keyed by conversation, into an indexed side file.
+def _open_side(archive_path: str, target: str) -> tuple[apsw.Connection, bool]:
+    """A new side file at ``target``, with the archive attached read-only as ``src``.
 
-    ``attachments.message_id`` has no index in the archive, so workers read
-    attachments from this copy instead. Runs once per export in the
-    controller, in a thread of its own while the main thread plans: it uses
-    its own connections, and the clean case is one ``INSERT ... SELECT``
-    that SQLite runs without the GIL. The side file lives in the run's
-    private runtime folder and is removed with it.
+    Returns the connection and whether the archive's text is UTF-8. The side
+    file takes the archive's text encoding: SQLite attaches only databases of
+    the main one's encoding (a worker attaches the message index to its
+    archive connection; a UTF-16 archive's attachments were otherwise lost).
     """
     source = Path(os.path.abspath(archive_path)).as_uri() + "?mode=ro"
-    # The side file takes the archive's text encoding: SQLite attaches only databases
-    # of the main one's encoding (a UTF-16 archive's attachments were otherwise lost).
     probe = apsw.Connection(source, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
     try:
         probe.setbusytimeout(BUSY_TIMEOUT_MS)
@@ -270,14 +273,116 @@ def build_attachment_index(archive_path: str, target: str) -> None:
         utf8 = encoding.upper() == "UTF-8"
         if not utf8:  # the very one: a UTF-16be archive does not attach to a UTF-16le file
             side.execute(f"PRAGMA encoding = '{encoding}'").fetchall()
+        side.execute("CREATE TABLE side_format (version INTEGER)")  # fixes the encoding now
+        # The archive, read-only, by URI: the path is percent-encoded, so no character
+        # in it can be taken for a URI parameter.
+        side.execute("ATTACH DATABASE ? AS src", (source,))
+    except BaseException:
+        side.close()
+        raise
+    return side, utf8
+
+
+def has_conversation_index(conn: apsw.Connection) -> bool:
+    """Whether the archive has its own index led by ``messages.conversation_id``
+    (our older samples did; the app's migrations never create one)."""
+    for row in conn.execute("PRAGMA index_list(messages)"):
+        name = str(row[1]).replace('"', '""')
+        first = conn.execute(f'PRAGMA index_info("{name}")').fetchone()
+        if first is not None and first[2] == "conversation_id":
+            return True
+    return False
+
+
+MESSAGE_INDEX = "messages.db"  # the message index's name in the run folder
+
+
+def build_message_index(archive_path: str, target: str) -> bool:
+    """Write where each conversation's messages are, as runs of rowids, to ``target``.
+
+    Why: without an index on ``messages.conversation_id`` (the app's schema),
+    a worker's ``WHERE conversation_id IN (...)`` scans the whole table per
+    batch. The app inserts a conversation's messages together, so in rowid
+    order they form a few runs (one, until a re-sync appends more). One scan
+    here finds where runs start (a row whose rowid-1 belongs to another
+    conversation, or is gone); workers then read each run as a rowid range: a
+    batch costs what it costs with an index. All in SQL, no per-row Python: the
+    controller runs it in a thread, without the GIL, while it plans; the file
+    holds a row per run (a few megabytes for 100,000 conversations).
+
+    Runs cover rowids up to the highest one seen (kept, read in the same
+    snapshot); workers also read the rows above it by ``conversation_id``, so
+    the messages the app inserts during the run are seen too.
+
+    The file is written beside ``target`` and renamed into place when
+    complete: a worker finds the whole index or none (then it reads by
+    ``conversation_id``). Returns False, and writes nothing, when the archive
+    has its own index: then workers use it.
+    """
+    conn = open_archive(archive_path)
+    try:
+        if has_conversation_index(conn):
+            return False
+    finally:
+        conn.close()
+    partial = target + ".partial"
+    side, _ = _open_side(archive_path, partial)
+    try:
+        side.execute(
+            "CREATE TABLE runs (conversation_id TEXT NOT NULL, first INTEGER NOT NULL,"
+            " stop INTEGER NOT NULL, PRIMARY KEY (conversation_id, first)) WITHOUT ROWID")
+        side.execute("CREATE TABLE scanned (max_rid INTEGER)")
+        side.execute("CREATE TABLE starts (first INTEGER PRIMARY KEY, conversation_id TEXT)")
+        with side:  # one transaction: one snapshot of the archive for every statement
+            side.execute("INSERT INTO scanned SELECT max(rowid) FROM src.messages")
+            side.execute(_RUN_STARTS)
+            side.execute(_RUNS)
+            side.execute("DROP TABLE starts")
+        side.execute("DETACH DATABASE src")
+    except BaseException:
+        side.close()
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    side.close()
+    os.replace(partial, target)
+    return True
+
+
+# A run starts at each row whose predecessor (rowid - 1) is missing or another
+# conversation's; rows without a conversation are boundaries, and no run.
+_RUN_STARTS = """
+INSERT INTO starts SELECT m.rowid, m.conversation_id FROM src.messages m
+LEFT JOIN src.messages p ON p.rowid = m.rowid - 1
+WHERE p.rowid IS NULL OR p.conversation_id IS NOT m.conversation_id
+"""
+# A run stops where the next one starts (a rowid seek: no sort, memory stays flat), the
+# last one past the highest rowid seen.
+_RUNS = """
+INSERT INTO runs SELECT s.conversation_id, s.first, ifnull(
+    (SELECT n.first FROM starts n WHERE n.first > s.first ORDER BY n.first LIMIT 1),
+    (SELECT ifnull(max_rid, 0) + 1 FROM scanned))
+FROM starts s WHERE s.conversation_id IS NOT NULL
+"""
+
+
+def build_attachment_index(archive_path: str, target: str) -> None:
+    """Copy attachment rows, keyed by conversation, into an indexed side file.
+
+    ``attachments.message_id`` has no index in the archive, so workers read
+    attachments from this copy instead. Runs once per export in the
+    controller, in a thread of its own while the main thread plans: it uses
+    its own connections, and the clean case is one ``INSERT ... SELECT``
+    that SQLite runs without the GIL. The side file lives in the run's
+    private runtime folder and is removed with it.
+    """
+    side, utf8 = _open_side(archive_path, target)
+    try:
         side.execute(
             "CREATE TABLE att (conversation_id TEXT, id TEXT, message_id TEXT, type TEXT,"
             " file_id TEXT, original_url TEXT, local_path TEXT, filename TEXT,"
             " mime_type TEXT, size INT, width INT, height INT, created_at INT)"
         )
-        # The archive, read-only, by URI: the path is percent-encoded, so no character
-        # in it can be taken for a URI parameter.
-        side.execute("ATTACH DATABASE ? AS src", (source,))
         if not _copy_clean_attachments(side):
             _copy_dirty_attachments(side, utf8)
         side.execute("CREATE INDEX att_conv ON att(conversation_id, id)")
@@ -327,16 +432,55 @@ def _copy_dirty_attachments(side: apsw.Connection, utf8: bool) -> None:
 class BatchReader:
     """A worker's reader: fetches whole conversations for a batch of ids."""
 
-    def __init__(self, archive_path: str, attachment_index: str | None) -> None:
+    def __init__(self, archive_path: str, attachment_index: str | None,
+                 message_index: str | None = None) -> None:
         self.conn = open_archive(archive_path)
         self.archive_dir = os.path.dirname(os.path.abspath(archive_path))
         self.att: apsw.Connection | None = None
         self.attachment_index = attachment_index
+        self.message_index = message_index
+        self.scanned_rowid: int | None = None  # set once the message index is attached
         utf8 = is_utf8(self.conn)  # the side index is UTF-16 too when the archive is
         self._conversation_select = for_encoding(_conversation_select(self.conn), utf8)
         self._message_select = for_encoding(_MESSAGE_SELECT, utf8)
         self._tolerant_select = for_encoding(_TOLERANT_MESSAGE_SELECT, utf8)
+        self._indexed_select = for_encoding(_INDEXED_MESSAGE_SELECT, utf8)
+        self._tolerant_indexed_select = for_encoding(_TOLERANT_INDEXED_MESSAGE_SELECT, utf8)
         self._attachment_select = for_encoding(_ATTACHMENT_SELECT, utf8)
+
+    def _attach_message_index(self) -> bool:
+        """Attach the message index to the archive connection (once); False without one.
+
+        Attached, not opened apart: the join to ``messages`` by rowid then runs
+        inside SQLite, in the batch's one read transaction.
+        """
+        if self.scanned_rowid is None and self.message_index:
+            path, self.message_index = self.message_index, None  # tried once
+            if os.path.isfile(path):  # absent: the archive has its own index, or none
+                try:
+                    self.conn.execute("ATTACH DATABASE ? AS mi", (path,))
+                    row = self.conn.execute("SELECT max_rid FROM mi.scanned").fetchone()
+                except apsw.Error as exc:  # reading by column is slow, never wrong
+                    log.warning("message index %s unusable (%s); reading by conversation",
+                                path, exc)
+                else:
+                    self.scanned_rowid = int(row[0]) if row and type(row[0]) is int else 0
+        return self.scanned_rowid is not None
+
+    def _message_rows(self, ids: list[str], marks: str, tolerant: bool, indexed_reads: bool,
+                      ) -> list[Iterable[Sequence[Any]]]:
+        """A batch's message rows: through the message index when there is one (its
+        runs, then the rows inserted after it was made: a rowid range, cheap), else
+        by ``conversation_id`` (the archive's own index, or a scan)."""
+        select = self._tolerant_select if tolerant else self._message_select
+        by_column = select + f" WHERE conversation_id IN ({marks})"
+        if not indexed_reads:
+            return [self.conn.execute(by_column, ids)]
+        return [self.conn.execute(
+                    (self._tolerant_indexed_select if tolerant else self._indexed_select)
+                    + f" WHERE s.conversation_id IN ({marks})"
+                    " AND m.conversation_id = s.conversation_id", ids),
+                self.conn.execute(by_column + " AND rowid > ?", [*ids, self.scanned_rowid])]
 
     def close(self) -> None:
         """Close both connections."""
@@ -353,11 +497,20 @@ class BatchReader:
         a read failed) reads the messages' text columns as bytes and decodes
         them with replacement, so bytes that are not UTF-8 stored as TEXT
         (apsw raises on them) cost a few characters, not the conversation.
+
+        With the message index, messages are read by rowid range, keeping
+        only the rows that still belong to their conversation, plus those
+        inserted after the index was made: a message the app deleted is
+        gone, one it re-synced (deleted and inserted again) is read where it
+        is now. (One the app adds under a rowid the index saw is not read:
+        SQLite hands out such rowids only after the table's last rows are
+        deleted. It is as if the app had written it just after the batch.)
         """
         ids = [cid for cid, _ in items]
         marks = ",".join("?" * len(ids))
         conversations: dict[str, Conversation] = {}
         folders = dict(items)
+        indexed_reads = self._attach_message_index()  # (not inside a transaction)
         with self.conn:  # one snapshot for the batch
             for row in self.conn.execute(self._conversation_select + f" ({marks})", ids):
                 cid, title, provider, created, updated, count, current, *sync = row
@@ -376,20 +529,8 @@ class BatchReader:
                     conv.warnings.append("conversation has NULL timestamps")
                 conversations[cid] = conv
             messages: dict[str, Message] = {}
-            rows: Iterable[Sequence[Any]] = self.conn.execute(
-                (self._tolerant_select if tolerant else self._message_select)
-                + f" WHERE conversation_id IN ({marks})",
-                ids,
-            )
-            if tolerant:
-                rows = (tuple(_text(v) if type(v) is bytes else v for v in row) for row in rows)
-            owner_of = conversations.get
-            for row in rows:  # once per message of the archive: names bound locally
-                owner_conv = owner_of(row[0])
-                if owner_conv is not None:
-                    msg = _message(row, owner_conv)
-                    owner_conv.messages.append(msg)
-                    messages[msg.id] = msg
+            for rows in self._message_rows(ids, marks, tolerant, indexed_reads):
+                self._add_messages(rows, conversations, messages, tolerant)
         if self.att is None and self.attachment_index:
             # Opened on first use: the controller builds it while workers start.
             self.att = apsw.Connection(self.attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
@@ -412,6 +553,20 @@ class BatchReader:
             _check_tree(conv)
         return [conversations[cid] for cid in ids if cid in conversations]
 
+    @staticmethod
+    def _add_messages(rows: Iterable[Sequence[Any]], conversations: dict[str, Conversation],
+                      messages: dict[str, Message], tolerant: bool) -> None:
+        """Give each row's message to its conversation (if that is in the batch)."""
+        if tolerant:
+            rows = (tuple(_text(v) if type(v) is bytes else v for v in row) for row in rows)
+        owner_of = conversations.get
+        for row in rows:  # once per message of the archive: names bound locally
+            owner_conv = owner_of(row[0])
+            if owner_conv is not None:
+                msg = _message(row, owner_conv)
+                owner_conv.messages.append(msg)
+                messages[msg.id] = msg
+
 
 # Text as bytes: a provider or current_node_id that is not UTF-8 must not fail the
 # conversation (apsw would raise on it). Completed with the ids' placeholders.
@@ -433,15 +588,25 @@ def _conversation_select(conn: apsw.Connection) -> str:
     have = {c[1] for c in conn.execute("PRAGMA table_info(conversations)")}
     return _CONVERSATION_SELECT.format(
         **{name: expr if name in have else "NULL" for name, expr in _SYNC_COLUMNS.items()})
-_MESSAGE_SELECT = (
-    "SELECT conversation_id, id, role, CAST(parts AS BLOB), created_at, updated_at,"
-    " order_index, parent_id, sibling_ids, sibling_index FROM messages"
-)
-_TOLERANT_MESSAGE_SELECT = (
-    "SELECT conversation_id, CAST(id AS BLOB), CAST(role AS BLOB), CAST(parts AS BLOB),"
-    " created_at, updated_at, order_index, CAST(parent_id AS BLOB),"
-    " CAST(sibling_ids AS BLOB), sibling_index FROM messages"
-)
+
+
+# A message row: its conversation, then the columns _message() reads. Completed with
+# " WHERE conversation_id IN (...)" (a scan without the archive's own index).
+_MESSAGE_COLUMNS = ("id, role, CAST(parts AS BLOB), created_at, updated_at, order_index,"
+                    " parent_id, sibling_ids, sibling_index")
+# Text as bytes, for the tolerant re-read of a batch with text that is not UTF-8.
+_TOLERANT_MESSAGE_COLUMNS = (
+    "CAST(id AS BLOB), CAST(role AS BLOB), CAST(parts AS BLOB), created_at, updated_at,"
+    " order_index, CAST(parent_id AS BLOB), CAST(sibling_ids AS BLOB), sibling_index")
+_MESSAGE_SELECT = f"SELECT conversation_id, {_MESSAGE_COLUMNS} FROM messages"
+_TOLERANT_MESSAGE_SELECT = f"SELECT conversation_id, {_TOLERANT_MESSAGE_COLUMNS} FROM messages"
+# Through the message index (build_message_index), by rowid range; completed with
+# " WHERE s.conversation_id IN (...) AND m.conversation_id = s.conversation_id" (a
+# rowid may since hold another conversation's message). CROSS JOIN: runs first.
+_BY_ROWID = ("SELECT m.conversation_id, {} FROM mi.runs s CROSS JOIN messages m"
+             " ON m.rowid >= s.first AND m.rowid < s.stop")
+_INDEXED_MESSAGE_SELECT = _BY_ROWID.format(_MESSAGE_COLUMNS)
+_TOLERANT_INDEXED_MESSAGE_SELECT = _BY_ROWID.format(_TOLERANT_MESSAGE_COLUMNS)
 
 
 def _int(value: Any) -> int | None:
@@ -540,7 +705,8 @@ def _check_tree(conv: Conversation) -> None:
     """Note dangling parent links and an unknown current node."""
     ids = {m.id for m in conv.messages}
     for m in conv.messages:
-        if m.parent_id and m.parent_id not in ids:
-            conv.warnings.append(f"message {m.id}: parent {m.parent_id} is missing")
+        parent = parent_of(m)  # Claude's all-zero root parent is no missing parent
+        if parent and parent not in ids:
+            conv.warnings.append(f"message {m.id}: parent {parent} is missing")
     if conv.current_node_id and conv.current_node_id not in ids:
         conv.warnings.append(f"current_node_id {conv.current_node_id} names no message")

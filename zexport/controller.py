@@ -45,9 +45,11 @@ import zmq.asyncio
 
 from . import __version__, protocol
 from .archive import (
+    MESSAGE_INDEX,
     ConversationHead,
     Selection,
     build_attachment_index,
+    build_message_index,
     list_conversations,
     open_archive,
     unaddressable_conversations,
@@ -396,6 +398,9 @@ class Controller:
             "exported_at": self.exported_at, "attachments": self.opts.attachments,
             "attachment_index": None if self.attachments_unreadable
             else os.path.join(self.run_dir, "attachments.db"),
+            # Early workers get this before the run folder has it: it appears (renamed
+            # into place) before their first batch, or never (then they read by column).
+            "message_index": os.path.join(self.run_dir, MESSAGE_INDEX),
             "downloads": self._downloads_on(),
             **self._sources_config(),
             "refused_providers": self._refused_providers(),
@@ -405,6 +410,16 @@ class Controller:
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,
             "controller_pid": os.getpid(),
         }
+
+    async def _index_messages(self, building: asyncio.Future[bool]) -> None:
+        """Wait for the message index; without one, workers read by ``conversation_id``
+        (right, but a scan of the messages table per batch), and the report says so."""
+        try:
+            await building
+        except (apsw.Error, ArchiveError, OSError) as exc:
+            self.report.notes.append(
+                f"the message index could not be built ({exc}); messages were read by"
+                " conversation, which is slow on an archive without its own index")
 
     def _downloads_on(self) -> bool:
         return self.opts.attachments != "off" and self.opts.downloads.enabled
@@ -1089,6 +1104,9 @@ class Controller:
             indexing = loop.run_in_executor(
                 None, build_attachment_index, self.opts.db,
                 os.path.join(self.run_dir, "attachments.db"))
+            indexing_messages = loop.run_in_executor(
+                None, build_message_index, self.opts.db,
+                os.path.join(self.run_dir, MESSAGE_INDEX))
             try:
                 # In a thread too: at 100,000 conversations planning takes seconds, and
                 # the loop must answer status, cancel and workers' hello meanwhile.
@@ -1107,6 +1125,7 @@ class Controller:
                     self.report.run_errors.append(
                         f"the archive's attachments could not be read ({exc}); conversations"
                         " were exported without their attachment files")
+                await self._index_messages(indexing_messages)
             self.progress.update("counting", self.total, self.total, "", {})
             self.conn.close()
             try:

@@ -13,6 +13,17 @@ from dataclasses import dataclass, field
 from .textparts import Cite, MessageText, join_parts, markdown_citation
 from .textparts import Part as Part  # re-exported: formats type their parts with it
 
+# Claude's conversations hang their first message under this parent, which no message
+# has: it marks a root (BRIEF §3), not a lost parent.
+CLAUDE_ROOT_PARENT = "00000000-0000-4000-8000-000000000000"
+
+
+def parent_of(message: Message) -> str | None:
+    """The id of the message's parent, or None for a root (no parent, or Claude's
+    all-zero root parent)."""
+    parent = message.parent_id
+    return None if not parent or parent == CLAUDE_ROOT_PARENT else parent
+
 
 @dataclass(slots=True)
 class Attachment:
@@ -155,7 +166,7 @@ class Conversation:
         if not self.messages:
             return []
         index = self.by_id()
-        if all(m.parent_id is None for m in self.messages):
+        if all(parent_of(m) is None for m in self.messages):
             return list(self.messages)
         leaf = index.get(self.current_node_id or "") or self.messages[-1]
         path: list[Message] = []
@@ -164,7 +175,8 @@ class Conversation:
         while node is not None and node.id not in seen:
             seen.add(node.id)
             path.append(node)
-            node = index.get(node.parent_id) if node.parent_id else None
+            parent = parent_of(node)
+            node = index.get(parent) if parent else None
         path.reverse()
         return path
 
@@ -181,8 +193,9 @@ class Conversation:
         children: dict[str, list[Message]] = {}
         roots: list[Message] = []
         for m in self.messages:
-            if m.parent_id and m.parent_id in index:
-                children.setdefault(m.parent_id, []).append(m)
+            parent = parent_of(m)
+            if parent and parent in index:
+                children.setdefault(parent, []).append(m)
             else:
                 roots.append(m)
         for group in children.values():

@@ -189,7 +189,7 @@ CONFIG = Map(
     required={"db": STR, "out": STR, "format": STR, "tz": STR, "branches": STR,
               "exported_at": STR},
     optional={"format_options": MapOf(STR), "attachments": STR,
-              "attachment_index": OPT_STR, "downloads": BOOL,
+              "attachment_index": OPT_STR, "message_index": OPT_STR, "downloads": BOOL,
               "refused_providers": MapOf(STR), "render_timeout": NUMBER,
               "hb_interval": NUMBER, "hb_timeout": NUMBER, "controller_pid": INT,
               "log": STR, "overwrite_edited": BOOL, "conflicts_exist": BOOL,

@@ -277,7 +277,8 @@ class Worker:
             kill_after=max(5.0, 2 * self.hb_timeout))
         exporter.guard = watchdog.guard
         watchdog.start()
-        reader = BatchReader(config["db"], config.get("attachment_index"))
+        reader = BatchReader(config["db"], config.get("attachment_index"),
+                             config.get("message_index"))
         self.tasks.connect(endpoint(self.run_dir, f"t{self.index}"))
         self.results.connect(endpoint(self.run_dir, "results"))
         self.ask_for_work()
