@@ -99,6 +99,15 @@ BROKEN = {
         def zexport_fromats():
             return []
     """),
+    "future_api": textwrap.dedent("""
+        from zexport import hookimpl
+
+        ZEXPORT_PLUGIN_API = 2
+
+        @hookimpl
+        def zexport_formats():
+            return []
+    """),
 }
 
 
@@ -153,6 +162,7 @@ def test_formats_lists_plugins_options_and_each_broken_one(plugin_env: dict[str,
     assert "config" in by_name["bad_signature"]
     assert "unknown hook" in by_name["typo_hook"]
     assert "did you mean zexport_formats" in by_name["unmarked_typo"]
+    assert "built for plugin API 2; this zexport has plugin API 1.0" in by_name["future_api"]
 
 
 def test_broken_plugins_do_not_stop_other_formats(plugin_env: dict[str, str],

@@ -1,7 +1,10 @@
 """zexport: fast, parallel, plugin-based export of local AI chat archives.
 
-Public API for plugin authors: :data:`hookimpl`, :class:`Format`,
-:class:`Option`, :class:`RenderContext`, :class:`RunContext`, the model
+Public API for plugin authors (plugin API version :data:`PLUGIN_API`):
+:data:`hookimpl`, :class:`Format`, :class:`Option`, :class:`RenderContext`,
+:class:`RunContext` with its :class:`ConversationEntry` and :class:`Record`,
+the attachment provider classes (:class:`AttachmentProvider`,
+:class:`AttachmentRef`, :class:`ProviderSession`, :class:`Downloaded`), the model
 classes :class:`Conversation`, :class:`Message`, :class:`Attachment`, and a
 message's text with its sources at their cuts (:mod:`zexport.textparts`):
 :class:`MessageText`, :class:`Source`, :func:`join_parts`,
@@ -19,12 +22,19 @@ TYPE_CHECKING = False  # typing's, without importing typing (3 ms of `zexport st
 __version__ = "0.1.0"
 
 __all__ = [
+    "PLUGIN_API",
     "Attachment",
+    "AttachmentProvider",
+    "AttachmentRef",
     "Conversation",
+    "ConversationEntry",
+    "Downloaded",
     "Format",
     "Message",
     "MessageText",
     "Option",
+    "ProviderSession",
+    "Record",
     "RenderContext",
     "RunContext",
     "Source",
@@ -40,15 +50,25 @@ _LAZY = {
     "RunContext": ".formats.base", "hookimpl": ".hookspecs", "Attachment": ".model",
     "Conversation": ".model", "Message": ".model", "MessageText": ".textparts",
     "Source": ".textparts", "join_parts": ".textparts", "markdown_citation": ".textparts",
-    "markdown_sources": ".textparts",
+    "markdown_sources": ".textparts", "PLUGIN_API": ".hookspecs",
+    "ConversationEntry": ".runfiles", "Record": ".runfiles",
+    "AttachmentProvider": ".attachments.providers", "AttachmentRef": ".attachments.providers",
+    "ProviderSession": ".attachments.providers", "Downloaded": ".attachments.providers",
 }
 
 if TYPE_CHECKING:
     from typing import Any
 
+    from .attachments.providers import (
+        AttachmentProvider,
+        AttachmentRef,
+        Downloaded,
+        ProviderSession,
+    )
     from .formats.base import Format, Option, RenderContext, RunContext
-    from .hookspecs import hookimpl
+    from .hookspecs import PLUGIN_API, hookimpl
     from .model import Attachment, Conversation, Message
+    from .runfiles import ConversationEntry, Record
     from .textparts import MessageText, Source, join_parts, markdown_citation, markdown_sources
 
 

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 PROJECT: Final = "zexport"
 
+# The plugin API's version, ``(major, minor)``. A plugin may say which major version
+# it was built for with a module attribute ``ZEXPORT_PLUGIN_API = 1`` (absent: 1);
+# one built for another major version is named and skipped, not half-run. Minor
+# versions only add (optional methods, new fields), so they never refuse a plugin.
+PLUGIN_API: Final = (1, 0)
+
 # pluggy's markers are typed (overloads returning the decorated function's
 # own type), so ``mypy --strict`` checks implementations as written.
 hookspec: Final = pluggy.HookspecMarker(PROJECT)

@@ -125,6 +125,15 @@ def hook_names() -> list[str]:
     return sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 
 
+def _check_api_version(module: object) -> None:
+    """Refuse a plugin built for another major version of the plugin API."""
+    wanted = getattr(module, "ZEXPORT_PLUGIN_API", hookspecs.PLUGIN_API[0])
+    if type(wanted) is not int or wanted != hookspecs.PLUGIN_API[0]:
+        major, minor = hookspecs.PLUGIN_API
+        raise PluginError(f"built for plugin API {wanted!r}; this zexport has plugin API"
+                          f" {major}.{minor} (ZEXPORT_PLUGIN_API = {major})")
+
+
 def _check_unknown_hooks(module: object) -> None:
     """Refuse a function named like a hook that does not exist (a typo is not silent)."""
     known = hook_names()
@@ -141,6 +150,7 @@ def _add_module(
 ) -> None:
     """Register one plugin module and collect its formats, recording any failure."""
     try:
+        _check_api_version(module)
         _check_unknown_hooks(module)
         pm.register(module, name=info.name)
         pm.check_pending()
