@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from .client import format_status, pick_run, request, wait_stopped
-from .errors import ZexportError
+from .errors import ExitStatus, ZexportError
 
 STATUS_TIMEOUT = 2.0
 CANCEL_TIMEOUT = 30.0
@@ -32,7 +32,7 @@ def status(run_id: str | None, as_json: bool, timeout: float) -> int:
         click.echo(json.dumps(reply["status"], indent=1, ensure_ascii=False))
     else:
         click.echo(format_status(reply["status"]))
-    return 0
+    return ExitStatus.OK
 
 
 def cancel(run_id: str | None, no_wait: bool, timeout: float) -> int:
@@ -44,12 +44,12 @@ def cancel(run_id: str | None, no_wait: bool, timeout: float) -> int:
     already = " (already under way)" if reply.get("already") else ""
     click.echo(f"run {info['run_id']}: {reply['state']}{already}")
     if no_wait:
-        return 0
+        return ExitStatus.OK
     if not wait_stopped(info, timeout):
         click.echo(f"zexport: run {info['run_id']} still running after {timeout:g}s", err=True)
-        return 1
+        return ExitStatus.FAILED
     click.echo(f"run {info['run_id']}: stopped")
-    return 0
+    return ExitStatus.OK
 
 
 def _ask(run_id: str | None, msg_type: str, expected: str,
@@ -64,5 +64,5 @@ def _ask(run_id: str | None, msg_type: str, expected: str,
         return exc.exit_code
     if reply["t"] != expected:
         click.echo(f"zexport: controller answered: {reply.get('message')}", err=True)
-        return 3
+        return ExitStatus.REFUSED
     return info, reply

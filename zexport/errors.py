@@ -10,16 +10,29 @@
     ├── ProtocolError            a frame on a socket is malformed, oversized or of another version
     └── ControlError             status/cancel: no run, or its controller did not answer (exit 1)
 
-Library code raises these; only ``cli.py`` maps them to exit statuses.
+Library code raises these; only ``cli.py`` maps them to exit statuses, all of
+which are the one :class:`ExitStatus`.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """Every exit status of the ``zexport`` command (README, "Exit status")."""
+
+    OK = 0  # everything exported (attachment warnings and edit conflicts included)
+    FAILED = 1  # some conversations failed (the rest exported); status/cancel: no run
+    USAGE = 2  # bad options, archive or output folder: nothing was created
+    REFUSED = 3  # status/cancel: the controller refused the request
+    CANCELLED = 130  # cancel, Ctrl-C, SIGTERM or SIGHUP
 
 
 class ZexportError(Exception):
     """Base class: an error zexport explains to the user in one line."""
 
-    exit_code = 2
+    exit_code: int = ExitStatus.USAGE
 
 
 class UsageError(ZexportError):
@@ -45,4 +58,4 @@ class ProtocolError(ZexportError):
 class ControlError(ZexportError):
     """``zexport status``/``cancel`` could not reach a run (none running, or no answer)."""
 
-    exit_code = 1
+    exit_code = ExitStatus.FAILED

@@ -23,12 +23,13 @@ from typing import IO, Any
 
 import orjson
 
+from .errors import ExitStatus
 from .output import atomic_file, create_new
 
-EXIT_OK = 0
-EXIT_PARTIAL = 1
-EXIT_USAGE = 2
-EXIT_CANCELLED = 130
+EXIT_OK = ExitStatus.OK
+EXIT_PARTIAL = ExitStatus.FAILED
+EXIT_USAGE = ExitStatus.USAGE
+EXIT_CANCELLED = ExitStatus.CANCELLED
 MAX_WARNINGS = 100_000
 
 
