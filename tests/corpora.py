@@ -29,7 +29,9 @@ def _shared() -> Path:
 
 
 SHARED = _shared()
-APP_FIXTURES = SHARED / "fixtures" / "app"
+# The app's own archives, kept in the repository (tests/fixtures/app, copies of
+# shared/fixtures/app) so that no test depends on where shared/ is.
+APP_FIXTURES = Path(__file__).parent / "fixtures" / "app"
 EXPORT_FIXTURES = SHARED / "fixtures" / "exports"
 
 

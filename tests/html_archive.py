@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import run_cli
+from corpora import APP_FIXTURES
 
 from zexport.schema import DDL
 
@@ -97,9 +98,7 @@ def page_of(out: Path, title: str) -> Path:
 
 
 def app_fixture(name: str) -> Path:
-    """One of the app's own archives (``shared/fixtures/app``, beside the repository)."""
-    for base in (REPO.parent, REPO.parent.parent):
-        path = base / "shared" / "fixtures" / "app" / name
-        if path.is_file():
-            return path
-    raise AssertionError(f"the app's fixture {name} is missing (expected ../shared/fixtures/app)")
+    """One of the app's own archives (tests/fixtures/app)."""
+    path = APP_FIXTURES / name
+    assert path.is_file(), f"the app's fixture {name} is missing from {APP_FIXTURES}"
+    return path

@@ -26,12 +26,11 @@ from typing import Any
 
 import apsw
 import pytest
+from corpora import APP_FIXTURES
 
 from zexport.schema import DDL
 
-REALISTIC = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "app" / "realistic.db"
-if not REALISTIC.is_file():
-    REALISTIC = Path("/work/shared/fixtures/app/realistic.db")
+REALISTIC = APP_FIXTURES / "realistic.db"
 SECRET = b"SECRET-7c2e: a file no row may export\n"
 
 

@@ -22,14 +22,13 @@ from typing import Any
 import apsw
 import pytest
 from conftest import tree_digest
+from corpora import APP_FIXTURES
 
 from zexport.archive import BatchReader, build_message_index
 from zexport.model import CLAUDE_ROOT_PARENT, Conversation
 from zexport.sample import make_sample
 
-APP = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "app"
-if not APP.is_dir():  # a worktree: /work/wt/<name>/tests -> /work/shared
-    APP = Path("/work/shared/fixtures/app")
+APP = APP_FIXTURES
 APP_SCHEMA = APP / "app-empty-sqlite.db"
 REALISTIC = APP / "realistic.db"
 CLAUDE_ID = "adc92776-9458-48d3-946e-1ab69e3516b4"
@@ -290,7 +289,7 @@ def test_real_schema_exports_exactly_what_the_indexed_archive_does(
             out = tmp_path / f"out-{name}-{fmt}"
             proc = cli("run", "--db", str(db), "--out", str(out), "--format", fmt,
                        "--workers", "2", "--tz", "UTC", "--progress", "none", "--no-downloads")
-            assert proc.returncode == 1, proc.stderr  # the sample's lost attachments
+            assert proc.returncode == 0, proc.stderr  # lost attachments are warnings
             report = json.loads((out / ".zexport" / "report.json").read_text())
             assert report["counts"]["exported"] == 150 and report["failures"] == []
             assert not [n for n in report["notes"] if "message index" in n]
@@ -318,7 +317,7 @@ def test_realistic_archive_exports_without_missing_parent_warnings(
         out = tmp_path / f"out-{db.stem}"
         proc = cli("run", "--db", str(db), "--out", str(out), "--tz", "UTC",
                    "--progress", "none", "--no-downloads")
-        assert proc.returncode == 1, proc.stderr  # its attachment files are not here
+        assert proc.returncode == 0, proc.stderr  # missing attachment files: warnings
         report = json.loads((out / ".zexport" / "report.json").read_text())
         assert report["counts"]["exported"] == 3
         assert [w for w in report["warnings"] if "is missing" in w["message"]] == []
