@@ -19,7 +19,7 @@ import pytest
 from conftest import run_cli
 from controlkit import finish, kill_group, registration_for, start_run, status, wait_for
 
-from zexport.batches import SOLO_ATTEMPTS
+from zexport.batches import LOST_DELIVERIES, SOLO_ATTEMPTS
 from zexport.controller import LONG_CONVERSATION
 from zexport.sample import make_sample
 
@@ -153,8 +153,11 @@ def test_three_crashing_conversations_of_300_fail_alone(
     assert doc["counts"]["not_reached"] == 0 and doc["run_errors"] == []
     written = {p.parent.name for p in out.glob("*/conversation.txt")}
     assert len(written) == len(ids) - 3
-    # Bisection: a handful of deaths per crasher (batches of 18 here), not one per batch.
-    assert len(doc["worker_deaths"]) <= 3 * (5 + SOLO_ATTEMPTS)
+    # Bisection: a handful of deaths per crasher (batches of 18 here: 5 halvings, then
+    # SOLO_ATTEMPTS alone). A worker SIGKILLed right after it started a batch may take its
+    # `took` frame with it (still in libzmq's queue); such a batch goes back unblamed, up
+    # to LOST_DELIVERIES - 1 more deaths per halving (batches.py). Measured: 16-23.
+    assert len(doc["worker_deaths"]) <= 3 * (5 * LOST_DELIVERIES + SOLO_ATTEMPTS)
 
 
 def test_a_worker_that_dies_at_start_up_every_time_ends_the_run_with_one_reason(
