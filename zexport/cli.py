@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from . import __version__, cli_control
-from .errors import OutputError, ZexportError
+from .errors import OutputError, UsageError, ZexportError
 
 if TYPE_CHECKING:
     from .launch import EarlyWorkers
@@ -149,9 +149,25 @@ def _default_db() -> tuple[str, str]:
                     f"archive {sample} (use --db to choose one)")
 
 
+def _prepare_input(path: str, source: str | None) -> tuple[str, tuple[str, ...], bool]:
+    """(archive, report notes, is a provider export) for ``--input``: see zexport.sources."""
+    from .locations import cache_dir
+    from .plugins import load_registry
+    from .sources.resolve import prepare_input
+
+    prepared = prepare_input(path, source, load_registry().sources,
+                             os.path.join(cache_dir(), "sources"))
+    return prepared.db, tuple(prepared.notes), prepared.source != "ownyourchat"
+
+
 @cli.command()
 @click.option("--db", "db", type=click.Path(), default=None,
               help="Archive to export (default: OwnYourChat's, else the built-in sample).")
+@click.option("--input", "input_path", type=click.Path(), default=None,
+              help="What to export: an OwnYourChat archive, or a ChatGPT or Claude export"
+                   " (its ZIP, unpacked folder or conversations JSON); see `zexport formats`.")
+@click.option("--source", "source", default=None,
+              help="Read --input with this source instead of recognising it.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: the app's saved export folder, else ./zexport-out).")
 @click.option("--format", "format_name", default=None,
@@ -224,7 +240,7 @@ def _default_db() -> tuple[str, str]:
 @click.option("--dry-run", is_flag=True,
               help="Say what would be written, renamed, skipped and downloaded; write nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def run(db: str | None, out: str | None, format_name: str | None,
+def run(db: str | None, input_path: str | None, source: str | None, out: str | None, format_name: str | None,
         format_options: tuple[str, ...], workers: int | None, providers: tuple[str, ...],
         since: str | None, until: str | None, ids: tuple[str, ...], title: str | None,
         branches: str, tz: str, date_prefix: bool | None, attachments: str,
@@ -238,7 +254,24 @@ def run(db: str | None, out: str | None, format_name: str | None,
     """Export every selected conversation of an archive to files."""
     from .app_settings import choose
 
-    if db is None:
+    notes: tuple[str, ...] = ()
+    provider_export = False
+    if input_path is not None or source is not None:
+        try:
+            if input_path is None:
+                raise UsageError("--source needs --input")
+            if db is not None:
+                raise UsageError("give --db or --input, not both")
+            db, notes, provider_export = _prepare_input(input_path, source)
+        except ZexportError as exc:
+            _fail(exc)
+            return
+        line = f"{'Planning an export of' if dry_run else 'Exporting'} {input_path}"
+        if provider_export:
+            no_downloads = True  # an export's files are in it, or nowhere
+            if os.path.isdir(input_path):  # an unpacked export: its files are copied in place
+                attachment_roots = (*attachment_roots, input_path)
+    elif db is None:
         db, line = _default_db()
     else:
         line = f"{'Planning an export of' if dry_run else 'Exporting'} {db}"
@@ -247,8 +280,9 @@ def run(db: str | None, out: str | None, format_name: str | None,
     line += choice.note()
     format_name, out = choice.format, choice.out
     # Workers boot while this process imports the controller (see zexport.launch).
+    # Not after a conversion: the workers would have waited through it for nothing.
     with _early_workers(db, out, workers or _usable_cpus(), format_name,
-                        force, dry_run) as early:
+                        force, dry_run or provider_export) as early:
         from .archive import Selection  # here, not at the top: `zexport status` starts faster
         from .attachments.options import DownloadOptions
         from .controller import Controller, RunOptions
@@ -285,6 +319,7 @@ def run(db: str | None, out: str | None, format_name: str | None,
                     per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
                     deadline=download_timeout, update_archive=update_archive,
                     enabled=not no_downloads),
+                notes=notes,
             )
             controller = Controller(opts, say=say, early=early)
             _warn_broken_plugins()

@@ -156,6 +156,7 @@ class RunOptions:
     force: bool = False
     render_timeout: float = 60.0  # per conversation, in the worker; 0 = none
     downloads: DownloadOptions = field(default_factory=DownloadOptions)
+    notes: tuple[str, ...] = ()  # for the report: what reading the input found (sources)
     overwrite_edited: bool = False  # replace files that are not what zexport wrote
     retry_attachments: bool = False  # render again every conversation missing an attachment
     strict: bool = False  # attachment problems and conflicts make the exit status 1

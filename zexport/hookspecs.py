@@ -25,6 +25,7 @@ import pluggy
 if TYPE_CHECKING:
     from .attachments.providers import AttachmentProvider
     from .formats.base import Format
+    from .sources.base import Source
 
 PROJECT: Final = "zexport"
 
@@ -63,4 +64,17 @@ def zexport_attachment_providers() -> list[AttachmentProvider]:  # type: ignore[
     value it serves (built-ins: ``chatgpt``, ``claude``, ``perplexity``).
     Called in the controller only: providers are the one place that talks
     to the network, and credentials never leave the controller.
+    """
+
+
+@hookspec
+def zexport_sources() -> list[Source]:  # type: ignore[empty-body]
+    """Return the input sources this plugin provides (hook version 1).
+
+    Each item is an instance of a :class:`zexport.sources.Source` subclass
+    with a unique ``name`` (what ``--source`` selects). Called in the
+    controller only, before the run: a source recognises an input by its
+    content and converts it into a private archive in the app's schema,
+    which the workers then read like any archive. Built-in sources
+    (``ownyourchat``, ``chatgpt``, ``claude``) are tried first.
     """

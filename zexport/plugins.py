@@ -37,9 +37,11 @@ if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
     from .attachments.providers import AttachmentProvider
+    from .sources.base import Source
 
 BUILTIN_FORMAT_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format")
-BUILTIN_PLUGINS = (*BUILTIN_FORMAT_PLUGINS, "zexport.attachments.providers")
+BUILTIN_PLUGINS = (*BUILTIN_FORMAT_PLUGINS, "zexport.attachments.providers",
+                   "zexport.sources.builtin")
 ENTRY_POINT_GROUP = "zexport"
 # What BUILTIN_PLUGINS provide (tests check): a worker told it exports one of these
 # loads the built-ins alone, skipping the scan of installed packages' metadata.
@@ -56,6 +58,7 @@ class PluginInfo:
     version: str
     formats: list[str] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -73,6 +76,7 @@ class Registry:
     format_plugin: dict[str, PluginInfo] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     providers: dict[str, AttachmentProvider] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
 
     @property
     def broken(self) -> list[PluginInfo]:
@@ -168,6 +172,7 @@ def _add_module(
                     raise PluginError(f"format name {fmt.name!r} is already taken")
                 found.append(fmt)
         providers = _providers(registry, pm, module)
+        sources = _sources(registry, pm, module)
     except Exception as exc:  # a plugin may raise anything; it must not take others down
         if pm.is_registered(module):
             pm.unregister(module)
@@ -183,7 +188,32 @@ def _add_module(
     for provider in providers:
         registry.providers[provider.name] = provider
         info.providers.append(provider.name)
+    for source in sources:
+        registry.sources[source.name] = source
+        info.sources.append(source.name)
     registry.plugins.append(info)
+
+
+def _sources(registry: Registry, pm: pluggy.PluginManager, module: object) -> list[Source]:
+    """The input sources ``module`` registers (PluginError if malformed)."""
+    impls = [i for i in pm.hook.zexport_sources.get_hookimpls() if i.plugin is module]
+    if not impls:
+        return []
+    from .sources.base import Source
+
+    found: list[Source] = []
+    for impl in impls:
+        result: Any = impl.function()
+        for source in result:
+            if not isinstance(source, Source) or not source.name:
+                raise PluginError(f"zexport_sources returned {source!r}, not a named Source")
+            if not FORMAT_NAME.fullmatch(source.name):
+                raise PluginError(
+                    f"source name {source.name!r} is not lowercase letters, digits, - and _")
+            if source.name in registry.sources or source.name in {s.name for s in found}:
+                raise PluginError(f"source name {source.name!r} is already taken")
+            found.append(source)
+    return found
 
 
 def _providers(registry: Registry, pm: pluggy.PluginManager,
@@ -283,6 +313,11 @@ def render_listing(registry: Registry) -> list[str]:
         lines.append("Providers:")
         lines += [f"  {p:12} [{info.package} {info.version}]" for p, info in sorted(
             providers, key=lambda x: x[0])]
+    sources = [(s, info) for info in registry.plugins for s in info.sources]
+    if sources:
+        lines.append("Sources (zexport run --input PATH [--source NAME]):")
+        lines += [f"  {s:12} {registry.sources[s].description}  [{info.package} {info.version}]"
+                  for s, info in sources]
     if registry.broken:
         lines.append("Broken plugins (not loaded):")
         lines += [f"  {info.label}: {info.error}" for info in registry.broken]

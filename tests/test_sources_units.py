@@ -1,0 +1,110 @@
+"""The converters' rules, one by one: schema, citations, tree order, cycles, recognition."""
+
+from __future__ import annotations
+
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+from exportkit import CLAUDE_2026, PULSAR, SYNTH_2026
+
+from zexport.sources.bundle import open_bundle
+from zexport.sources.chatgpt import ChatGPTSource, _parents
+from zexport.sources.chatgpt_cites import cite_parts
+from zexport.sources.claude import ClaudeSource
+from zexport.sources.ownyourchat import OwnYourChatSource
+from zexport.sources.records import ConversationRecord, MessageRecord
+from zexport.sources.writer import ArchiveWriter, latest_leaf, ordered
+
+APP_EMPTY = Path("/work/shared/fixtures/app/app-empty-sqlite.db")
+
+
+def _columns(db: Path) -> dict[str, list[tuple[str, str, int, str | None, int]]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    out = {t: [(c[1], c[2], c[3], c[4], c[5]) for c in con.execute(f"PRAGMA table_info({t})")]
+           for t in tables}
+    con.close()
+    return out
+
+
+def test_converted_archive_has_the_apps_exact_tables_and_columns(tmp_path: Path) -> None:
+    w = ArchiveWriter(str(tmp_path / "a.db"))
+    w.close()
+    assert _columns(tmp_path / "a.db") == _columns(APP_EMPTY)
+
+
+def test_citation_cut_keeps_whitespace_and_removes_markers() -> None:
+    text = "Stay in Positano. \ue200cite\ue202turn0search0\ue201 Then eat."
+    meta = {"content_references": [
+        {"matched_text": " ", "start_idx": 17, "end_idx": 18, "type": "sources_footnote"},
+        {"matched_text": "\ue200cite\ue202turn0search0\ue201", "start_idx": 18,
+         "items": [{"title": "Guide", "url": "https://e.x/g"}]}]}
+    parts = cite_parts(text, meta, "m")
+    assert parts == [{"type": "text", "text": "Stay in Positano. "},
+                     {"type": "source-url", "sourceId": "m-src-1", "url": "https://e.x/g",
+                      "title": "Guide"},
+                     {"type": "text", "text": " Then eat."}]
+    unresolved = cite_parts("A \ue200cite\ue202turn9search9\ue201 b", {}, "m")
+    assert unresolved == [{"type": "text", "text": "A  b"}]
+
+
+def test_old_style_citation_spans() -> None:
+    text = "Fact【3†source】 more"
+    meta = {"citations": [{"start_ix": 4, "end_ix": 14,
+                           "metadata": {"url": "https://e.x", "title": "T"}}]}
+    assert [p.get("text", p.get("url")) for p in cite_parts(text, meta, "m")] == [
+        "Fact", "https://e.x", " more"]
+
+
+def test_siblings_in_creation_order_and_depth_first() -> None:
+    msgs = [MessageRecord("u", "user", [], 1, None), MessageRecord("late", "assistant", [], 9, "u"),
+            MessageRecord("early", "assistant", [], 5, "u"),
+            MessageRecord("next", "user", [], 6, "early")]
+    assert [m.id for m in ordered(msgs)] == ["u", "early", "next", "late"]
+    assert latest_leaf(msgs) == "late"
+
+
+def test_cycles_and_dangling_parents_are_cut() -> None:
+    mapping = {"a": {"parent": "b"}, "b": {"parent": "a"}, "c": {"parent": "gone"},
+               "d": {"parent": "d"}}
+    assert _parents(mapping) == {"a": "b", "b": None, "c": None, "d": None}
+
+
+def test_message_ids_reused_across_conversations_stay_unique(tmp_path: Path) -> None:
+    w = ArchiveWriter(str(tmp_path / "a.db"))
+    for cid in ("c1", "c2"):
+        w.add(ConversationRecord(cid, cid, "chatgpt", 1, 1, "a", [
+            MessageRecord("root", "user", [], 1, None), MessageRecord("a", "assistant", [], 2,
+                                                                      "root")]))
+    w.close()
+    con = sqlite3.connect(tmp_path / "a.db")
+    rows = con.execute("SELECT id, parent_id FROM messages WHERE conversation_id='c2'"
+                       " ORDER BY order_index").fetchall()
+    assert rows == [("c2:root", None), ("c2:a", "c2:root")]
+    assert con.execute("SELECT current_node_id FROM conversations WHERE id='c2'").fetchone() == (
+        "c2:a",)
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    (SYNTH_2026, "chatgpt"), (PULSAR, "chatgpt"), (CLAUDE_2026, "claude"),
+    (CLAUDE_2026 / "conversations.json", "claude"), (APP_EMPTY, "ownyourchat")])
+def test_recognised_by_content(path: Path, expected: str, tmp_path: Path) -> None:
+    # Renamed to say nothing: recognition reads the content, not the name.
+    if path.is_file():
+        anon = tmp_path / "input.data"
+        anon.write_bytes(path.read_bytes())
+        path = anon
+    bundle = open_bundle(str(path))
+    found = [s.name for s in (OwnYourChatSource(), ChatGPTSource(), ClaudeSource())
+             if s.recognise(bundle)]
+    assert found == [expected]
+
+
+def test_zip_members_are_not_extracted_to_recognise(tmp_path: Path) -> None:
+    z = tmp_path / "e.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("conversations.json", PULSAR.read_text())
+    assert ChatGPTSource().recognise(open_bundle(str(z)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.zip"]

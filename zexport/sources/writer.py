@@ -1,0 +1,155 @@
+"""Writing converted conversations into a private archive in the app's schema.
+
+The writer owns what makes a stored tree valid for the reader: a depth-first
+``order_index`` with siblings in creation order, ``sibling_ids`` and
+``sibling_index`` as the app stores them, a parent always among the kept
+messages, an active leaf that exists (else the latest leaf), and message ids
+unique across the archive (exports reuse node names such as ``root`` in every
+conversation; a clash is stored as ``<conversation id>:<node id>``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import apsw
+import orjson
+
+from .appschema import APP_DDL, EXTRA_INDEXES
+from .records import ConversationRecord, MessageRecord
+
+COMMIT_EVERY = 2000  # conversations per transaction
+
+
+class ArchiveWriter:
+    """An archive being filled; :meth:`close` makes it complete (indexes, commit)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn = apsw.Connection(path)
+        self.conn.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+        self.conn.execute(APP_DDL)
+        self.conn.execute("BEGIN")
+        self.pending = 0
+        self.count = 0
+        self.seen: set[str] = set()  # conversation ids already written (ids only: small)
+
+    def add(self, conv: ConversationRecord) -> bool:
+        """Store ``conv``; False (nothing stored) if its id was already written."""
+        if conv.id in self.seen:
+            return False
+        self.seen.add(conv.id)
+        messages = ordered(conv.messages)
+        ids = self._unique_ids(conv.id, [m.id for m in messages])
+        kept = {m.id for m in messages}
+        current = conv.current if conv.current in kept else latest_leaf(messages)
+        children: dict[str | None, list[str]] = {}
+        for m in messages:
+            children.setdefault(m.parent, []).append(m.id)
+        rows = []
+        atts = []
+        for index, m in enumerate(messages):
+            sibs = children[m.parent]
+            mid = ids[m.id]
+            rows.append((mid, conv.id, m.role, orjson.dumps(m.parts).decode(), m.created_at,
+                         m.updated_at, index,
+                         ids[m.parent] if m.parent else None,
+                         orjson.dumps([ids[s] for s in sibs]).decode(), sibs.index(m.id)))
+            used: set[str] = set()
+            for a in m.attachments:
+                key = a.key
+                while key in used:
+                    key += "_"
+                used.add(key)
+                atts.append((f"{mid}-att-{key}", mid, a.type, a.file_id, a.original_url,
+                             a.local_path, a.filename, a.mime_type, a.size, a.width, a.height,
+                             m.created_at, m.created_at))
+        self.conn.execute(
+            "INSERT INTO conversations (id, title, provider, created_at, updated_at, synced_at,"
+            " message_count, current_node_id, sync_error, sync_retry_count)"
+            " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, NULL, 0)",
+            (conv.id, conv.title, conv.provider, conv.created_at, conv.updated_at, len(rows),
+             ids[current] if current else None))
+        self.conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        if atts:
+            self.conn.executemany("INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                  atts)
+        self.count += 1
+        self.pending += 1
+        if self.pending >= COMMIT_EVERY:
+            self.conn.execute("COMMIT; BEGIN")
+            self.pending = 0
+        return True
+
+    def _unique_ids(self, conv_id: str, wanted: list[str]) -> dict[str, str]:
+        taken: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            taken.update(row[0] for row in self.conn.execute(
+                f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return {w: f"{conv_id}:{w}" if w in taken else w for w in wanted}
+
+    def close(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.execute(EXTRA_INDEXES)
+        self.conn.close()
+
+    def abort(self) -> None:
+        self.conn.close()
+        if os.path.exists(self.path):
+            os.remove(self.path)
+
+
+def _sort_key(m: MessageRecord, position: int) -> tuple[bool, int, int]:
+    return (m.created_at is None, m.created_at or 0, position)
+
+
+def ordered(messages: Iterable[MessageRecord]) -> list[MessageRecord]:
+    """Depth first from the roots, siblings in creation order (then export order).
+
+    A parent that is not a kept message, or a cycle, makes a message a root:
+    every message is stored exactly once.
+    """
+    items = list(messages)
+    by_id: dict[str, MessageRecord] = {}
+    for m in items:
+        by_id.setdefault(m.id, m)
+    items = [m for m in items if by_id[m.id] is m]  # a repeated id: the first wins
+    position = {m.id: i for i, m in enumerate(items)}
+    for m in items:
+        if m.parent is not None and (m.parent not in by_id or m.parent == m.id):
+            m.parent = None
+    kids: dict[str | None, list[MessageRecord]] = {}
+    for m in items:
+        kids.setdefault(m.parent, []).append(m)
+    for group in kids.values():
+        group.sort(key=lambda m: _sort_key(m, position[m.id]))
+    out: list[MessageRecord] = []
+    seen: set[str] = set()
+
+    def walk(roots: list[MessageRecord]) -> None:
+        stack = list(reversed(roots))
+        while stack:
+            m = stack.pop()
+            if m.id in seen:
+                continue
+            seen.add(m.id)
+            out.append(m)
+            stack.extend(reversed(kids.get(m.id, [])))
+
+    walk(kids.get(None, []))
+    while len(out) < len(items):  # a cycle: cut it at its earliest message
+        rest = [m for m in items if m.id not in seen]
+        rest[0].parent = None
+        kids.setdefault(None, []).append(rest[0])
+        walk([rest[0]])
+    return out
+
+
+def latest_leaf(messages: list[MessageRecord]) -> str | None:
+    """The newest message that has no child (the last one on a tie)."""
+    parents = {m.parent for m in messages}
+    leaves = [(m.created_at or 0, i, m.id) for i, m in enumerate(messages)
+              if m.id not in parents]
+    return max(leaves)[2] if leaves else None
