@@ -237,6 +237,7 @@ class Controller:
             raise OutputError(f"parent folder of the output does not exist: {parent}")
         self.report = RunReport(options=opts.public(), started=self.started,
                                 strict=opts.strict)
+        self.report.notes.extend(opts.notes)
         if self.auth_warning:  # on stderr even with -q: a credential is exposed
             sys.stderr.write(f"zexport: warning: {self.auth_warning}\n")
             self.report.notes.append(self.auth_warning)
