@@ -241,7 +241,8 @@ def _prepare_input(path: str, source: str | None) -> tuple[str, tuple[str, ...],
               help="Say what would be written, renamed, skipped and downloaded; write nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, input_path: str | None, source: str | None, out: str | None,
-        format_name: str | None, format_options: tuple[str, ...], workers: int | None, providers: tuple[str, ...],
+        format_name: str | None, format_options: tuple[str, ...], workers: int | None,
+        providers: tuple[str, ...],
         since: str | None, until: str | None, ids: tuple[str, ...], title: str | None,
         branches: str, tz: str, date_prefix: bool | None, attachments: str,
         no_attachments: bool, attachment_roots: tuple[str, ...], auth_file: str | None,
