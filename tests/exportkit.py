@@ -8,7 +8,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path("/work/shared/fixtures/exports")
+from corpora import APP_FIXTURES, EXPORT_FIXTURES
+
+FIXTURES = EXPORT_FIXTURES
+APP_EMPTY = APP_FIXTURES / "app-empty-sqlite.db"
+APP_TABLE = APP_FIXTURES / "table.db"
 CHATGPT = FIXTURES / "chatgpt"
 CLAUDE = FIXTURES / "claude"
 SYNTH_2026 = CHATGPT / "synthetic-2026-layout"

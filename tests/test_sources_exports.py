@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from exportkit import (
+    APP_TABLE,
     CHATGPT,
     CLAUDE,
     CLAUDE_2026,
@@ -287,5 +288,5 @@ def test_formats_lists_the_sources(cli: Any) -> None:
 
 
 def test_input_accepts_an_ownyourchat_archive(cli: Any, tmp_path: Path) -> None:
-    export(cli, Path("/work/shared/fixtures/app/table.db"), tmp_path / "out", "--no-downloads")
+    export(cli, APP_TABLE, tmp_path / "out", "--no-downloads")
     assert report(tmp_path / "out")["counts"]["exported"] == 1

@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from exportkit import CLAUDE_2026, PULSAR, SYNTH_2026
+from exportkit import APP_EMPTY, CLAUDE_2026, PULSAR, SYNTH_2026
 
 from zexport.sources.bundle import open_bundle
 from zexport.sources.chatgpt import ChatGPTSource, _parents
@@ -16,8 +16,6 @@ from zexport.sources.claude import ClaudeSource
 from zexport.sources.ownyourchat import OwnYourChatSource
 from zexport.sources.records import ConversationRecord, MessageRecord
 from zexport.sources.writer import ArchiveWriter, latest_leaf, ordered
-
-APP_EMPTY = Path("/work/shared/fixtures/app/app-empty-sqlite.db")
 
 
 def _columns(db: Path) -> dict[str, list[tuple[str, str, int, str | None, int]]]:
