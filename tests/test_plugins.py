@@ -264,12 +264,15 @@ def test_a_hanging_plugin_is_stopped_and_its_worker_replaced(
     assert elapsed < 30
 
 
+@pytest.mark.parametrize("layout", ["folder", "note", "{provider}/{title}"])
 def test_a_plugin_writing_outside_its_folder_is_refused(
-        plugin_env: dict[str, str], sample_db: Path, tmp_path: Path) -> None:
+        plugin_env: dict[str, str], sample_db: Path, tmp_path: Path, layout: str) -> None:
+    # With a note, the conversation's folder is attachments/<name>/: "../escaped.txt"
+    # would still be inside the output folder, but not inside the conversation's.
     ids = ids_in_order(sample_db)
     victim = ids[3]
     out = tmp_path / "out"
-    res = export(plugin_env, sample_db, out, "-o", f"escape_on={victim}")
+    res = export(plugin_env, sample_db, out, "-o", f"escape_on={victim}", "--layout", layout)
     assert res.returncode == 1, res.stderr
     doc = report(out)
     assert [f["conversation_id"] for f in doc["failures"]] == [victim]

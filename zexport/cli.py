@@ -175,6 +175,12 @@ def _prepare_input(path: str, source: str | None) -> tuple[str, tuple[str, ...],
                    " else markdown).")
 @click.option("-o", "format_options", multiple=True, metavar="KEY=VALUE",
               help="A format option (repeatable).")
+@click.option("--layout", default="folder", show_default=True, metavar="LAYOUT",
+              help="folder (<date title>/conversation.<ext>, attachments beside it), note"
+                   " (<date title>.<ext>, attachments in attachments/<name>/) or a template"
+                   " of fields, e.g. '{provider}/{year}/{month}/{title}' (a trailing / makes"
+                   " a folder per conversation). Fields: {title} {date} {year} {month} {day}"
+                   " {provider} {id} {id8}.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Worker processes (default: the CPUs this process may use).")
 @click.option("--provider", "providers", multiple=True,
@@ -241,7 +247,8 @@ def _prepare_input(path: str, source: str | None) -> tuple[str, tuple[str, ...],
               help="Say what would be written, renamed, skipped and downloaded; write nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def run(db: str | None, input_path: str | None, source: str | None, out: str | None,
-        format_name: str | None, format_options: tuple[str, ...], workers: int | None,
+        format_name: str | None, format_options: tuple[str, ...], layout: str,
+        workers: int | None,
         providers: tuple[str, ...],
         since: str | None, until: str | None, ids: tuple[str, ...], title: str | None,
         branches: str, tz: str, date_prefix: bool | None, attachments: str,
@@ -315,6 +322,7 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
                 batch_size=batch_size, render_timeout=render_timeout, force=force,
                 overwrite_edited=overwrite_edited, retry_attachments=retry_attachments,
                 strict=strict,
+                layout=layout,
                 downloads=DownloadOptions(
                     auth_file=auth_file, cache_dir=cache_dir, concurrency=download_concurrency,
                     per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),

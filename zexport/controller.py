@@ -67,11 +67,13 @@ from .errors import ArchiveError, OutputError, PluginError, ProtocolError, Usage
 from .formats.base import Format
 from .launch import EarlyWorkers, start_worker
 from .layout import MANIFEST_NAME, STATE_DIR, renders_everything
+from .layouts import Layout
 from .locations import cache_dir
 from .lock import OutputLock
 from .manifest import (
     RENDER_AGAIN,
     Resume,
+    check_layout,
     options_fingerprint,
     source_fingerprint,
     tz_identity,
@@ -155,6 +157,7 @@ class RunOptions:
     hb_timeout: float = field(default_factory=lambda: _env_seconds("ZEXPORT_HB_TIMEOUT", 10.0))
     force: bool = False
     render_timeout: float = 60.0  # per conversation, in the worker; 0 = none
+    layout: str = "folder"  # --layout: folder, note or a template (zexport.layouts)
     downloads: DownloadOptions = field(default_factory=DownloadOptions)
     notes: tuple[str, ...] = ()  # for the report: what reading the input found (sources)
     overwrite_edited: bool = False  # replace files that are not what zexport wrote
@@ -171,7 +174,7 @@ class RunOptions:
             "ids": list(sel.ids), "title": sel.title, "branches": self.branches, "tz": self.tz,
             "date_prefix": self.date_prefix, "attachments": self.attachments,
             "attachment_roots": list(self.attachment_roots),
-            "render_timeout": self.render_timeout,
+            "render_timeout": self.render_timeout, "layout": self.layout,
             "overwrite_edited": self.overwrite_edited,
             "retry_attachments": self.retry_attachments, "strict": self.strict,
             **self.downloads.public(),
@@ -221,6 +224,7 @@ class Controller:
         self.download_pending = False  # counts changed since
         self.format_options = self.fmt.parse_options(opts.format_options)
         self.tz = resolve_tz(opts.tz)
+        self.layout = Layout.parse(opts.layout, dated=opts.date_prefix)
         self.started = time.time()
         self.exported_at = datetime.fromtimestamp(int(self.started), self.tz).isoformat()
         # Validate the archive before anything is created on disk.
@@ -235,6 +239,8 @@ class Controller:
         parent = os.path.dirname(self.out)
         if not os.path.isdir(parent):
             raise OutputError(f"parent folder of the output does not exist: {parent}")
+        # Before anything is created: one output folder holds one layout.
+        check_layout(os.path.join(self.out, STATE_DIR, MANIFEST_NAME), self.layout, opts.out)
         self.report = RunReport(options=opts.public(), started=self.started,
                                 strict=opts.strict)
         self.report.notes.extend(opts.notes)
@@ -330,18 +336,21 @@ class Controller:
         for _ in checked(range(int(delay * 100)), stop, every=1):
             time.sleep(0.01)
         rejected: list[tuple[str, str]] = []  # ids that are not valid UTF-8
+        ext = self.fmt.extension
         self.total = plan.add(
             checked(list_conversations(self.conn, self.opts.selection, rejected), stop),
-            self.tz, fingerprint=_source_fingerprint, dated=self.opts.date_prefix)
+            self.tz, fingerprint=_source_fingerprint, layout=self.layout, extension=ext,
+            reserved=self.fmt.reserved_names)
         checkpoint(stop)
-        plan.assign_folders(self.fmt.reserved_names)
+        plan.assign_folders(self.fmt.reserved_names, self.layout, ext)
         checkpoint(stop)
         if _has_run_steps(self.fmt) and not dry_run:  # only start/finish read it
             writer = PlanWriter(self.steps.plan_path)
             try:
                 for cid, title, provider, created, updated, count, folder, _ in checked(
                         plan.rows(), stop):
-                    writer.add(cid, title, provider, created, updated, count, folder)
+                    writer.add(cid, title, provider, created, updated, count, folder,
+                               self.layout.files(folder, ext).main)
             finally:
                 writer.close()
         checkpoint(stop)
@@ -353,7 +362,7 @@ class Controller:
             f"zexport {__version__}; {self.fmt.name} {self.fmt.version}", force,
             attachment_context=self._attachment_context(),
             retry_attachments=self.opts.retry_attachments,
-            overwrite_edited=self.opts.overwrite_edited)
+            overwrite_edited=self.opts.overwrite_edited, layout=self.layout)
         self.report.notes.extend(self.resume.manifest.notes)
         self.resume.select(plan, dry_run=dry_run)
         todo = plan.todo
@@ -368,8 +377,9 @@ class Controller:
         self.total += len(rejected)
         self.done_conversations += len(rejected)
         if self.resume.moved:
+            what = "folders" if self.layout.folders else "notes (with their attachments)"
             self.report.notes.append(
-                f"moved {self.resume.moved} folders of conversations whose title changed")
+                f"moved {self.resume.moved} {what} of conversations whose title changed")
         for cid, path, reason in self.resume.kept_folders:
             self.report.conflict(cid, path, reason, None)
         workers = max(1, self.opts.workers)
@@ -406,7 +416,7 @@ class Controller:
             "downloads": self._downloads_on(),
             **self._sources_config(),
             "refused_providers": self._refused_providers(),
-            "render_timeout": self.opts.render_timeout,
+            "render_timeout": self.opts.render_timeout, "layout": self.layout.spec,
             "overwrite_edited": self.opts.overwrite_edited,
             "conflicts_exist": os.path.isdir(os.path.join(self.state_dir, CONFLICTS_DIR)),
             "hb_interval": self.opts.hb_interval, "hb_timeout": self.opts.hb_timeout / 2,

@@ -36,7 +36,7 @@ class DryRun:
     selected: int  # conversations the filters select
     render: int  # would be rendered (written)
     unchanged: int  # left as they are: unchanged since the run that wrote them
-    moved: int  # folders that would be renamed (their title changed)
+    moved: int  # conversations whose files would move (their title changed)
     suffixed: int  # conversations named `` (id8)`` because another took the name
     unexportable: int = 0  # rows whose id is not text: reported as failed, never written
     attachments: int = 0  # of the conversations to render
@@ -103,7 +103,8 @@ class DryRun:
             said.append(f"  {self.unexportable:,} cannot be exported (their id is not text);"
                         " a run reports each as failed")
         if self.moved:
-            said.append(f"  would rename {self.moved:,} folders whose title changed")
+            said.append(f"  would move {self.moved:,} conversations whose title changed"
+                        " to their new names")
         if self.suffixed:
             said.append(f"  {self.suffixed:,} share a name with another and get an id suffix")
         if self.attachments:

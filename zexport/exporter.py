@@ -19,12 +19,14 @@ from typing import Any
 from .attachments.sources import AttachmentSources, Located, open_checked
 from .edits import FileKeeper, fd_digest
 from .formats.base import Format, RefusedWrite, RenderContext
+from .layouts import ATTACHMENTS_DIR as ATTACHMENTS_DIR  # re-exported
+from .layouts import Files, Layout
 from .model import Attachment, Conversation
 from .naming import sanitize_component, unique_names
-from .output import UnsafePathError, atomic_copy, atomic_link, ensure_dir, inside
+from .output import UnsafePathError, atomic_copy, atomic_link, ensure_dirs, inside
 from .runfiles import shard_path, write_shard
 
-ATTACHMENTS_DIR = "attachments"
+_FOLDERS = Layout.parse("folder")
 
 # Asks the controller for a missing attachment; returns (local path, None) or (None, reason).
 Fetcher = Callable[[Conversation, Attachment], tuple[str | None, str | None]]
@@ -70,6 +72,7 @@ class ExportSettings:
     plugin: str = ""  # who provides the format, for error messages: 'plugin "x" (pkg 1.0)'
     overwrite_edited: bool = False  # replace files that are not what zexport wrote
     clear_stale_conflicts: bool = False  # .zexport/conflicts exists: tidy what is resolved
+    layout: Layout = _FOLDERS  # where a conversation's place puts its files (--layout)
 
 
 # Wraps plugin code: the worker's render timeout and heartbeats (see watchdog.py).
@@ -112,15 +115,19 @@ class ConversationExporter:
         keeper = FileKeeper(self.s.out_dir, known or {}, self.s.overwrite_edited,
                             self.s.clear_stale_conflicts)
         try:
-            folder = inside(self.s.out_dir, conv.folder)
+            files = self.s.layout.files(conv.folder, fmt.extension)
+            folder = inside(self.s.out_dir, files.own_dir)
+            main = inside(self.s.out_dir, files.main)
             if fmt.files_per_conversation:
-                ensure_dir(folder)
+                # The folder of the file (and, in a folder layout, the conversation's own).
+                ensure_dirs(self.s.out_dir, files.own_dir if self.s.layout.folders
+                            else os.path.dirname(files.main))
                 if self.s.attachments != "off":
-                    self._attachments(conv, folder, outcome, keeper)
+                    self._attachments(conv, files, outcome, keeper)
             ctx = RenderContext(
                 out_dir=self.s.out_dir, folder=folder, options=self.s.options, tz=self.s.tz,
                 branches=self.s.branches, exported_at=self.s.exported_at, batch=batch,
-                format_name=fmt.name, keeper=keeper,
+                format_name=fmt.name, keeper=keeper, file=main,
             )
             self.current, self.current_batch = conv, batch
             with self.guard():
@@ -131,7 +138,7 @@ class ConversationExporter:
             if body is not None:
                 data = body.encode("utf-8") if isinstance(body, str) else body
                 if fmt.files_per_conversation:
-                    keeper.write(os.path.join(folder, f"conversation.{fmt.extension}"), data)
+                    keeper.write(main, data)
                 else:
                     ctx.emit(data)  # checked as any record
             self.records.extend((conv.id, r) for r in ctx.records)
@@ -164,14 +171,15 @@ class ConversationExporter:
             return f"writing the batch's records failed: {exc.strerror or exc}"
         return None
 
-    def _attachments(self, conv: Conversation, folder: str, outcome: Outcome,
+    def _attachments(self, conv: Conversation, files: Files, outcome: Outcome,
                      keeper: FileKeeper) -> None:
-        """Copy (or link) each attachment into ``attachments/``; mark the missing ones."""
+        """Copy (or link) each attachment into the conversation's attachments folder; mark
+        the missing ones. ``exported_path`` is the link from the conversation's file."""
         atts = [a for m in conv.messages for a in m.attachments]
         if not atts:
             return
         names = unique_names(_attachment_name(a) for a in atts)
-        target_dir = os.path.join(folder, ATTACHMENTS_DIR)
+        target_dir = inside(self.s.out_dir, files.attachments_dir)
         made_dir = False
         for att, name in zip(atts, names, strict=True):
             found = self._source(conv, att)
@@ -181,7 +189,7 @@ class ConversationExporter:
                 continue
             try:
                 if not made_dir:
-                    ensure_dir(target_dir)
+                    ensure_dirs(self.s.out_dir, files.attachments_dir)
                     made_dir = True
                 _keep_placed(keeper, found, os.path.join(target_dir, name),
                              self.s.attachments == "link")
@@ -189,7 +197,7 @@ class ConversationExporter:
                 att.unavailable_reason = f"copy failed: {exc.strerror or exc}"
                 outcome.attachments_failed.append((att.id, att.unavailable_reason))
                 continue
-            att.exported_path = f"{ATTACHMENTS_DIR}/{name}"
+            att.exported_path = f"{files.attachments_link}/{name}"
             outcome.attachments_ok += 1
 
     def _source(self, conv: Conversation, att: Attachment) -> Located:

@@ -44,6 +44,12 @@ downloads retried. A conversation with a conflict is recorded with
 :data:`RENDER_AGAIN` as its source, so every run reports the conflict until the
 user resolves it (removes the file, or passes ``--overwrite-edited``).
 
+The layout (``--layout``, :mod:`zexport.layouts`) is recorded in the ``meta``
+table: moves and skips are decided from where the last run put each file, so a
+run with another layout into the same folder is refused before anything is
+touched (:func:`check_layout`). A manifest without it was written by the
+``folder`` layout, the only one before layouts were recorded.
+
 The source fingerprint is cheap on purpose: it hashes what the
 ``conversations`` row says (title, provider, created_at, updated_at,
 message_count, current_node_id), without reading messages. An edit inside a
@@ -57,8 +63,9 @@ import logging
 import os
 import stat
 import time
+import urllib.parse
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timezone, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -66,8 +73,11 @@ from typing import TYPE_CHECKING, Any
 import apsw
 import orjson
 
-from .edits import EDITED, FOREIGN, folder_is_ours
+from .edits import EDITED, FOREIGN, NotOurs, file_digest, folder_is_ours
+from .errors import UsageError
 from .layout import MANIFEST_NAME
+from .layouts import Layout
+from .moves import move_places, units
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -75,7 +85,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("zexport.manifest")
 
 SCHEMA_VERSION = "2"
-MOVE_PREFIX = ".zexport-move-"
 # The source fingerprint recorded for a conversation with a conflict: it equals no
 # real fingerprint, so the next run renders it again (and reports the conflict again).
 RENDER_AGAIN = "render-again"
@@ -201,9 +210,12 @@ class Manifest:
                 known.setdefault(cid, {})[path] = digest
         return known
 
-    def set_folders(self, moved: Iterable[tuple[str, str, str]]) -> None:
+    def set_folders(self, moved: Iterable[tuple[str, str, str]],
+                    relocate: Callable[[str, str, str], str] | None = None) -> None:
         """Record ``(id, old folder, new folder)`` after folders were renamed: the
-        conversation's row and the paths of its files."""
+        conversation's row and the paths of its files (``relocate(path, old, new)``
+        says where a file went: :meth:`zexport.layouts.Layout.relocate`; by default,
+        what was under the old folder is under the new one)."""
         moved = list(moved)
         # Files are re-keyed all at once (read, delete, insert): moves may swap two
         # folders, and an UPDATE one by one would collide on the other's paths.
@@ -211,7 +223,9 @@ class Manifest:
         rows = []
         for cid, old, new in moved:
             for path, digest in known.get(cid, {}).items():
-                if path.startswith(old + "/"):
+                if relocate is not None:
+                    path = relocate(path, old, new)
+                elif path.startswith(old + "/"):
                     path = new + path[len(old):]
                 rows.append((path, cid, digest))
         with self.conn:
@@ -226,9 +240,57 @@ class Manifest:
         with self.conn:
             self.conn.execute("UPDATE done SET retry=? WHERE retry=?", (new, old))
 
+    def layout(self) -> str | None:
+        """The layout the recorded conversations were exported in (None: none recorded)."""
+        return _recorded_layout(self.conn)
+
+    def set_layout(self, spec: str) -> None:
+        """Record the layout this run exports in."""
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (spec,))
+
     def close(self) -> None:
         """Checkpoint and close (the WAL side files go away)."""
         self.conn.close()
+
+
+def _recorded_layout(conn: apsw.Connection) -> str | None:
+    """The layout of a manifest that records conversations; None for an empty one."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name='done'").fetchone() is None:
+        return None
+    if conn.execute("SELECT 1 FROM done LIMIT 1").fetchone() is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key='layout'").fetchone()
+    return str(row[0]) if row else "folder"
+
+
+def check_layout(path: str, layout: Layout, shown_out: str) -> None:
+    """Refuse (UsageError, exit 2) a layout other than the one the output folder holds.
+
+    Reads the manifest without writing a byte next to it: immutable when no
+    write-ahead log is beside it (a read-only connection to a WAL database
+    would leave ``-wal`` and ``-shm`` files behind), read-only otherwise.
+    A manifest that cannot be read is not this check's business.
+    """
+    if not os.path.isfile(path) or os.path.islink(path):
+        return
+    flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_NOFOLLOW | apsw.SQLITE_OPEN_URI
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    if not os.path.lexists(path + "-wal"):
+        uri += "?immutable=1"
+    try:
+        conn = apsw.Connection(uri, flags=flags)
+        try:
+            recorded = _recorded_layout(conn)
+        finally:
+            conn.close()
+    except apsw.Error:
+        return
+    if recorded is not None and recorded != layout.spec:
+        raise UsageError(
+            f"{shown_out} holds an export in --layout {recorded!r}; one output folder holds"
+            f" one layout: run with --layout {recorded!r}, or export --layout"
+            f" {layout.spec!r} to another --out")
 
 
 def _is_real_dir(path: str) -> bool:
@@ -239,53 +301,9 @@ def _is_real_dir(path: str) -> bool:
 
 
 def move_folders(out: str, moves: dict[str, tuple[str, str]]) -> dict[str, str]:
-    """Rename ``{id: (old, new)}`` folders under ``out``; return ``{id: new}`` that moved.
-
-    Renames whose target is free go first; chains and cycles (A takes B's
-    old name while B takes A's) go through a temporary name. A target held
-    by a folder that is not moving is left alone: that conversation is
-    rendered afresh under its new name and its old folder stays (it is not
-    ours to delete).
-    """
-    moved: dict[str, str] = {}
-    pending = {cid: pair for cid, pair in moves.items()
-               if _is_real_dir(os.path.join(out, pair[0]))}
-
-    def free_pass() -> None:
-        progress = True
-        while progress:
-            progress = False
-            for cid, (old, new) in list(pending.items()):
-                if os.path.lexists(os.path.join(out, new)):
-                    continue
-                try:
-                    os.rename(os.path.join(out, old), os.path.join(out, new))
-                except OSError as exc:
-                    log.warning("could not move %s to %s: %s", old, new, exc)
-                    del pending[cid]
-                    continue
-                moved[cid] = new
-                del pending[cid]
-                progress = True
-
-    free_pass()
-    olds = {old for old, _ in pending.values()}
-    for cid, (old, new) in list(pending.items()):
-        if new in olds:  # blocked only by another moving folder: a chain or a cycle
-            tmp = MOVE_PREFIX + hashlib.blake2b(cid.encode(), digest_size=8).hexdigest()
-            try:
-                os.rename(os.path.join(out, old), os.path.join(out, tmp))
-            except OSError:
-                continue
-            pending[cid] = (tmp, new)
-    free_pass()
-    for cid, (old, _new) in pending.items():  # could not move: put temporaries back
-        if old.startswith(MOVE_PREFIX):
-            original = moves[cid][0]
-            target = original if not os.path.lexists(os.path.join(out, original)) else None
-            if target:
-                os.rename(os.path.join(out, old), os.path.join(out, target))
-    return moved
+    """Rename ``{id: (old, new)}`` folders under ``out`` (the ``folder`` layout's moves,
+    see :func:`zexport.moves.move_places`); return ``{id: new}`` that moved."""
+    return move_places(out, moves, Layout.parse("folder"), "")
 
 
 class Resume:
@@ -298,8 +316,10 @@ class Resume:
 
     def __init__(self, state_dir: str, out: str, extension: str, options_fp: str,
                  renderer: str, force: bool, attachment_context: str = "",
-                 retry_attachments: bool = False, overwrite_edited: bool = False) -> None:
+                 retry_attachments: bool = False, overwrite_edited: bool = False,
+                 layout: Layout | None = None) -> None:
         self.manifest = Manifest(os.path.join(state_dir, MANIFEST_NAME))
+        self.layout = layout or Layout.parse("folder")
         self.out = out
         self.extension = extension
         self.options_fp = options_fp
@@ -320,7 +340,7 @@ class Resume:
     def _output_present(self, folder: str) -> bool:
         target = os.path.join(self.out, folder)
         if self.extension:
-            target = os.path.join(target, f"conversation.{self.extension}")
+            target = os.path.join(self.out, self.layout.files(folder, self.extension).main)
             try:
                 return stat.S_ISREG(os.lstat(target).st_mode)
             except OSError:
@@ -334,11 +354,12 @@ class Resume:
             return moves
         known = self.manifest.known_files(list(moves))
         movable: dict[str, tuple[str, str]] = {}
+        present = units(self.out, moves, self.layout, self.extension)
         for cid, (old, new) in moves.items():
-            if not _is_real_dir(os.path.join(self.out, old)):
+            if cid not in present:
                 continue
             ours = known.get(cid, {})
-            odd = folder_is_ours(self.out, old, ours)
+            odd = self._unit_is_ours(present[cid], ours)
             if odd is None:
                 movable[cid] = (old, new)
             else:
@@ -346,6 +367,22 @@ class Resume:
                 self.kept_folders.append(
                     (cid, odd, f"{why}; its folder was not renamed to {new!r}"))
         return movable
+
+    def _unit_is_ours(self, unit: list[tuple[str, str]], ours: dict[str, str]) -> str | None:
+        """None if every file a move would carry (a folder's, or a note and its
+        attachments folder) is what zexport last wrote there; else the first that is not."""
+        for old, _new in unit:
+            path = os.path.join(self.out, old)
+            if _is_real_dir(path):
+                odd = folder_is_ours(self.out, old, ours)
+            else:
+                try:
+                    odd = None if file_digest(path) == ours.get(old) else old
+                except (NotOurs, OSError):
+                    odd = old
+            if odd is not None:
+                return odd
+        return None
 
     def select(self, plan: Plan, dry_run: bool = False) -> None:
         """Mark in ``plan`` what needs no rendering, after moving renamed folders.
@@ -357,6 +394,8 @@ class Resume:
         ``dry_run``: move nothing, and decide as if every move had been made
         (``self.moved`` counts the folders a real run would move).
         """
+        if not dry_run and self.manifest.layout() != self.layout.spec:
+            self.manifest.set_layout(self.layout.spec)  # (another layout: refused before)
         if self.manifest.is_empty():  # nothing to move or skip: spare two passes over the plan
             plan.freeze_todo()
             return
@@ -378,19 +417,22 @@ class Resume:
                     and old_renderer == self.renderer and self._attachments_settled(old_retry)):
                 continue
             if old_folder != folder:
-                after_move[cid] = seq
+                if self.layout.folders:  # a note's links name its attachments folder:
+                    after_move[cid] = seq  # a moved note is rendered again
             elif self._output_present(folder):
                 skip.append(seq)
         moves = self._movable(moves)
         moved: dict[str, str] = {}
         if moves and dry_run:  # decide as if every possible move had been made
-            moved = {cid: new for cid, (old, new) in moves.items()
-                     if _is_real_dir(os.path.join(self.out, old))}
+            found = units(self.out, moves, self.layout, self.extension)
+            moved = {cid: new for cid, (_old, new) in moves.items() if cid in found}
             self.moved = len(moved)
         elif moves:
-            moved = move_folders(self.out, moves)
+            moved = move_places(self.out, moves, self.layout, self.extension)
             self.moved = len(moved)
-            self.manifest.set_folders((cid, moves[cid][0], new) for cid, new in moved.items())
+            self.manifest.set_folders(
+                ((cid, moves[cid][0], new) for cid, new in moved.items()),
+                lambda path, old, new: self.layout.relocate(path, old, new, self.extension))
         for cid, seq in after_move.items():
             if cid in moved and self._output_present(moves[cid][0] if dry_run else moved[cid]):
                 skip.append(seq)

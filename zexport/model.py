@@ -29,8 +29,10 @@ def parent_of(message: Message) -> str | None:
 class Attachment:
     """One attachment row, plus where the worker put it in the export.
 
-    ``exported_path`` is the path relative to the conversation folder (always
-    under ``attachments/``) once the file was copied; ``unavailable_reason``
+    ``exported_path`` is the path relative to the folder of the conversation's
+    file (``attachments/<name>`` in the default layout, ``attachments/<note
+    name>/<name>`` with ``--layout note``: URL-encode it to link) once the file
+    was copied; ``unavailable_reason``
     says why there is no file when there is none. ``download_name`` is the
     name the provider gave a downloaded file, used when the row has no
     ``filename`` (the row itself is never changed).
@@ -119,10 +121,12 @@ class Message:
 class Conversation:
     """A conversation with every message of every branch, in ``order_index`` order.
 
-    ``folder`` is the output folder name the controller chose (unique, safe on
-    every OS); formats write inside it. ``synced_at``, ``sync_error`` and
-    ``sync_retry_count`` are the row's sync bookkeeping, kept for formats that
-    write the whole row (the JSON format).
+    ``folder`` is the place the controller chose (unique, safe on every OS),
+    relative to the output folder: the conversation's folder in the default
+    layout, its note's path without the extension with ``--layout note``
+    (:mod:`zexport.layouts`); formats write through ``RenderContext``.
+    ``synced_at``, ``sync_error`` and ``sync_retry_count`` are the row's sync
+    bookkeeping, kept for formats that write the whole row (the JSON format).
     """
 
     id: str

@@ -166,18 +166,21 @@ class NameSet(Protocol):
         ...
 
 
-def suffixed_name(base: str, conversation_id: str, used: NameSet) -> str:
-    """``base (id8)``, lengthening the id part until the name is free; records it in ``used``."""
+def suffixed_name(base: str, conversation_id: str, used: NameSet,
+                  max_bytes: int = MAX_NAME_BYTES) -> str:
+    """``base (id8)``, lengthening the id part until the name is free; records it in ``used``.
+
+    ``max_bytes`` caps the whole name (a note's name leaves room for its extension)."""
     token = sanitize_component(conversation_id, 64) or "x"
     for length in (8, 12, 16, len(token)):
         suffix = f" ({token[:length]})"
-        name = truncate_utf8(base, MAX_NAME_BYTES - len(suffix.encode())).rstrip(". ") + suffix
+        name = truncate_utf8(base, max_bytes - len(suffix.encode())).rstrip(". ") + suffix
         if used.claim(name_key(name)):
             return name
     n = 2
     while True:
         suffix = f" ({token} {n})"
-        name = truncate_utf8(base, MAX_NAME_BYTES - len(suffix.encode())).rstrip(". ") + suffix
+        name = truncate_utf8(base, max_bytes - len(suffix.encode())).rstrip(". ") + suffix
         if used.claim(name_key(name)):
             return name
         n += 1

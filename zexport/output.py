@@ -81,6 +81,18 @@ def ensure_dir(path: str) -> None:
             raise UnsafePathError(f"not a folder (or a symlink): {path}") from None
 
 
+def ensure_dirs(root: str, relative: str) -> str:
+    """Make ``root/relative`` and every folder between, one level at a time, refusing a
+    symlink at any level (``os.makedirs`` would follow one); return the path."""
+    path = root
+    for part in relative.split("/"):
+        if part in ("", "."):
+            continue
+        path = os.path.join(path, part)
+        ensure_dir(path)
+    return path
+
+
 def _open_parent(path: str) -> tuple[int, str]:
     """The folder of ``path`` opened without following a link, and the last name."""
     folder, name = os.path.split(path)

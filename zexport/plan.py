@@ -22,8 +22,9 @@ from datetime import tzinfo
 import apsw
 
 from .archive import ConversationHead
+from .layouts import Layout
 from .model import Attachment
-from .naming import base_name, name_key, suffixed_name
+from .naming import MAX_NAME_BYTES, NameSet, base_name, name_key, suffixed_name
 
 _CHUNK = 2000
 
@@ -39,6 +40,18 @@ class _TakenNames:
         sample's conversations share a "New chat"-like name with an earlier one)."""
         self.conn.execute("INSERT OR IGNORE INTO taken VALUES (?)", (key,))
         return self.conn.changes() == 1
+
+
+class _InFolder:
+    """The names in use inside one folder of a layout's tree: keys are whole paths, so
+    only a place's last part is suffixed, and twins in other folders do not count."""
+
+    def __init__(self, taken: NameSet, folder_key: str) -> None:
+        self.taken = taken
+        self.prefix = folder_key + "/" if folder_key else ""
+
+    def claim(self, key: str) -> bool:
+        return self.taken.claim(self.prefix + key)
 
 
 class Plan:
@@ -67,16 +80,25 @@ class Plan:
         self.conn.close()
 
     def add(self, heads: Iterable[ConversationHead], tz: tzinfo,
-            fingerprint: object = None, dated: bool = True) -> int:
+            fingerprint: object = None, dated: bool = True, layout: Layout | None = None,
+            extension: str = "", reserved: Iterable[str] = ()) -> int:
         """Record ``heads`` in export order with their base names; return how many.
 
         ``fingerprint``, when given, is called with each head and its result
         stored as the conversation's source fingerprint (for resume).
         ``dated``: names start with the creation day (see naming.base_name).
+        ``layout`` (default: ``folder``, built with ``dated``) names places;
+        ``extension`` is the format's and ``reserved`` the top-level names it writes.
         """
+        reserved_keys = frozenset(name_key(name) for name in reserved)
+
         def rows() -> Iterator[tuple[object, ...]]:
             for h in heads:
-                base = base_name(h.title or "", h.created_at, tz, dated)
+                if layout is None:
+                    base = base_name(h.title or "", h.created_at, tz, dated)
+                else:
+                    base = layout.base_place(h.title, h.provider, h.created_at, h.id, tz,
+                                             extension, reserved_keys)
                 source = fingerprint(h) if callable(fingerprint) else None
                 yield (h.id, h.title, h.provider, h.created_at, h.updated_at,
                        h.message_count, source, base, name_key(base), base)
@@ -89,7 +111,8 @@ class Plan:
         self.todo = self.total
         return int(self.total)
 
-    def assign_folders(self, reserved: Iterable[str] = ()) -> None:
+    def assign_folders(self, reserved: Iterable[str] = (), layout: Layout | None = None,
+                       extension: str = "") -> None:
         """Give every conversation its folder (unique; see the module docstring).
 
         ``reserved`` are top-level names the format writes itself (the HTML
@@ -97,8 +120,15 @@ class Plan:
         suffix, as if an earlier conversation held the name. Why: a title like
         "index.html" with no date (NULL created_at) took the folder ``index.html``
         and the format's finish step could not write its index there.
+
+        With a ``layout``, a place is a path: only its last part is suffixed
+        (within its byte cap: a note's name keeps room for its extension).
         """
         conn = self.conn
+        cap = MAX_NAME_BYTES
+        if layout is not None:
+            reserved = layout.reserved_places(tuple(reserved), extension)
+            cap = layout.last_part_cap(extension)
         reserved_keys = {name_key(name) for name in reserved}
         with conn:
             conn.execute("CREATE INDEX plan_key ON plan(key)")
@@ -122,7 +152,10 @@ class Plan:
                     previous_key = key
                     if key not in reserved_keys:
                         continue  # the earliest keeps the name
-                renames.append((seq, suffixed_name(base, cid, taken)))
+                head, _, last = base.rpartition("/")
+                used = _InFolder(taken, name_key(head)) if head else taken
+                name = suffixed_name(last, cid, used, cap)
+                renames.append((seq, f"{head}/{name}" if head else name))
                 if len(renames) >= _CHUNK:
                     conn.executemany("INSERT INTO renames VALUES (?, ?)", renames)
                     renames = []

@@ -38,9 +38,12 @@ SHARDS_DIR = "shards"
 class ConversationEntry:
     """One selected conversation as the start and finish steps see it.
 
-    ``folder`` is relative to the output folder. ``error`` is None for a
-    conversation that was exported (or skipped as already exported), else the
-    reason it failed; during ``start`` every ``error`` is None.
+    ``folder`` is the conversation's place, relative to the output folder (its
+    folder in the default layout; a note's path without its extension with
+    ``--layout note``, see :mod:`zexport.layouts`); ``path`` is the conversation's
+    file, relative to the output folder: link to it (an index) with ``path``.
+    ``error`` is None for a conversation that was exported (or skipped as already
+    exported), else the reason it failed; during ``start`` every ``error`` is None.
     """
 
     id: str
@@ -51,6 +54,7 @@ class ConversationEntry:
     message_count: int | None
     folder: str
     error: str | None = None
+    path: str = ""
 
     @property
     def exported(self) -> bool:
@@ -74,10 +78,12 @@ class PlanWriter:
         self._fh: IO[bytes] = open(path, "wb")  # closed in close()
 
     def add(self, cid: str, title: str | None, provider: str | None, created_at: int | None,
-            updated_at: int | None, message_count: int | None, folder: str) -> None:
-        """Add one conversation, in export order."""
+            updated_at: int | None, message_count: int | None, folder: str,
+            path: str = "") -> None:
+        """Add one conversation, in export order (``path``: its file)."""
         self._fh.write(orjson.dumps(
-            [cid, title or "", provider or "", created_at, updated_at, message_count, folder]))
+            [cid, title or "", provider or "", created_at, updated_at, message_count, folder,
+             path]))
         self._fh.write(b"\n")
 
     def close(self) -> None:
@@ -94,7 +100,7 @@ def iter_plan(path: str, failures: Mapping[str, str]) -> Iterator[ConversationEn
             item: list[Any] = orjson.loads(line)
             cid = str(item[0])
             yield ConversationEntry(cid, item[1], item[2], item[3], item[4], item[5], item[6],
-                                    failures.get(cid))
+                                    failures.get(cid), str(item[7]) if len(item) > 7 else "")
 
 
 def shard_dir(out_dir: str, format_name: str) -> str:

@@ -44,6 +44,7 @@ from .attachments.pipeline import FetchPipeline
 from .attachments.sources import AttachmentSources
 from .errors import ProtocolError
 from .exporter import ConversationExporter, ExportSettings, Outcome
+from .layouts import Layout
 from .model import Conversation
 from .output import UnsafePathError, open_append
 from .plugins import BUILTIN_FORMATS, load_registry
@@ -259,6 +260,7 @@ class Worker:
             plugin=registry.format_plugin[fmt.name].label,
             overwrite_edited=bool(config.get("overwrite_edited")),
             clear_stale_conflicts=bool(config.get("conflicts_exist")),
+            layout=Layout.parse(str(config.get("layout") or "folder")),
         )
         sources = _attachment_sources(settings.archive_dir, config)
         if config.get("downloads"):

@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, BinaryIO, ClassVar
+from urllib.parse import quote
 
 from ..edits import FileKeeper, file_unless_same
 from ..errors import UsageError
 from ..model import Conversation
-from ..output import UnsafePathError, atomic_write, ensure_dir, inside
+from ..output import UnsafePathError, atomic_write, ensure_dir, ensure_dirs, inside
 from ..records import iter_kept
 from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
 from ..timezones import iso_time as iso_time  # re-exported for format plugins
@@ -65,11 +66,17 @@ class EmitError(TypeError):
 class RenderContext:
     """What :meth:`Format.render` is given besides the conversation.
 
-    ``folder`` is the absolute path of the conversation's folder (it exists
-    when the format has ``files_per_conversation``); write extra files with
-    :meth:`write`, which refuses anything outside it. A refused write fails
-    the conversation even if the plugin catches the error, so a plugin
-    cannot half-succeed by swallowing it.
+    ``folder`` is the absolute path of the conversation's own folder; write
+    extra files with :meth:`write`, which refuses anything outside it. A
+    refused write fails the conversation even if the plugin catches the error,
+    so a plugin cannot half-succeed by swallowing it. ``file`` is the absolute
+    path of the conversation's file (what :meth:`Format.render` returns is
+    written there); its folder exists when the format has
+    ``files_per_conversation``. In the default layout ``file`` is
+    ``<folder>/conversation.<extension>``; with ``--layout note`` it is
+    ``<title>.<extension>`` and ``folder`` is ``attachments/<title>/`` beside
+    it, made when first written to. Link from the file to other files of the
+    export with :meth:`link`.
     """
 
     out_dir: str
@@ -84,6 +91,15 @@ class RenderContext:
     refused: list[str] = field(default_factory=list)
     # Writes only over what zexport wrote (zexport.edits); None: plain atomic writes.
     keeper: FileKeeper | None = field(default=None, repr=False)
+    file: str = ""
+
+    def link(self, relative: str) -> str:
+        """A URL-encoded link from the conversation's file to ``relative`` (a path
+        inside the output folder, ``/``-separated): ``../index.html`` from a
+        folder's ``conversation.html``, ``index.html`` from a note beside it."""
+        here = os.path.dirname(self.file) if self.file else self.folder
+        target = os.path.join(self.out_dir, *relative.split("/"))
+        return quote(os.path.relpath(target, here).replace(os.sep, "/"))
 
     def write(self, relative: str, data: bytes | str) -> str:
         """Atomically write a file inside the conversation folder; return its path."""
@@ -94,8 +110,12 @@ class RenderContext:
             raise RefusedWrite(f"{exc} (a format writes only inside its conversation's "
                                "folder)") from None
         parent = os.path.dirname(target)
-        if parent != self.folder:
-            os.makedirs(parent, exist_ok=True)
+        if parent != self.folder or not os.path.isdir(parent):
+            below = os.path.relpath(parent, self.out_dir)
+            if below.startswith(".."):  # a context of no export (a plugin's own tests)
+                os.makedirs(parent, exist_ok=True)
+            else:  # one level at a time from the output folder: a symlink is refused
+                ensure_dirs(self.out_dir, below)
         body = data.encode() if isinstance(data, str) else data
         if self.keeper is not None:
             self.keeper.write(target, body)

@@ -12,6 +12,7 @@ Nothing in the file depends on when the export ran.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -128,7 +129,10 @@ class MarkdownFormat(Format):
 
     def note_stem(self, ctx: RenderContext) -> str:
         """The note's file name without ``.md``: Obsidian's name for it."""
-        return "conversation"
+        if not ctx.file:
+            return "conversation"
+        name = os.path.basename(ctx.file)
+        return name[:-len(".md")] if name.endswith(".md") else os.path.splitext(name)[0]
 
 
 # Where each provider shows a conversation on the web. Perplexity's address is a

@@ -113,7 +113,7 @@ class HtmlFormat(Format):
         out = [
             _head(title, str(ctx.options.get("theme", "auto"))),
             '<body>\n<div class="page">\n<header>\n',
-            '<p class="crumbs"><a href="../index.html">All conversations</a></p>\n',
+            f'<p class="crumbs"><a href="{escape(_index_link(ctx))}">All conversations</a></p>\n',
             f"<h1>{escape(title)}</h1>\n",
             f'<p class="meta">{" · ".join(meta)}</p>\n</header>\n<main>\n',
         ]
@@ -149,7 +149,7 @@ class HtmlFormat(Format):
                 b'<option value="newest">Newest first</option>'
                 b'<option value="title">Title</option></select></label>\n'
                 b'</div>\n<noscript><p class="note">The list needs JavaScript; every '
-                b"conversation is also a folder beside this file.</p></noscript>\n"
+                b"conversation is also a page under this folder.</p></noscript>\n"
                 b'<p id="count" aria-live="polite"></p>\n<ol id="list"></ol>\n'
                 b'<button id="more" type="button" hidden>Show more</button>\n'
             )
@@ -184,7 +184,7 @@ class HtmlFormat(Format):
             number = numbers.get(entry.id)
             if number is not None and number not in indexed:
                 builder.add(number, search.page_record(
-                    os.path.join(run.out_dir, entry.folder, "conversation.html")))
+                    os.path.join(run.out_dir, *_page(entry).split("/"))))
         shards = builder.shards()
         for i, (_, body) in enumerate(shards):
             run.write(f"{SEARCH_DIR}/s{i}.js", search.shard_script(i, body))
@@ -206,6 +206,8 @@ class _Entry(Protocol):
     def message_count(self) -> int | None: ...
     @property
     def folder(self) -> str: ...
+    @property
+    def path(self) -> str: ...
 
 
 def _row(entry: _Entry, tz: tzinfo) -> list[object]:
@@ -214,7 +216,19 @@ def _row(entry: _Entry, tz: tzinfo) -> list[object]:
     when = entry.updated_at if entry.updated_at is not None else entry.created_at
     title = entry.title.strip() or "Untitled"
     return [title, entry.provider, _when(when, tz, full=False)[1], entry.message_count or 0,
-            quote(entry.folder) + "/conversation.html", when, search.fold(title)]
+            quote(_page(entry)), when, search.fold(title)]
+
+
+def _page(entry: _Entry) -> str:
+    """A conversation's page, relative to the output folder, wherever the layout put it."""
+    return entry.path or f"{entry.folder}/conversation.html"  # path: zexport with --layout
+
+
+def _index_link(ctx: RenderContext) -> str:
+    """The link from a conversation's page to ``index.html``, wherever the layout put the
+    page (``../index.html`` from a folder, ``index.html`` from a note beside it)."""
+    link = getattr(ctx, "link", None)
+    return link("index.html") if callable(link) and ctx.file else "../index.html"
 
 
 def _json_for_script(value: object) -> bytes:
