@@ -264,3 +264,30 @@ def test_jsonl_writes_its_one_file_in_a_template_layout(cli: Any, tmp_path: Path
     lines = (out / "conversations.jsonl").read_text().splitlines()
     assert [json.loads(line)["messages"][1]["content"] for line in lines] == [
         f"{c[2]}!" for c in CONVERSATIONS]
+
+
+@pytest.mark.parametrize("layout", ["note", TEMPLATE])
+def test_a_moved_note_is_known_and_an_edited_one_never_moves(
+        cli: Any, tmp_path: Path, layout: str) -> None:
+    db = make_archive(tmp_path / "arch")
+    out = tmp_path / "out"
+    export(cli, db, out, "--layout", layout)
+    retitle(db, "c1-aaaaaaaa-1111", "Bengal cat")
+    export(cli, db, out, "--layout", layout)
+    # The moved files are recorded at their new paths: an unchanged re-run is quiet.
+    export(cli, db, out, "--layout", layout)
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    assert (report["counts"]["exported"], report["conflicts"]) == (0, [])
+
+    # An edited note stays where it is, as the user left it, and is reported.
+    cat = out / CAT_NOTE[layout].replace("Cat identification", "Bengal cat")
+    edited = cat.read_bytes() + b"\nmy own notes\n"
+    cat.write_bytes(edited)
+    retitle(db, "c1-aaaaaaaa-1111", "Bengal cat, again")
+    export(cli, db, out, "--layout", layout)
+    assert cat.read_bytes() == edited
+    report = json.loads((out / ".zexport" / "report.json").read_text())
+    rel = cat.relative_to(out).as_posix()
+    assert [c["path"] for c in report["conflicts"]] == [rel]
+    renamed = out / CAT_NOTE[layout].replace("Cat identification", "Bengal cat, again")
+    assert "Bengal cat, again" in renamed.read_text()
