@@ -19,8 +19,9 @@ from typing import Any
 import apsw
 import pytest
 from conftest import tree_digest
+from corpora import APP_FIXTURES
 
-APP_EMPTY = Path("/work/shared/fixtures/app/app-empty-sqlite.db")
+APP_EMPTY = APP_FIXTURES / "app-empty-sqlite.db"
 DAY1 = 1766741000  # 2025-12-26 09:23:20 UTC
 DAY2 = DAY1 + 86400
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
