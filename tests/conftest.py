@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cdp import Browser, Page, find_chromium
 
 from zexport.sample import make_sample
 
@@ -79,3 +80,25 @@ def cli(isolated_env: dict[str, str], tmp_path: Path) -> Iterator[object]:
         return run_cli(list(args), isolated_env, cwd=cwd or tmp_path, timeout=timeout)
 
     yield call
+
+
+# Headless Chromium for the HTML plugin's tests: one browser per test module, a fresh
+# page per test.
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    binary = find_chromium()
+    assert binary, "chromium is not installed (.ci/run installs Debian's chromium)"
+    b = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    p = browser.new_page()
+    try:
+        yield p
+    finally:
+        p.close()

@@ -9,19 +9,18 @@ is opened in a real headless Chromium (Debian's ``chromium``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from cdp import Browser, Page, find_chromium
+from cdp import Page
 from conftest import run_cli, tree_digest
+from html_archive import env_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,15 +28,7 @@ INSTALL_HINT = "install it: .venv/bin/pip install ./plugins/{dist} (as .ci/run d
 SCREENS = Path(__file__).resolve().parent.parent / "screens"
 
 
-def plugin_env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    for sub in ("home", "rt"):
-        (tmp / sub).mkdir(exist_ok=True, mode=0o700)
-    env.update({"HOME": str(tmp / "home"), "ZEXPORT_RUNTIME_DIR": str(tmp / "rt"),
-                "XDG_CACHE_HOME": str(tmp / "home" / ".cache")})
-    env.pop("ZEXPORT_PLUGINS", None)
-    env.pop("XDG_RUNTIME_DIR", None)
-    return env
+plugin_env = env_for  # a private HOME and runtime folder, and only installed plugins
 
 
 def export(tmp: Path, db: Path, out: Path, fmt: str, *extra: str) -> Any:
@@ -169,26 +160,6 @@ def test_html_escapes_hostile_text_and_loads_nothing_from_the_network(html_out: 
                          text) is None, page
         assert 'href="javascript:' not in text
     assert "\\u003cscript" in index or not any("<script" in t for t in hostile)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    binary = find_chromium()
-    assert binary, "chromium is not installed (.ci/run installs Debian's chromium)"
-    b = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    p = browser.new_page()
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def save_screenshot(page: Page, tmp_path: Path, name: str, dark: bool = False) -> Path:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cdp import Browser, Page, find_chromium
+from cdp import Page
 from conftest import tree_digest
 from html_archive import Conv, export_html, make_archive, page_of, text
 from test_html_render import NESTED_ANSWER, XSS_MESSAGES, XSS_TITLE
@@ -45,26 +44,6 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = tmp / "out"
     export_html(tmp, db, result)
     return result
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    binary = find_chromium()
-    assert binary, "chromium is not installed (.ci/run installs Debian's chromium)"
-    b = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    p = browser.new_page()
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def _js(page: Page, expression: str) -> object:
