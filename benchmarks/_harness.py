@@ -275,7 +275,7 @@ def run_with_memory(cmd: Sequence[str], interval: float = 0.01) -> MemoryRun:
                     cmdline = " ".join(child.cmdline())
                 except psutil.Error:
                     continue
-                roles[child.pid] = "worker" if "zexport.worker" in cmdline else "other"
+                roles[child.pid] = "worker" if "zexport.work.worker" in cmdline else "other"
         for pid in roles:
             hwm = _vm_hwm_kb(pid)
             if hwm is not None:

@@ -77,10 +77,10 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
 # -- measurements -------------------------------------------------------------------------
 
 async def _service_run(port: int, n: int, concurrency: int, cache: str) -> tuple[float, int]:
-    from zexport.attachments.cache import AttachmentCache
-    from zexport.attachments.downloader import Limits
-    from zexport.attachments.providers import PerplexityProvider
-    from zexport.attachments.service import AttachmentService
+    from zexport.net.cache import AttachmentCache
+    from zexport.net.downloader import Limits
+    from zexport.net.service import AttachmentService
+    from zexport.providers.builtin import PerplexityProvider
 
     svc = AttachmentService({"perplexity": PerplexityProvider()}, {}, AttachmentCache(cache),
                             Limits(concurrency=concurrency, per_host=concurrency))

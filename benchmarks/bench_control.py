@@ -53,7 +53,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from zexport.runtime import pid_alive
+from zexport.core.runtime import pid_alive
 
 
 def pct(values: list[float], q: float) -> float:

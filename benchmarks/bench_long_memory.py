@@ -58,9 +58,9 @@ def measure_runs(db: Path, formats: list[str], repeat: int) -> None:
 
 def measure_parts(db: Path, fmt_name: str) -> None:
     """What each step of one worker's work keeps resident."""
-    from zexport.archive import BatchReader
+    from zexport.core.timezones import resolve_tz
     from zexport.plugins import load_registry
-    from zexport.timezones import resolve_tz
+    from zexport.sources.archive import BatchReader
 
     registry = load_registry()
     fmt = registry.get_format(fmt_name)

@@ -124,7 +124,7 @@ def run_polled(cmd: list[str]) -> tuple[float, float, dict[str, list[float]]]:
             for child in top.children(recursive=True):
                 if child.pid not in roles:
                     try:
-                        roles[child.pid] = ("worker" if "zexport.worker" in " ".join(
+                        roles[child.pid] = ("worker" if "zexport.work.worker" in " ".join(
                             child.cmdline()) else "other")
                         handles[child.pid] = child
                     except psutil.Error:

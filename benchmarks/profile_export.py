@@ -36,7 +36,7 @@ import _harness as h
 # into SystemExit, after which the stats are dumped.
 CONTROLLER_UNDER_PROFILE = """
 import cProfile, sys
-import zexport.cli as cli
+import zexport.cli.app as cli
 def leave(status):
     raise SystemExit(status)
 cli._exit_now = leave

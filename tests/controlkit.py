@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import msgpack
 import zmq
 
-from zexport.runtime import pid_alive
+from zexport.core.runtime import pid_alive
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ def wait_for(cond: Callable[[], T], timeout: float, what: str, step: float = 0.0
 
 
 def worker_processes() -> list[tuple[int, int, str]]:
-    """``(pid, parent pid, command line)`` of every live ``zexport.worker`` (reads /proc)."""
+    """``(pid, parent pid, command line)`` of every live ``zexport.work.worker`` (reads /proc)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -52,7 +52,7 @@ def worker_processes() -> list[tuple[int, int, str]]:
                 cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to read
-        if "zexport.worker" in cmdline:
+        if "zexport.work.worker" in cmdline:
             found.append((int(entry), ppid, cmdline))
     return found
 
@@ -128,7 +128,7 @@ def wait_progress(reg: dict[str, Any], done: int, timeout: float = 20,
     return wait_for(ready, timeout, f"{done} conversations done", step=0.05)
 
 
-alive = pid_alive  # a process that exists and is not a zombie (zexport.runtime)
+alive = pid_alive  # a process that exists and is not a zombie (zexport.core.runtime)
 
 
 def kill_group(*procs: subprocess.Popen[Any] | None) -> None:
@@ -192,7 +192,7 @@ class FakeController:
             sock.setsockopt(zmq.LINGER, 0)
             sock.bind(f"ipc://{run_dir / name}")
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "zexport.worker", str(run_dir), "0", *worker_args],
+            [sys.executable, "-m", "zexport.work.worker", str(run_dir), "0", *worker_args],
             stderr=subprocess.PIPE, text=True, env=env)
 
     def recv(self, sock: zmq.Socket[bytes], kind: str, batch: int | None = None,

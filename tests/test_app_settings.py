@@ -16,9 +16,10 @@ from typing import Any
 import apsw
 import pytest
 
-from zexport.app_settings import AppExportSettings, choose, read_export_settings
-from zexport.naming import FolderNamer, base_name
+from zexport.core.naming import base_name
+from zexport.run.plan import FolderNamer
 from zexport.sample import make_sample
+from zexport.sources.app_settings import AppExportSettings, choose, read_export_settings
 
 DATED = re.compile(r"^\d{4}-\d{2}-\d{2} ")
 TS = 1_700_000_000  # 2023-11-14 UTC

@@ -276,7 +276,7 @@ def _att(aid: str, file_id: str | None, filename: str | None, local: str | None)
 
 
 def test_app_folder_lookup_follows_the_apps_naming_and_stays_inside(tmp_path: Path) -> None:
-    from zexport.attachments.sources import AttachmentSources
+    from zexport.core.attachment_files import AttachmentSources
 
     app = tmp_path / "attachments"
     conv = app / "c1"
@@ -301,7 +301,7 @@ def test_app_folder_lookup_follows_the_apps_naming_and_stays_inside(tmp_path: Pa
 def test_a_decision_is_made_once_until_the_conversation_is_forgotten(tmp_path: Path) -> None:
     """The fetch pipeline and the exporter ask the same object: the answer the
     pipeline acted on is the one the exporter copies (or refuses)."""
-    from zexport.attachments.sources import AttachmentSources
+    from zexport.core.attachment_files import AttachmentSources
 
     (tmp_path / "f.txt").write_bytes(b"x")
     sources = AttachmentSources(str(tmp_path), [str(tmp_path)])

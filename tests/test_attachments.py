@@ -29,23 +29,24 @@ from attachment_server import COOKIE, CUSTOM, SECRETS, TOKEN, AttachmentServer, 
 from conftest import tree_digest
 from controlkit import wait_for
 
-from zexport.attachments.auth import Credentials, parse_auth
-from zexport.attachments.cache import AttachmentCache
-from zexport.attachments.downloader import (
+from zexport.core.attachment_files import AttachmentSources
+from zexport.errors import UsageError
+from zexport.model import Attachment, Conversation, Message
+from zexport.net.auth import Credentials, parse_auth
+from zexport.net.cache import AttachmentCache
+from zexport.net.downloader import (
     Downloader,
     DownloadError,
     Limits,
     credentials_for,
     redirect_target,
 )
-from zexport.attachments.pipeline import FetchPipeline
-from zexport.attachments.providers import AttachmentProvider, AttachmentRef, ProviderSession
-from zexport.attachments.service import AttachmentService
-from zexport.attachments.sources import AttachmentSources
-from zexport.errors import UsageError
-from zexport.model import Attachment, Conversation, Message
+from zexport.net.service import AttachmentService
+from zexport.net.session import ScopedSession
+from zexport.providers.base import AttachmentProvider, AttachmentRef
 from zexport.sample import make_sample
 from zexport.schema import DDL
+from zexport.work.fetch import FetchPipeline
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -254,7 +255,7 @@ def test_the_provider_session_refuses_invalid_hosts_without_making_a_downloader(
 
     async def go() -> list[str]:
         reasons = []
-        session = ProviderSession(factory, None, None)
+        session = ScopedSession(factory, None, None)
         for call in (session.get_json("https://x.example.invalid/j"),
                      session.get_file("https://files.example.invalid/a?sig=s", ref)):
             try:
@@ -264,7 +265,7 @@ def test_the_provider_session_refuses_invalid_hosts_without_making_a_downloader(
         # A Downloader itself is still accepted (the constructor's old form).
         dl = Downloader(_limits(), str(tmp_path / "staging2"))
         try:
-            await ProviderSession(dl, None, None).get_json("https://y.example.invalid/")
+            await ScopedSession(dl, None, None).get_json("https://y.example.invalid/")
         except DownloadError as exc:
             reasons.append(exc.reason)
         await dl.close()
@@ -286,7 +287,7 @@ def test_a_run_that_can_download_nothing_never_imports_httpx(
     out = tmp_path / "out"
     code = (
         "import sys\n"
-        "import zexport.cli as cli\n"
+        "import zexport.cli.app as cli\n"
         "def leave(status):\n"
         "    print('httpx imported:', 'httpx' in sys.modules, flush=True)\n"
         "    raise SystemExit(status)\n"
@@ -576,7 +577,7 @@ def send(self, data, *args, **kwargs):
     log.write(len(bytes(data)).to_bytes(4, "big") + bytes(data)); log.flush()
     return orig(self, data, *args, **kwargs)
 zmq.asyncio.Socket.send = send
-from zexport.cli import cli
+from zexport.cli.app import cli
 cli(sys.argv[2:], prog_name="zexport")
 """
 

@@ -1,5 +1,5 @@
 """README and docs/attachments.md tell users, step by step, how to get the credentials
-zexport/attachments/auth.py reads: their TOML examples parse, and name what is read."""
+zexport/net/auth.py reads: their TOML examples parse, and name what is read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zexport.attachments.auth import parse_auth
+from zexport.net.auth import parse_auth
 
 ROOT = Path(__file__).resolve().parent.parent
 

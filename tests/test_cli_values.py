@@ -30,7 +30,7 @@ def test_out_of_range_values_exit_2_without_traceback(cli: Any, sample_db: Path,
 
 
 def test_since_accepts_unix_seconds_before_1970() -> None:
-    from zexport.cli import _parse_time
+    from zexport.cli.app import _parse_time
 
     assert _parse_time("-86400", "--since") == -86400
     assert _parse_time("0", "--since") == 0
@@ -41,7 +41,7 @@ def test_since_without_an_offset_is_in_the_tz_zone() -> None:
     """Folder dates are in --tz; so is "--since 2024-05-01" (Paris midnight, not UTC's)."""
     from zoneinfo import ZoneInfo
 
-    from zexport.cli import _parse_time
+    from zexport.cli.app import _parse_time
 
     paris = ZoneInfo("Europe/Paris")
     assert _parse_time("2024-05-01", "--since", paris) == 1714514400  # 2024-04-30T22:00Z

@@ -399,7 +399,7 @@ def test_worker_asks_in_fetch_many_and_takes_fetched_many_answers(
         tmp_path: Path, sample_db: Path) -> None:
     """A fake controller gets one fetch_many for a batch's missing attachments and
     answers in one fetched_many (with malformed items the worker must skip)."""
-    from zexport.archive import build_attachment_index
+    from zexport.sources.archive import build_attachment_index
 
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o700)

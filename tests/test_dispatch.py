@@ -19,8 +19,8 @@ import pytest
 from conftest import run_cli
 from controlkit import finish, kill_group, registration_for, start_run, status, wait_for
 
-from zexport.batches import LOST_DELIVERIES, SOLO_ATTEMPTS
-from zexport.controller import LONG_CONVERSATION
+from zexport.run.batches import LOST_DELIVERIES, SOLO_ATTEMPTS
+from zexport.run.controller import LONG_CONVERSATION
 from zexport.sample import make_sample
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,7 +78,7 @@ import sys
 from zexport import Format, hookimpl
 
 if getattr(sys.modules.get("__main__"), "__spec__", None) is not None and (
-        sys.modules["__main__"].__spec__.name == "zexport.worker"):
+        sys.modules["__main__"].__spec__.name == "zexport.work.worker"):
     os._exit(7)
 
 

@@ -161,7 +161,7 @@ def test_strict_makes_conflicts_and_missing_attachments_fail(cli: Any, tmp_path:
 
 
 def test_the_keeper_decides_per_file(tmp_path: Path) -> None:
-    from zexport.edits import FileKeeper, digest_bytes
+    from zexport.core.edits import FileKeeper, digest_bytes
     from zexport.formats.base import RenderContext
 
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""Workers started early, while the controller imports (zexport.launch).
+"""Workers started early, while the controller imports (zexport.run.launch).
 
 What must hold: an early worker is adopted like any other (its stderr ends up
 in ``<out>/.zexport/worker-N.log``, what it wrote while starting included), and
@@ -15,7 +15,7 @@ import pytest
 from conftest import run_cli
 from controlkit import wait_for, worker_processes
 
-from zexport.launch import EarlyWorkers
+from zexport.run.launch import EarlyWorkers
 
 pytestmark = pytest.mark.timeout(90)
 

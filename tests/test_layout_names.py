@@ -7,11 +7,11 @@ from datetime import timezone
 
 import pytest
 
-from zexport.archive import ConversationHead
+from zexport.core.layouts import Layout
+from zexport.core.naming import base_name
 from zexport.errors import UsageError
-from zexport.layouts import Layout
-from zexport.naming import base_name
-from zexport.plan import Plan
+from zexport.run.plan import Plan
+from zexport.sources.archive import ConversationHead
 
 UTC = timezone.utc
 TITLES = ["Hello", "CON", "con.txt", "  .hidden  ", "a/b", "x" * 300, "é" * 200, "",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from zexport.manifest import MANIFEST_NAME, Manifest, move_folders, tz_identity
-from zexport.timezones import resolve_tz
+from zexport.core.timezones import resolve_tz
+from zexport.run.manifest import MANIFEST_NAME, Manifest, move_folders, tz_identity
 
 
 def test_tz_identity_is_stable_across_runs() -> None:
@@ -49,8 +49,8 @@ def test_manifest_commits_at_most_once_a_second_and_on_close(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Finished batches are committed in groups (one commit per batch cost 1.4 s at
     100k conversations); nothing noted is lost when the run closes the manifest."""
-    import zexport.manifest as manifest_module
-    from zexport.manifest import Resume
+    import zexport.run.manifest as manifest_module
+    from zexport.run.manifest import Resume
 
     clock = [1000.0]
     monkeypatch.setattr(manifest_module.time, "monotonic", lambda: clock[0])

@@ -8,15 +8,14 @@ from datetime import timezone
 
 import pytest
 
-from zexport.archive import ConversationHead
-from zexport.naming import (
-    FolderNamer,
+from zexport.core.naming import (
     name_key,
     sanitize_component,
     truncate_utf8,
     unique_names,
 )
-from zexport.plan import Plan
+from zexport.run.plan import FolderNamer, Plan
+from zexport.sources.archive import ConversationHead
 
 WINDOWS_FORBIDDEN = set('<>:"/\\|?*')
 
@@ -139,8 +138,8 @@ def test_date_prefix_spells_dates_as_strftime_does() -> None:
     years before 1000 (unpadded by strftime) and times out of range."""
     from datetime import datetime
 
-    from zexport.naming import date_prefix
-    from zexport.timezones import resolve_tz
+    from zexport.core.naming import date_prefix
+    from zexport.core.timezones import resolve_tz
 
     rng = random.Random(3)
     for zone in ("UTC", "Europe/Paris", "Asia/Kolkata", "America/St_Johns"):

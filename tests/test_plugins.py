@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from conftest import run_cli
 
+from zexport.core.output import UnsafePathError
+from zexport.core.timezones import resolve_tz
 from zexport.errors import UsageError
 from zexport.formats.base import RunContext
-from zexport.output import UnsafePathError
 from zexport.plugins import load_registry
-from zexport.timezones import resolve_tz
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -323,11 +323,11 @@ def test_builtin_only_loading_skips_package_metadata() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, zexport.worker; from zexport.plugins import load_registry; "
+    code = ("import sys, zexport.work.worker; from zexport.plugins import load_registry; "
             "r = load_registry(builtin_only=True); assert 'markdown' in r.formats; "
             "assert not r.providers; "
-            "print([m for m in ('importlib.metadata', 'zexport.attachments.providers', "
-            "'zexport.attachments.auth', 'email.message', 'tomllib', 'httpx') "
+            "print([m for m in ('importlib.metadata', 'zexport.providers.base', "
+            "'zexport.net.auth', 'email.message', 'tomllib', 'httpx') "
             "if m in sys.modules])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=25)
@@ -341,7 +341,7 @@ def test_worker_with_a_wrong_format_hint_still_finds_a_plugin_format(
     a real worker loads every plugin and renders with it."""
     from controlkit import FakeController
 
-    from zexport.runfiles import clear_shards
+    from zexport.core.runfiles import clear_shards
 
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o700)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from zexport.progress import RichProgress
+from zexport.run.progress import RichProgress
 
 pytestmark = pytest.mark.timeout(120)
 

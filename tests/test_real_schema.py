@@ -1,6 +1,6 @@
 """Archives in the app's real schema: no index on ``messages.conversation_id``.
 
-The message index (:func:`zexport.archive.build_message_index`) must give the
+The message index (:func:`zexport.sources.archive.build_message_index`) must give the
 workers every message of a batch without scanning the messages table, never
 write to the archive, follow what the app writes during a run, and change
 nothing in the output. Claude's all-zero root parent is a root, not a
@@ -24,9 +24,9 @@ import pytest
 from conftest import tree_digest
 from corpora import APP_FIXTURES
 
-from zexport.archive import BatchReader, build_message_index
 from zexport.model import CLAUDE_ROOT_PARENT, Conversation
 from zexport.sample import make_sample
+from zexport.sources.archive import BatchReader, build_message_index
 
 APP = APP_FIXTURES
 APP_SCHEMA = APP / "app-empty-sqlite.db"

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from zexport.report import EXIT_OK, EXIT_PARTIAL, RunReport
+from zexport.run.report import EXIT_OK, EXIT_PARTIAL, RunReport
 
 
 def test_spooled_report_is_valid_json_with_every_item(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""zexport.runtime: the runtime folder's lookup must agree with tempfile's, exactly;
+"""zexport.core.runtime: the runtime folder's lookup must agree with tempfile's, exactly;
 run folders of runs killed before registering are swept.
 
 A controller and a client (of this version or another) must look in the same
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from zexport.runtime import new_run_dir, sweep_orphan_run_dirs
+from zexport.core.runtime import new_run_dir, sweep_orphan_run_dirs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,7 +39,7 @@ def test_default_tempdir_is_what_tempfile_says(tmp_path: Path, case: str) -> Non
         "TMP": {"TMP": str(tmp_path)},
         "TMPDIR is a file": {"TMPDIR": str(tmp_path / "a-file")},
     }[case])
-    code = ("import json, tempfile\nfrom zexport.runtime import default_tempdir\n"
+    code = ("import json, tempfile\nfrom zexport.core.runtime import default_tempdir\n"
             "print(json.dumps([default_tempdir(), tempfile.gettempdir()]))")
     res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=30)
@@ -55,7 +55,7 @@ def test_orphan_run_folders_are_swept_only_when_their_maker_is_dead(
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("ZEXPORT_RUNTIME_DIR", str(runtime))
     made = subprocess.run(  # a process that makes a run folder and dies (as a SIGKILL would)
-        [sys.executable, "-c", "from zexport.runtime import new_run_dir; "
+        [sys.executable, "-c", "from zexport.core.runtime import new_run_dir; "
          "print(new_run_dir()[1])"], env=dict(os.environ, ZEXPORT_RUNTIME_DIR=str(runtime)),
         capture_output=True, text=True, timeout=30, check=True)
     orphan = Path(made.stdout.strip())

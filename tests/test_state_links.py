@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from zexport.output import UnsafePathError, create_new, open_append, open_read
+from zexport.core.output import UnsafePathError, create_new, open_append, open_read
 
 STATE = ".zexport"
 # What the planted links point at: files of the user's that a run must not touch.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from controlkit import finish, kill_group, registration_for, start_run, wait_progress
 
-from zexport.output import TEMP_PREFIX
+from zexport.core.output import TEMP_PREFIX
 from zexport.sample import make_sample
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from zexport.manifest import tz_identity
-from zexport.timezones import LocalZone, iso_formatter, local_zone, resolve_tz
+from zexport.core.timezones import LocalZone, iso_formatter, local_zone, resolve_tz
+from zexport.run.manifest import tz_identity
 
 # Around DST changes of several kinds: New York (1 h), Lord Howe (30 min),
 # Kolkata (+5:30, none), Paris through an absolute TZif path, the 1970s and 2040s.

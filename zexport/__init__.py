@@ -51,25 +51,31 @@ _LAZY = {
     "Conversation": ".model", "Message": ".model", "MessageText": ".textparts",
     "Source": ".textparts", "join_parts": ".textparts", "markdown_citation": ".textparts",
     "markdown_sources": ".textparts", "PLUGIN_API": ".hookspecs",
-    "ConversationEntry": ".runfiles", "Record": ".runfiles",
-    "AttachmentProvider": ".attachments.providers", "AttachmentRef": ".attachments.providers",
-    "ProviderSession": ".attachments.providers", "Downloaded": ".attachments.providers",
+    "ConversationEntry": ".core.runfiles", "Record": ".core.runfiles",
+    "AttachmentProvider": ".providers.base", "AttachmentRef": ".providers.base",
+    "ProviderSession": ".providers.base", "Downloaded": ".providers.base",
 }
 
 if TYPE_CHECKING:
     from typing import Any
 
-    from .attachments.providers import (
+    from zexport.core.runfiles import ConversationEntry, Record
+    from zexport.formats.base import Format, Option, RenderContext, RunContext
+    from zexport.hookspecs import PLUGIN_API, hookimpl
+    from zexport.model import Attachment, Conversation, Message
+    from zexport.providers.base import (
         AttachmentProvider,
         AttachmentRef,
         Downloaded,
         ProviderSession,
     )
-    from .formats.base import Format, Option, RenderContext, RunContext
-    from .hookspecs import PLUGIN_API, hookimpl
-    from .model import Attachment, Conversation, Message
-    from .runfiles import ConversationEntry, Record
-    from .textparts import MessageText, Source, join_parts, markdown_citation, markdown_sources
+    from zexport.textparts import (
+        MessageText,
+        Source,
+        join_parts,
+        markdown_citation,
+        markdown_sources,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 """``python -m zexport``: the same entry point as the ``zexport`` console script."""
 
-from .cli import main
+from zexport.cli.app import main
 
 main()

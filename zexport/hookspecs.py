@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Final
 import pluggy
 
 if TYPE_CHECKING:
-    from .attachments.providers import AttachmentProvider
-    from .formats.base import Format
-    from .sources.base import Source
+    from zexport.formats.base import Format
+    from zexport.providers.base import AttachmentProvider
+    from zexport.sources.base import Source
 
 PROJECT: Final = "zexport"
 
@@ -59,7 +59,7 @@ def zexport_formats() -> list[Format]:  # type: ignore[empty-body]
 def zexport_attachment_providers() -> list[AttachmentProvider]:  # type: ignore[empty-body]
     """Return the attachment providers this plugin provides.
 
-    Each item is an instance of a :class:`zexport.attachments.providers.AttachmentProvider`
+    Each item is an instance of a :class:`zexport.providers.base.AttachmentProvider`
     subclass whose ``name`` equals the archive's ``conversations.provider``
     value it serves (built-ins: ``chatgpt``, ``claude``, ``perplexity``).
     Called in the controller only: providers are the one place that talks

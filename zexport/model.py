@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .textparts import Cite, MessageText, join_parts, markdown_citation
-from .textparts import Part as Part  # re-exported: formats type their parts with it
+from zexport.textparts import Cite, MessageText, join_parts, markdown_citation
+from zexport.textparts import Part as Part  # re-exported: formats type their parts with it
 
 # Claude's conversations hang their first message under this parent, which no message
 # has: it marks a root (BRIEF §3), not a lost parent.
@@ -124,7 +124,7 @@ class Conversation:
     ``folder`` is the place the controller chose (unique, safe on every OS),
     relative to the output folder: the conversation's folder in the default
     layout, its note's path without the extension with ``--layout note``
-    (:mod:`zexport.layouts`); formats write through ``RenderContext``.
+    (:mod:`zexport.core.layouts`); formats write through ``RenderContext``.
     ``synced_at``, ``sync_error`` and ``sync_retry_count`` are the row's sync
     bookkeeping, kept for formats that write the whole row (the JSON format).
     """

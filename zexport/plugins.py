@@ -29,18 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError, UsageError
-from .formats.base import Format
+from zexport import hookspecs
+from zexport.errors import PluginError, UsageError
+from zexport.formats.base import Format
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from .attachments.providers import AttachmentProvider
-    from .sources.base import Source
+    from zexport.providers.base import AttachmentProvider
+    from zexport.sources.base import Source
 
 BUILTIN_FORMAT_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format")
-BUILTIN_PLUGINS = (*BUILTIN_FORMAT_PLUGINS, "zexport.attachments.providers",
+BUILTIN_PLUGINS = (*BUILTIN_FORMAT_PLUGINS, "zexport.providers.builtin",
                    "zexport.sources.builtin")
 ENTRY_POINT_GROUP = "zexport"
 # What BUILTIN_PLUGINS provide (tests check): a worker told it exports one of these
@@ -124,6 +124,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _builtin_name(path: str) -> str:
+    """A built-in plugin's name: its module's, or its package's for ``<package>.builtin``."""
+    package, _, module = path.rpartition(".")
+    return package.rpartition(".")[2] if module == "builtin" else module
+
+
 def hook_names() -> list[str]:
     """Every hook of the contract, from the spec module itself."""
     return sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
@@ -199,7 +205,7 @@ def _sources(registry: Registry, pm: pluggy.PluginManager, module: object) -> li
     impls = [i for i in pm.hook.zexport_sources.get_hookimpls() if i.plugin is module]
     if not impls:
         return []
-    from .sources.base import Source
+    from zexport.sources.base import Source
 
     found: list[Source] = []
     for impl in impls:
@@ -223,7 +229,7 @@ def _providers(registry: Registry, pm: pluggy.PluginManager,
              if i.plugin is module]
     found: list[AttachmentProvider] = []
     if impls:
-        from .attachments.providers import AttachmentProvider
+        from zexport.providers.base import AttachmentProvider
     for impl in impls:
         result: Any = impl.function()
         for provider in result:
@@ -264,12 +270,12 @@ def load_registry(builtin_only: bool = False) -> Registry:
     controller uses: workers never download) ~20 ms more. Names cannot
     clash: built-ins load first and keep their names.
     """
-    from . import __version__
+    from zexport import __version__
 
     registry = Registry()
     pm = _plugin_manager()
     sources: list[tuple[PluginInfo, str | EntryPoint]] = [
-        (PluginInfo(path.rsplit(".", 1)[-1], "zexport", __version__), path)
+        (PluginInfo(_builtin_name(path), "zexport", __version__), path)
         for path in (BUILTIN_FORMAT_PLUGINS if builtin_only else BUILTIN_PLUGINS)
     ]
     extra = "" if builtin_only else os.environ.get("ZEXPORT_PLUGINS", "")

@@ -21,7 +21,7 @@ import logging
 
 import msgpack
 
-from .errors import ProtocolError
+from zexport.errors import ProtocolError
 
 TYPE_CHECKING = False  # typing's, without importing typing (3 ms of `zexport status`)
 if TYPE_CHECKING:

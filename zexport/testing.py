@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from datetime import timezone, tzinfo
 from typing import Any
 
-from .formats.base import Format, RenderContext
-from .model import Attachment, Conversation, Message, Part
+from zexport.formats.base import Format, RenderContext
+from zexport.model import Attachment, Conversation, Message, Part
 
 __all__ = ["conversation", "message", "render", "render_context"]
 

@@ -1,4 +1,4 @@
-"""The lease rules of zexport.batches, in-process: no worker has to die for them."""
+"""The lease rules of zexport.run.batches, in-process: no worker has to die for them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from zexport.batches import (
+from zexport.run.batches import (
     DONE,
     FAILED,
     LOST_DELIVERIES,

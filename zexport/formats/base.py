@@ -17,13 +17,13 @@ from datetime import tzinfo
 from typing import Any, BinaryIO, ClassVar
 from urllib.parse import quote
 
-from ..edits import FileKeeper, file_unless_same
-from ..errors import UsageError
-from ..model import Conversation
-from ..output import UnsafePathError, atomic_write, ensure_dir, ensure_dirs, inside
-from ..records import iter_kept
-from ..runfiles import ConversationEntry, Record, iter_plan, iter_records
-from ..timezones import iso_time as iso_time  # re-exported for format plugins
+from zexport.core.edits import FileKeeper, file_unless_same
+from zexport.core.output import UnsafePathError, atomic_write, ensure_dir, ensure_dirs, inside
+from zexport.core.records import iter_kept
+from zexport.core.runfiles import ConversationEntry, Record, iter_plan, iter_records
+from zexport.core.timezones import iso_time as iso_time  # re-exported for format plugins
+from zexport.errors import UsageError
+from zexport.model import Conversation
 
 
 def _parse_bool(text: str) -> bool:
@@ -89,7 +89,7 @@ class RenderContext:
     format_name: str = ""
     records: list[bytes] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
-    # Writes only over what zexport wrote (zexport.edits); None: plain atomic writes.
+    # Writes only over what zexport wrote (zexport.core.edits); None: plain atomic writes.
     keeper: FileKeeper | None = field(default=None, repr=False)
     file: str = ""
 
@@ -166,7 +166,7 @@ class RunContext:
     plan_path: str = ""
     failures: Mapping[str, str] = field(default_factory=dict)
     shard_paths: Sequence[str] = ()
-    record_store: str = ""  # kept records (zexport.records), for formats that can skip
+    record_store: str = ""  # kept records (zexport.core.records), for formats that can skip
 
     def conversations(self) -> Iterator[ConversationEntry]:
         """Every selected conversation in export order (failed ones have ``error`` set)."""

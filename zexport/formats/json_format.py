@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from ..hookspecs import hookimpl
-from ..model import Attachment, Conversation, Message
-from ..textparts import MessageText, join_parts, part_text
-from .base import Format, Option, RenderContext, iso_time
+from zexport.formats.base import Format, Option, RenderContext, iso_time
+from zexport.hookspecs import hookimpl
+from zexport.model import Attachment, Conversation, Message
+from zexport.textparts import MessageText, join_parts, part_text
 
 
 class JsonFormat(Format):

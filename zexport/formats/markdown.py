@@ -20,12 +20,12 @@ from urllib.parse import quote
 
 import orjson
 
-from ..hookspecs import hookimpl
-from ..model import Attachment, Conversation, Message, Part
-from ..textparts import Source, join_parts, markdown_sources, part_text
-from ..timezones import formatter_for
-from .base import Format, Option, RenderContext, iso_time
-from .markdown_units import UnitOptions, closed_unit, one_line
+from zexport.core.timezones import formatter_for
+from zexport.formats.base import Format, Option, RenderContext, iso_time
+from zexport.formats.markdown_units import UnitOptions, closed_unit, one_line
+from zexport.hookspecs import hookimpl
+from zexport.model import Attachment, Conversation, Message, Part
+from zexport.textparts import Source, join_parts, markdown_sources, part_text
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 _HEADERS = {role: f"## {name}" for role, name in ROLE_NAMES.items()}

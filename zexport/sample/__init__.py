@@ -45,10 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .generator import BASE_TS, DEFAULT_EXPORT_SETTINGS, Generator
+from zexport.sample.generator import BASE_TS, DEFAULT_EXPORT_SETTINGS, Generator
 
-__all__ = ["BASE_TS", "DEFAULT_EXPORT_SETTINGS", "SAMPLE_VERSION", "SampleStats",
-           "attachment_dir", "make_sample"]
+__all__ = ["BASE_TS", "DEFAULT_EXPORT_SETTINGS", "SAMPLE_CONVERSATIONS", "SAMPLE_VERSION",
+           "SampleStats", "attachment_dir", "builtin_sample", "make_sample"]
 
 #: Changes whenever the same seed would give other bytes: caches of samples (the
 #: built-in one, the benchmarks') put it in their file names, so none is stale.
@@ -129,3 +129,21 @@ def make_sample(
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     return SampleStats(gen.n_conversations, gen.n_messages, gen.files.count, gen.files.files)
+
+
+SAMPLE_CONVERSATIONS = 500
+
+
+def builtin_sample() -> str:
+    """The built-in sample archive, made once into the cache folder."""
+    from zexport.core.locations import cache_dir
+
+    folder = os.path.join(cache_dir(), "sample")
+    path = os.path.join(folder, f"sample-{SAMPLE_CONVERSATIONS}-v{SAMPLE_VERSION}.db")
+    if not os.path.exists(path):
+        os.makedirs(folder, exist_ok=True)
+        try:
+            make_sample(path, conversations=SAMPLE_CONVERSATIONS, seed=0)
+        except FileExistsError:
+            pass  # made concurrently by another run
+    return path

@@ -24,7 +24,7 @@ import zlib
 from typing import Any
 from urllib.parse import quote
 
-from .specials import HOSTILE_FILENAMES
+from zexport.sample.specials import HOSTILE_FILENAMES
 
 IMAGE_SIZES = ((1024, 1024), (1792, 1024), (1024, 1792), (800, 600), (1920, 1080),
                (512, 512), (3024, 4032))

@@ -32,10 +32,10 @@ from urllib.parse import quote
 import apsw
 import orjson
 
-from ..schema import CLAUDE_ROOT_PARENT, DDL
-from . import text as tx
-from .attachments import Attachments, uuid_like
-from .specials import BAD_PARTS, HAZARD_TEXT, NEW_CHAT_RATE, SPECIAL_TITLES, SPECIALS
+from zexport.sample import text as tx
+from zexport.sample.attachments import Attachments, uuid_like
+from zexport.sample.specials import BAD_PARTS, HAZARD_TEXT, NEW_CHAT_RATE, SPECIAL_TITLES, SPECIALS
+from zexport.schema import CLAUDE_ROOT_PARENT, DDL
 
 #: Fixed "now" of every sample (2023-11-14T22:13:20Z): never the wall clock,
 #: so that two runs give the same bytes.

@@ -5,9 +5,9 @@ Public for plugins: :class:`Source` (subclass it), :class:`Conversion` (what
 input's files).
 """
 
-from .base import Conversion, Source
-from .bundle import Bundle
-from .records import AttachmentRecord, ConversationRecord, MessageRecord
+from zexport.sources.base import Conversion, Source
+from zexport.sources.bundle import Bundle
+from zexport.sources.records import AttachmentRecord, ConversationRecord, MessageRecord
 
 __all__ = ["AttachmentRecord", "Bundle", "ConversationRecord", "Conversion", "MessageRecord",
            "Source"]

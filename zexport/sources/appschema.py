@@ -9,7 +9,7 @@ app's archive has none, and a converted archive is ours to index.
 
 from __future__ import annotations
 
-from ..schema import DDL as APP_DDL  # app_schema.sql: one copy of the app's SQL
+from zexport.schema import DDL as APP_DDL  # app_schema.sql: one copy of the app's SQL
 
 __all__ = ["APP_DDL", "EXTRA_INDEXES"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .bundle import Bundle
-    from .records import ConversationRecord
-    from .writer import ArchiveWriter
+    from zexport.sources.bundle import Bundle
+    from zexport.sources.records import ConversationRecord
+    from zexport.sources.writer import ArchiveWriter
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from .base import Source
-from .chatgpt import ChatGPTSource
-from .claude import ClaudeSource
-from .ownyourchat import OwnYourChatSource
+from zexport.hookspecs import hookimpl
+from zexport.sources.base import Source
+from zexport.sources.chatgpt import ChatGPTSource
+from zexport.sources.claude import ClaudeSource
+from zexport.sources.ownyourchat import OwnYourChatSource
 
 
 @hookimpl

@@ -14,7 +14,7 @@ import stat
 import zipfile
 from typing import IO
 
-from ..errors import ArchiveError
+from zexport.errors import ArchiveError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 

@@ -15,9 +15,9 @@ import shutil
 
 import orjson
 
-from .base import Conversion, Source
-from .bundle import Bundle, FolderBundle
-from .writer import ArchiveWriter
+from zexport.sources.base import Conversion, Source
+from zexport.sources.bundle import Bundle, FolderBundle
+from zexport.sources.writer import ArchiveWriter
 
 KEEP = 4  # entries kept per source
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from .base import Conversion, Source
-from .bundle import Bundle, FileBundle
-from .chatgpt_assets import AssetIndex
-from .chatgpt_content import DROP, FOLD, TURN, convert_content, kind_of, role_of
-from .jsonstream import iter_conversations, sniff_keys
-from .records import ConversationRecord, MessageRecord
+from zexport.sources.base import Conversion, Source
+from zexport.sources.bundle import Bundle, FileBundle
+from zexport.sources.chatgpt_assets import AssetIndex
+from zexport.sources.chatgpt_content import DROP, FOLD, TURN, convert_content, kind_of, role_of
+from zexport.sources.jsonstream import iter_conversations, sniff_keys
+from zexport.sources.records import ConversationRecord, MessageRecord
 
 MANIFEST = "export_manifest.json"
 _SHARD = re.compile(r"conversations-\d+\.json")

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .bundle import Bundle
+from zexport.sources.bundle import Bundle
 
 NAME_MAP = "conversation_asset_file_names.json"
 _ID = re.compile(r"(file[-_][A-Za-z0-9]+)")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .chatgpt_assets import AssetIndex
-from .chatgpt_cites import cite_parts
-from .records import AttachmentRecord
+from zexport.sources.chatgpt_assets import AssetIndex
+from zexport.sources.chatgpt_cites import cite_parts
+from zexport.sources.records import AttachmentRecord
 
 Part = dict[str, Any]
 TURN, FOLD, DROP = "turn", "fold", "drop"
@@ -124,7 +124,7 @@ def _text_parts(content: dict[str, Any], meta: dict[str, Any], msg_id: str,
 
 def _attachment(pointer: str, part: dict[str, Any], hints: dict[Any, Any],
                 assets: AssetIndex) -> AttachmentRecord:
-    from .chatgpt_assets import file_id_of
+    from zexport.sources.chatgpt_assets import file_id_of
 
     fid = file_id_of(pointer)
     hint = _dict(hints.get(fid))

@@ -12,11 +12,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-from .base import Conversion, Source
-from .bundle import Bundle, FileBundle
-from .claude_content import content_parts, file_rows
-from .jsonstream import iter_conversations, sniff_keys
-from .records import ConversationRecord, MessageRecord
+from zexport.sources.base import Conversion, Source
+from zexport.sources.bundle import Bundle, FileBundle
+from zexport.sources.claude_content import content_parts, file_rows
+from zexport.sources.jsonstream import iter_conversations, sniff_keys
+from zexport.sources.records import ConversationRecord, MessageRecord
 
 ROOT = "00000000-0000-4000-8000-000000000000"
 _NESTED = re.compile(r"(?:.*/)?conversations-\d+\.zip")

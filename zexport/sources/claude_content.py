@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import AttachmentRecord
+from zexport.sources.records import AttachmentRecord
 
 Part = dict[str, Any]
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".heic")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .base import Source
-from .bundle import SQLITE_MAGIC, Bundle, FileBundle
+from zexport.sources.base import Source
+from zexport.sources.bundle import SQLITE_MAGIC, Bundle, FileBundle
 
 
 class OwnYourChatSource(Source):

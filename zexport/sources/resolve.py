@@ -13,11 +13,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 
-from ..errors import ArchiveError, UsageError
-from .base import Source
-from .bundle import Bundle, open_bundle
-from .cache import converted
-from .jsonstream import JSONBroken
+from zexport.errors import ArchiveError, UsageError
+from zexport.sources.base import Source
+from zexport.sources.bundle import Bundle, open_bundle
+from zexport.sources.cache import converted
+from zexport.sources.jsonstream import JSONBroken
 
 
 @dataclass

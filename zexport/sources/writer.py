@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import apsw
 import orjson
 
-from .appschema import APP_DDL, EXTRA_INDEXES
-from .records import ConversationRecord, MessageRecord
+from zexport.sources.appschema import APP_DDL, EXTRA_INDEXES
+from zexport.sources.records import ConversationRecord, MessageRecord
 
 COMMIT_EVERY = 2000  # conversations per transaction
 

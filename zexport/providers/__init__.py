@@ -1,0 +1,1 @@
+"""Attachment providers: the plugin contract (:mod:`.base`) and the built-in providers."""
