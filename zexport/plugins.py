@@ -23,9 +23,10 @@ import functools
 import importlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 BUILTIN_FORMAT_PLUGINS = ("zexport.formats.markdown", "zexport.formats.json_format")
 BUILTIN_PLUGINS = (*BUILTIN_FORMAT_PLUGINS, "zexport.providers.builtin",
                    "zexport.sources.builtin")
+T = TypeVar("T")
 ENTRY_POINT_GROUP = "zexport"
 # What BUILTIN_PLUGINS provide (tests check): a worker told it exports one of these
 # loads the built-ins alone, skipping the scan of installed packages' metadata.
@@ -164,21 +166,20 @@ def _add_module(
         _check_unknown_hooks(module)
         pm.register(module, name=info.name)
         pm.check_pending()
-        impls = [i for i in pm.hook.zexport_formats.get_hookimpls() if i.plugin is module]
-        found: list[Format] = []
-        for impl in impls:
-            result: Any = impl.function()
-            for fmt in result:
-                if not isinstance(fmt, Format) or not fmt.name:
-                    raise PluginError(f"zexport_formats returned {fmt!r}, not a named Format")
-                if not FORMAT_NAME.fullmatch(fmt.name):
-                    raise PluginError(
-                        f"format name {fmt.name!r} is not lowercase letters, digits, - and _")
-                if fmt.name in registry.formats or fmt.name in {f.name for f in found}:
-                    raise PluginError(f"format name {fmt.name!r} is already taken")
-                found.append(fmt)
-        providers = _providers(registry, pm, module)
-        sources = _sources(registry, pm, module)
+        found: list[Format] = _registered(
+            pm, module, "zexport_formats", Format, "format", registry.formats)
+        providers: list[AttachmentProvider] = []
+        sources: list[Source] = []
+        if _implements(pm, module, "zexport_attachment_providers"):
+            from zexport.providers.base import AttachmentProvider
+
+            providers = _registered(pm, module, "zexport_attachment_providers",
+                                    AttachmentProvider, "provider", registry.providers)
+        if _implements(pm, module, "zexport_sources"):
+            from zexport.sources.base import Source
+
+            sources = _registered(pm, module, "zexport_sources", Source, "source",
+                                  registry.sources)
     except Exception as exc:  # a plugin may raise anything; it must not take others down
         if pm.is_registered(module):
             pm.unregister(module)
@@ -200,46 +201,34 @@ def _add_module(
     registry.plugins.append(info)
 
 
-def _sources(registry: Registry, pm: pluggy.PluginManager, module: object) -> list[Source]:
-    """The input sources ``module`` registers (PluginError if malformed)."""
-    impls = [i for i in pm.hook.zexport_sources.get_hookimpls() if i.plugin is module]
-    if not impls:
-        return []
-    from zexport.sources.base import Source
+def _implements(pm: pluggy.PluginManager, module: object, hook: str) -> bool:
+    """Whether ``module`` implements ``hook`` (checked before importing what it returns)."""
+    return any(i.plugin is module for i in getattr(pm.hook, hook).get_hookimpls())
 
-    found: list[Source] = []
-    for impl in impls:
+
+def _registered(pm: pluggy.PluginManager, module: object, hook: str, kind: type[T],
+                noun: str, taken: Mapping[str, object]) -> list[T]:
+    """What ``module``'s ``hook`` returns: named ``kind`` instances, their names free.
+
+    Formats, providers and sources follow one rule (PluginError if broken): each item an
+    instance of the contract's class, named in lowercase letters, digits, ``-`` and ``_``,
+    with a name no other plugin (nor the same one) took.
+    """
+    found: list[T] = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        if impl.plugin is not module:
+            continue
         result: Any = impl.function()
-        for source in result:
-            if not isinstance(source, Source) or not source.name:
-                raise PluginError(f"zexport_sources returned {source!r}, not a named Source")
-            if not FORMAT_NAME.fullmatch(source.name):
+        for item in result:
+            name = getattr(item, "name", None) if isinstance(item, kind) else None
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"{hook} returned {item!r}, not a named {kind.__name__}")
+            if not FORMAT_NAME.fullmatch(name):
                 raise PluginError(
-                    f"source name {source.name!r} is not lowercase letters, digits, - and _")
-            if source.name in registry.sources or source.name in {s.name for s in found}:
-                raise PluginError(f"source name {source.name!r} is already taken")
-            found.append(source)
-    return found
-
-
-def _providers(registry: Registry, pm: pluggy.PluginManager,
-               module: object) -> list[AttachmentProvider]:
-    """The attachment providers ``module`` registers (PluginError if malformed)."""
-    impls = [i for i in pm.hook.zexport_attachment_providers.get_hookimpls()
-             if i.plugin is module]
-    found: list[AttachmentProvider] = []
-    if impls:
-        from zexport.providers.base import AttachmentProvider
-    for impl in impls:
-        result: Any = impl.function()
-        for provider in result:
-            if not isinstance(provider, AttachmentProvider) or not provider.name:
-                raise PluginError(f"zexport_attachment_providers returned {provider!r}, "
-                                  "not a named AttachmentProvider")
-            if provider.name in registry.providers or provider.name in {
-                    p.name for p in found}:
-                raise PluginError(f"provider name {provider.name!r} is already taken")
-            found.append(provider)
+                    f"{noun} name {name!r} is not lowercase letters, digits, - and _")
+            if name in taken or name in {getattr(f, "name", None) for f in found}:
+                raise PluginError(f"{noun} name {name!r} is already taken")
+            found.append(item)
     return found
 
 
