@@ -3,7 +3,7 @@
 A hostile format plugin, defined here, kills its worker on chosen
 conversations, blocks inside C code, dies at start-up in every worker, or
 holds one long conversation until the test lets it go. The lease rules
-themselves are unit-tested in tests/unit/test_batch_table.py; these tests
+themselves are unit-tested in tests/unit/run/test_batch_table.py; these tests
 check that the processes keep them.
 """
 

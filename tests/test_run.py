@@ -90,7 +90,7 @@ def test_json_is_lossless(cli: Any, sample_db: Path, tmp_path: Path) -> None:
 
 def test_hostile_titles_give_valid_unique_names(cli: Any, sample_db: Path,
                                                 tmp_path: Path) -> None:
-    from test_naming import valid_everywhere
+    from namecheck import valid_everywhere
 
     out = tmp_path / "out"
     res = cli("run", "--db", str(sample_db), "--out", str(out), "--progress", "none",

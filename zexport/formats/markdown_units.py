@@ -128,7 +128,7 @@ def _quick_unit(text: str, math: bool = False) -> str | None:
     text holds something this scan cannot be sure of (a fence left open, a
     line starting with ``<``, a possible setext underline, a fence after a
     list marker or in a quote): then the parser decides.
-    tests/test_markdown_units.py checks that both agree on every message of
+    tests/unit/formats/test_markdown_units.py checks that both agree on every message of
     the corpora where this answers.
     """
     fence: tuple[str, int, int] | None = None  # char, length, indentation

@@ -4,7 +4,7 @@ The lease rules of a run live here and nowhere else, as plain data and
 methods: no sockets, no clock (callers pass the time), no asyncio, no files
 (a batch's conversations are read through the ``load`` function given).
 That is what lets every rule be tested in-process, without real workers
-dying (tests/unit/test_batch_table.py).
+dying (tests/unit/run/test_batch_table.py).
 
 A batch is a contiguous run ``[start, stop)`` of the export order (record
 shards are merged by ``start``). It moves *queued* → *sent* (to one worker,

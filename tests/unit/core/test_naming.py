@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-import unicodedata
 from datetime import timezone
 
 import pytest
+from namecheck import valid_everywhere
 
 from zexport.core.naming import (
     name_key,
@@ -16,22 +16,6 @@ from zexport.core.naming import (
 )
 from zexport.run.plan import FolderNamer, Plan
 from zexport.sources.archive import ConversationHead
-
-WINDOWS_FORBIDDEN = set('<>:"/\\|?*')
-
-
-def valid_everywhere(name: str) -> bool:
-    """The rules Linux, macOS and Windows together impose on one path component."""
-    return (
-        bool(name)
-        and len(name.encode()) <= 255
-        and not any(c in WINDOWS_FORBIDDEN or ord(c) < 32 for c in name)
-        and not name.endswith((".", " "))
-        and name not in (".", "..")
-        and name.split(".")[0].strip().casefold() not in {"con", "prn", "aux", "nul"}
-        and unicodedata.is_normalized("NFC", name)
-    )
-
 
 HOSTILE = ["a/b", "..", ".", "CON", "nul.txt", "com1", "what: is * this?", "🚀🔥💯",
            "中" * 100, "", "trailing. . ", "nul\x00byte", "\u202eevil", "Cafe\u0301",
