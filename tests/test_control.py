@@ -42,6 +42,7 @@ pytestmark = pytest.mark.timeout(60)
 
 CONTROL_SAMPLE = 200
 DELAY = 0.02  # seconds per conversation: ~2 s for the sample on 2 workers
+MID_DELAY = 0.1  # ~10 s: for tests that talk to a running export, then let it finish
 LONG_DELAY = 0.3  # ~30 s: for tests that always cancel the run
 
 
@@ -90,7 +91,8 @@ def test_status_then_cancel_then_resume_gives_the_clean_tree(
         tmp_path: Path, isolated_env: dict[str, str], control_db: Path,
         clean_tree: dict[str, str]) -> None:
     out = tmp_path / "out"
-    proc = start_run(isolated_env, control_db, out, delay=DELAY)
+    # Long enough that the run is still going when `cancel` arrives on a loaded machine.
+    proc = start_run(isolated_env, control_db, out, delay=LONG_DELAY)
     try:
         reg = registration_for(isolated_env, out)
         assert oct(os.stat(Path(isolated_env["ZEXPORT_RUNTIME_DIR"]) /
@@ -317,7 +319,7 @@ def test_bad_frames_on_live_sockets_are_rejected_and_the_run_goes_on(
         tmp_path: Path, isolated_env: dict[str, str], control_db: Path,
         clean_tree: dict[str, str]) -> None:
     out = tmp_path / "out"
-    proc = start_run(isolated_env, control_db, out, delay=DELAY)
+    proc = start_run(isolated_env, control_db, out, delay=MID_DELAY)
     ctx = zmq.Context.instance()
     try:
         reg = registration_for(isolated_env, out)
