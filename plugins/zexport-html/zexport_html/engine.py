@@ -40,10 +40,12 @@ from mdit_py_plugins.texmath import texmath_plugin
 
 from zexport import Source
 
+from . import fast
+from .fast import CITE_CLOSE, CITE_OPEN
 from .mathml import to_mathml
 
 # Private-use characters around a citation number in the joined text.
-CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
+
 _CITE = re.compile(f"{CITE_OPEN}(\\d+){CITE_CLOSE}")
 _RASTER_DATA = re.compile(r"data:image/(png|jpeg|gif|webp);", re.I)
 
@@ -68,28 +70,38 @@ def _validate_link(url: str) -> bool:
     return True
 
 
-def _link_open(self: RendererHTML, tokens: Sequence[Token], idx: int,
-               options: OptionsDict, env: EnvType) -> str:
-    token = tokens[idx]
-    href = str(token.attrGet("href") or "")
-    title = token.attrGet("title")
-    title_attr = f' title="{escape(str(title))}"' if title else ""
+def link_open(href: str, title: str | None) -> str:
+    """A link's opening tag: an ``href`` only for http(s) targets, else an inert ``<a>``."""
+    title_attr = f' title="{escape(title)}"' if title else ""
     if safe_url(href):
         return f'<a href="{escape(href)}"{title_attr} rel="noopener noreferrer">'
     return f'<a class="off" title="{escape("link not followed: " + href)}">'
 
 
-def _image(self: RendererHTML, tokens: Sequence[Token], idx: int,
-           options: OptionsDict, env: EnvType) -> str:
-    token = tokens[idx]
-    src = str(token.attrGet("src") or "")
-    alt = escape(self.renderInlineAsText(token.children or [], options, env))
+def image(src: str, alt: str) -> str:
+    """An image from message text: shown only for ``data:`` rasters, else a link or its
+    alt text (the page loads nothing from elsewhere)."""
+    alt = escape(alt)
     if _RASTER_DATA.match(src):
         return f'<img src="{escape(src)}" alt="{alt}">'
     if safe_url(src):
         return (f'<a class="img-link" href="{escape(src)}" rel="noopener noreferrer">'
                 f"image: {alt}</a>")
     return f'<span class="img-off" title="{escape("image not shown: " + src)}">image: {alt}</span>'
+
+
+def _link_open(self: RendererHTML, tokens: Sequence[Token], idx: int,
+               options: OptionsDict, env: EnvType) -> str:
+    title = tokens[idx].attrGet("title")
+    return link_open(str(tokens[idx].attrGet("href") or ""),
+                     None if title is None else str(title))
+
+
+def _image(self: RendererHTML, tokens: Sequence[Token], idx: int,
+           options: OptionsDict, env: EnvType) -> str:
+    token = tokens[idx]
+    return image(str(token.attrGet("src") or ""),
+                 self.renderInlineAsText(token.children or [], options, env))
 
 
 def _math(display: bool) -> Any:
@@ -102,18 +114,23 @@ def _math(display: bool) -> Any:
     return render
 
 
-def _cite(self: RendererHTML, tokens: Sequence[Token], idx: int,
-          options: OptionsDict, env: EnvType) -> str:
-    number = int(tokens[idx].content)
-    sources: list[Source] = env.get("sources", [])
+def cite(number: int, in_link: bool, sources: Sequence[Source]) -> str:
+    """Citation ``number`` at its place in the text: a numbered link to its source (no
+    link inside another link, nor to a source that is not http(s))."""
     if not 0 < number <= len(sources):
         return ""
     src = sources[number - 1]
     label = escape(src.title or src.url or "")
-    if tokens[idx].meta.get("in_link") or not src.url or not safe_url(src.url):
+    if in_link or not src.url or not safe_url(src.url):
         return f'<sup class="cite" title="{label}">[{number}]</sup>'
     return (f'<sup class="cite"><a href="{escape(src.url)}" title="{label}" '
             f'rel="noopener noreferrer">[{number}]</a></sup>')
+
+
+def _cite(self: RendererHTML, tokens: Sequence[Token], idx: int,
+          options: OptionsDict, env: EnvType) -> str:
+    return cite(int(tokens[idx].content), bool(tokens[idx].meta.get("in_link")),
+                env.get("sources", []))
 
 
 def _split_citations(state: StateCore) -> None:
@@ -203,14 +220,37 @@ def _plain(text: str) -> str | None:
 
 
 def render(text: str, sources: Sequence[Source] = (), doc_id: str = "") -> str:
-    """HTML for one piece of Markdown (with citation sentinels, numbered into ``sources``)."""
+    """HTML for one piece of Markdown (with citation sentinels, numbered into ``sources``):
+    markdown-it-py's, taking the shortcuts that give the same bytes when they can."""
     plain = _plain(text)
     if plain is not None:
         return plain
+    text = _ended(text)
+    rendered = fast.render(text, link_open, image,
+                           lambda number, in_link: cite(number, in_link, sources),
+                           _inline_mathml)
+    if rendered is not None:
+        return rendered
+    return render_parsed(text, sources, doc_id)
+
+
+def _inline_mathml(latex: str) -> str:
+    return to_mathml(latex, False)
+
+
+def render_parsed(text: str, sources: Sequence[Source] = (), doc_id: str = "") -> str:
+    """:func:`render` through markdown-it-py itself, with no shortcut: the reference."""
     env: dict[str, Any] = {"sources": list(sources)}
     if doc_id:
         env["docId"] = doc_id
-    return _leftover_cites(_MD.render(text, env), sources)
+    return _leftover_cites(_MD.render(_ended(text), env), sources)
+
+
+def _ended(text: str) -> str:
+    """``text`` ending with a line break. The end of a text is the end of its last line
+    in CommonMark; markdown-it-py alone leaves the last line of a code block that is
+    never closed without its line break, which no other engine (nor the page) wants."""
+    return text if text.endswith("\n") else text + "\n"
 
 
 def without_citations(text: str) -> str:

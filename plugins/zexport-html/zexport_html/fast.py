@@ -1,0 +1,256 @@
+"""The engine's HTML from markdown-it-pyrs (the Rust port), for the text where it is the same.
+
+markdown-it-py is pure Python and costs ~0.2 ms per message: at 10,000
+conversations it was most of the HTML export's time. markdown-it-pyrs parses
+CommonMark (and GFM tables and strikethrough) the same way about 8x faster,
+but has no render hooks and none of the plugins the engine adds. So its
+output is brought to the engine's after the fact, which is exact because raw
+HTML is off (every tag in its output is its own, every attribute value
+escaped):
+
+- each ``<a href>`` and ``<img>`` goes through the engine's own
+  ``link_open``/``image`` rules;
+- citation sentinels become the engine's citations (inside a link: without
+  one; in code or an attribute: ``[n]``, as the engine leaves them);
+- inline ``$...$`` math: each span the engine's dollarmath rule would take is
+  found in the source (:func:`_inline_math`) and replaced by a private-use
+  placeholder, which comes out as the engine's MathML in text, and as the
+  source again in code.
+
+Text where that could differ goes to the engine (``render`` returns None):
+display math and ``\\(``/``\\[``, footnotes, task items, entities, the
+link schemes markdown-it refuses, a ``$`` that no placeholder took, a
+placeholder in an attribute. A test renders every text of the corpora
+(CommonMark spec, the app's archives, the sample) both ways and requires the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import markdown_it_pyrs
+from markdown_it.common.utils import isWhiteSpace
+
+# CommonMark without raw HTML (html_block/html_inline are not enabled: "<b>" is text),
+# plus the GFM pieces the engine has from markdown-it-py itself.
+RULES = ["blockquote", "code", "fence", "heading", "hr", "lheading", "list", "paragraph",
+         "reference", "autolink", "backticks", "emphasis", "entity", "escape", "image",
+         "link", "newline", "table", "strikethrough"]
+_RS = markdown_it_pyrs.MarkdownIt("zero").enable_many(RULES)  # type: ignore[arg-type]
+
+CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
+MATH_OPEN, MATH_CLOSE = "\ue002", "\ue003"  # around a placeholder's number
+# What only the engine renders, or renders differently:
+# - display math ("$$") and texmath ("\(", "\[");
+# - footnotes "[^", task items "[ ]"/"[x]";
+# - entities ("&#..;", "&name;"): an encoded "javascript&colon;" decides a link's fate;
+# - the schemes markdown-it's validateLink refuses (a destination starting with one
+#   starts a word): the engine keeps such links as inert <a>, markdown-it-pyrs drops
+#   them to text;
+# - whitespace other than ASCII (no-break and ideographic spaces...): markdown-it-py
+#   strips it from the ends of paragraphs and cells as Python's str.strip does;
+# - an empty list item ("-" alone on its line), which the engines end a lazy quote
+#   with differently, a tab after a quote or list marker (the engines expand it to
+#   different columns), and runs of 3+ tildes (strikethrough pairs, or a ~~~ fence);
+# - the placeholders' own characters.
+_NEEDS_ENGINE = re.compile(  # (re.M: ^ and $ at each line)
+    r"\$\$|\\[(\[]|\^?\[\^|\^\[|\[[ xX]\]|&(?:#|[A-Za-z][A-Za-z0-9]*;)"
+    r"|(?i:\b(?:javascript|vbscript|file|data):)|[\ue002\ue003]"
+    r"|^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*$|~~~|^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t"
+    r"|[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]", re.M)
+# Pieces of the output: code (verbatim source), tags, and the text between them.
+_PIECE = re.compile(r"(<code[^>]*>.*?</code>|<[^>]*>)", re.S)
+_LINK = re.compile(r'<a href="([^"]*)"(?: title="([^"]*)")?>')
+_IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)"(?: title="[^"]*")? />')
+_MATH = re.compile("\\$\ue002(\\d+)\ue003\\$")
+_MARK = re.compile("\ue000(\\d+)\ue001|\\$\ue002(\\d+)\ue003\\$")
+_CITE = re.compile("\ue000(\\d+)\ue001")
+_CODE = re.compile(r"<code[^>]*>.*?</code>", re.S)
+_BLANK_CODE = re.compile(r"<code> *</code>")
+_ENTITY = re.compile("&(?:amp|lt|gt|quot);")
+_CHARS = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"'}
+_NOT_IN_MATH = frozenset("`|[]<>\n")
+_ROW_CHARS = frozenset(" \t>|:-")
+
+
+def _unescape(value: str) -> str:
+    """A value as markdown-it-pyrs had it before escaping (it escapes only these four
+    characters, so every '&' in its output starts one of them)."""
+    return _ENTITY.sub(lambda m: _CHARS[m.group(0)], value) if "&" in value else value
+
+
+def _escape(value: str) -> str:
+    """Escaped as markdown-it escapes code and text."""
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def _escaped(text: str, pos: int) -> bool:
+    """An odd number of backslashes before ``pos`` (dollarmath's is_escaped)."""
+    n = 0
+    while pos - n - 1 >= 0 and text[pos - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def _inline_math(text: str) -> tuple[list[tuple[int, int]], bool]:
+    """The (start, end) of each ``$...$`` that the engine's dollarmath rule (no space
+    inside the delimiters, no digit outside them) takes, and whether some ``$`` was left
+    undecided (then a ``$`` in the output's text means the engine must render it).
+
+    Decided from the line alone: a ``$`` that opens no math (space after it, digit
+    before it, no closing ``$`` after it, space before or digit after its closing one),
+    and math whose closing ``$`` is on the same line with no backtick, bracket or angle
+    bracket between (constructs that could cut it) and a letter before it on its line
+    (so it does not start a paragraph, item or heading, where the rule looks at the end
+    of the block). Lines with ``|`` (table cells) and escaped ``$`` are left undecided.
+    """
+    spans: list[tuple[int, int]] = []
+    undecided = False
+    pos = text.find("$")
+    while pos >= 0:
+        line_start = text.rfind("\n", 0, pos) + 1
+        line_end = text.find("\n", pos)
+        line_end = len(text) if line_end < 0 else line_end
+        end = None if "|" in text[line_start:line_end] else _closing(text, pos, line_end)
+        if end is None:
+            undecided = True
+        elif end > 0:
+            if (any(c.isalpha() for c in text[line_start:pos])
+                    and _NOT_IN_MATH.isdisjoint(text[pos + 1:end])):
+                spans.append((pos, end + 1))
+                pos = text.find("$", end + 1)
+                continue
+            undecided = True
+        pos = text.find("$", pos + 1)
+    return spans, undecided
+
+
+def _closing(text: str, pos: int, line_end: int) -> int | None:
+    """dollarmath's decision for the ``$`` at ``pos`` when the line decides it: the
+    closing ``$``'s index, 0 if it opens no math, None if undecided."""
+    nxt = text[pos + 1] if pos + 1 < len(text) else ""
+    if not nxt or isWhiteSpace(ord(nxt)):
+        return 0
+    if pos > 0 and text[pos - 1].isdigit():
+        return 0
+    if _escaped(text, pos):
+        return None
+    end = pos + 1
+    while True:
+        end = text.find("$", end)
+        if end < 0:
+            return 0  # no closing '$' anywhere
+        if end >= line_end:
+            return None
+        if not _escaped(text, end):
+            break
+        end += 1
+    if isWhiteSpace(ord(text[end - 1])):
+        return 0
+    if end + 1 < len(text) and text[end + 1].isdigit():
+        return 0
+    return end if end > pos + 1 else 0
+
+
+def _tables_agree(text: str, out: str) -> bool:
+    """Whether both engines surely see the same tables: the engines differ on tables
+    that interrupt a paragraph, on body rows that start another block, on delimiter
+    rows without pipes and on tables inside containers. So every line that could be a
+    delimiter row must be one of a table the simple way: its header line, itself and its
+    rows all starting with '|' in the first column, after a blank line."""
+    if "|" not in text or "-" not in text:
+        return "<table>" not in out
+    lines = text.split("\n")
+    tables = 0
+    for i, line in enumerate(lines):
+        if "-" not in line or not _ROW_CHARS.issuperset(line):
+            continue
+        if "|" not in line and ":" not in line and (i == 0 or "|" not in lines[i - 1]):
+            continue  # a rule or a setext underline, under a line with no pipe
+        if not (line.startswith("|") and i >= 1 and lines[i - 1].startswith("|")
+                and (i == 1 or not lines[i - 2].strip())):
+            return False
+        for row in lines[i + 1:]:
+            if not row.strip():
+                break
+            if not row.startswith("|"):
+                return False
+        tables += 1
+    return out.count("<table>") == tables
+
+
+def render(text: str, link_open: Callable[[str, str | None], str],
+           image: Callable[[str, str], str], cite: Callable[[int, bool], str],
+           math: Callable[[str], str]) -> str | None:
+    """The engine's HTML for ``text`` through markdown-it-pyrs, or None when only the
+    engine can render it. The callables are the engine's own rules: ``link_open(href,
+    title)``, ``image(src, alt)``, ``cite(number, in_link)`` and ``math(latex)`` (inline)."""
+    if _NEEDS_ENGINE.search(text):
+        return None
+    latex: list[str] = []
+    undecided = False
+    if "$" in text:
+        spans, undecided = _inline_math(text)
+        if spans:  # each span becomes "$<open>n<close>$": '$' stays at both ends
+            pieces, last = [], 0
+            for start, end in spans:
+                pieces += [text[last:start], f"${MATH_OPEN}{len(latex)}{MATH_CLOSE}$"]
+                latex.append(text[start + 1:end - 1])
+                last = end
+            pieces.append(text[last:])
+            text = "".join(pieces)
+    try:
+        out = _RS.render(text)
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None  # markdown-it-pyrs failed on this text: the engine renders it
+    # The one difference in block rendering: an empty quote is written without a line break.
+    out = out.replace("<blockquote>\n</blockquote>", "<blockquote></blockquote>")
+    if not _tables_agree(text, out) or _BLANK_CODE.search(out):
+        return None  # (markdown-it-pyrs trims a code span of spaces only; the engine not)
+    if undecided and "$" in _MARK.sub("", _CODE.sub("", out)):
+        return None  # a '$' outside code the engine may have taken as math
+    if "<a href" not in out and "<img" not in out and not latex and CITE_OPEN not in out:
+        return out
+    if "%EE%80%8" in out:
+        return None  # a placeholder or sentinel inside a URL: the engine decides
+
+    def math_in_code(m: re.Match[str]) -> str:
+        return _escape(f"${latex[int(m.group(1))]}$")
+
+    result: list[str] = []
+    depth = 0  # inside how many links
+    for i, piece in enumerate(_PIECE.split(out)):
+        if i % 2 == 0:  # text
+            if CITE_OPEN in piece or MATH_OPEN in piece:
+                piece = _MARK.sub(lambda m: cite(int(m.group(1)), depth > 0)
+                                  if m.group(1) is not None else math(latex[int(m.group(2))]),
+                                  piece)
+        elif piece.startswith("<code"):
+            piece = _MATH.sub(math_in_code, piece)
+        else:  # a tag
+            if MATH_OPEN in piece:
+                return None  # math in an attribute (alt, title): the engine decides
+            if piece.startswith("<a "):
+                depth += 1
+                link = _LINK.fullmatch(piece)
+                if not link:
+                    return None  # not a link markdown-it-pyrs writes: the engine decides
+                title = link.group(2)
+                piece = link_open(_unescape(link.group(1)),
+                                  None if title is None else _unescape(title))
+            elif piece == "</a>":
+                depth -= 1
+            elif piece.startswith("<img "):
+                img = _IMAGE.fullmatch(piece)
+                if not img:
+                    return None
+                piece = image(_unescape(img.group(1)), _unescape(img.group(2)))
+        result.append(piece)
+    # Sentinels left in code, attributes or math are plain numbers, as the engine leaves them.
+    html = "".join(result)
+    return _CITE.sub(lambda m: f"[{m.group(1)}]", html) if CITE_OPEN in html else html
