@@ -28,6 +28,7 @@ same bytes.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 import markdown_it_pyrs
@@ -60,6 +61,10 @@ _NEEDS_ENGINE = re.compile(  # (re.M: ^ and $ at each line)
     r"|(?i:\b(?:javascript|vbscript|file|data):)|[\ue002\ue003]"
     r"|^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*$|~~~|^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t"
     r"|[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]", re.M)
+# A delimiter run beside a character outside ASCII: whether it can open or close emphasis
+# depends on that character being punctuation, and markdown-it-py counts Unicode symbols
+# (£, €, emoji: categories S*) as punctuation, as CommonMark 0.31 does; markdown-it-pyrs not.
+_BESIDE_DELIMITER = re.compile(r"[^\x00-\x7f](?=[*_~])|(?<=[*_~])[^\x00-\x7f]")
 # Pieces of the output: code (verbatim source), tags, and the text between them.
 _PIECE = re.compile(r"(<code[^>]*>.*?</code>|<[^>]*>)", re.S)
 _LINK = re.compile(r'<a href="([^"]*)"(?: title="([^"]*)")?>')
@@ -188,7 +193,8 @@ def render(text: str, link_open: Callable[[str, str | None], str],
     """The engine's HTML for ``text`` through markdown-it-pyrs, or None when only the
     engine can render it. The callables are the engine's own rules: ``link_open(href,
     title)``, ``image(src, alt)``, ``cite(number, in_link)`` and ``math(latex)`` (inline)."""
-    if _NEEDS_ENGINE.search(text):
+    if _NEEDS_ENGINE.search(text) or any(
+            unicodedata.category(m.group(0))[0] in "PS" for m in _BESIDE_DELIMITER.finditer(text)):
         return None
     latex: list[str] = []
     undecided = False

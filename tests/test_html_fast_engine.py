@@ -1,0 +1,129 @@
+"""The HTML engine's shortcuts give exactly markdown-it-py's HTML.
+
+``engine.render`` takes markdown-it-pyrs (or no parser at all, for plain
+text) when it can; ``engine.render_parsed`` is markdown-it-py with the
+engine's rules and no shortcut. Both must give the same bytes for every text
+of corpora nobody here wrote (the CommonMark spec's examples, the app's own
+archives), of the sample, and of random texts made of the pieces where the
+two parsers and the math rule differ.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from corpora import APP_FIXTURES, commonmark_examples
+from zexport_html import engine, fast
+
+from zexport import Source, join_parts
+from zexport.sample import make_sample
+
+pytestmark = pytest.mark.timeout(300)
+
+Text = tuple[str, list[Source]]
+
+
+def _archive_texts(db: Path) -> Iterator[Text]:
+    """Every text run the page renders from ``db``'s messages, with its sources."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT m.parts, c.provider FROM messages m JOIN conversations c"
+                           " ON c.id = m.conversation_id").fetchall()
+    finally:
+        con.close()
+    for parts, provider in rows:
+        try:
+            loaded = json.loads(parts)
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(loaded, list):
+            continue
+        loaded = [p for p in loaded if isinstance(p, dict)]  # the sample's dirty parts
+        joined = join_parts(engine.without_sentinels(loaded), provider, engine.cite_mark)
+        for block in joined.blocks:
+            if isinstance(block, str):
+                yield block, list(joined.sources)
+
+
+def _compare(texts: list[Text]) -> tuple[int, int]:
+    """Assert both renderings agree on every text; return (texts, taken by the Rust
+    parser)."""
+    taken = 0
+    for i, (text, sources) in enumerate(texts):
+        ours = engine.render(text, sources, doc_id="m1")
+        reference = engine.render_parsed(text, sources, doc_id="m1")
+        assert ours == reference, (i, text)
+        if engine._plain(text) is None and fast.render(
+                engine._ended(text), engine.link_open, engine.image,
+                lambda n, in_link: engine.cite(n, in_link, sources),
+                engine._inline_mathml) is not None:
+            taken += 1
+    return len(texts), taken
+
+
+def test_commonmark_spec_examples() -> None:
+    n, taken = _compare([(e["markdown"], []) for e in commonmark_examples()])
+    assert n == 652
+    assert taken > 300  # the shortcut is really exercised (most examples take it)
+
+
+@pytest.mark.parametrize("name", ["realistic.db", "table.db"])
+def test_the_apps_archives(name: str) -> None:
+    texts = list(_archive_texts(APP_FIXTURES / name))
+    n, taken = _compare(texts)
+    assert n == len(texts) > 0
+    assert taken > 0
+
+
+def test_the_sample(tmp_path: Path) -> None:
+    db = tmp_path / "sample.db"
+    make_sample(db, conversations=150, seed=14)
+    texts = list(_archive_texts(db))
+    n, taken = _compare(texts)
+    assert n > 1000
+    assert taken > n // 3
+    # Citations and inline math are among what it takes.
+    math = [t for t, _ in texts if "$" in t and "$$" not in t]
+    assert math and any(fast.render(engine._ended(t), engine.link_open, engine.image,
+                                    lambda n, i: "", engine._inline_mathml) for t in math)
+
+
+# Where the parsers, the math rule and the shortcut's checks meet: dollars, escapes,
+# code spans and fences, links and images with math in their targets, tables, quotes,
+# lists, entities, Unicode spaces, citation sentinels, emphasis and strikethrough.
+PIECES = list("ab Z9.,;:'\"?/%@^!é日") + [
+    "$", "$", "$", "$x", "x$", "\\$", "\\", "`", "``", "*", "_", "**", "~~", "[", "]",
+    "](http://e.com/$a$)", "(", ")", "<", ">", "<http://a.b/$x$>", "|", "| a |\n|---|\n",
+    "\n", "\n\n", "  ", "    ", "- ", "1. ", "> ", "# ", "```\n", "\n```\n", "![", "&", "5",
+    "$5", "a$b$", " $y$ ", "\ue0001\ue001", "[a]: /u '$t$'\n", "[a]", "\t", "\u00a0",
+    "\u3000", "-", "+", "=", "\n===\n", "&amp;", "\\(", "\\[", "$$", "[x](javascript:y)",
+    "https://e.com", "![i](https://e.com/i.png \"t\")"]
+
+
+def test_random_texts_of_tricky_pieces() -> None:
+    rng = random.Random(14)
+    sources = [Source(number=1, url="https://s.example/1", title="one")]
+    texts = ["".join(rng.choice(PIECES) for _ in range(rng.randint(1, 25)))
+             for _ in range(20_000)]
+    n, taken = _compare([(t, sources) for t in texts])
+    assert taken > 2000
+
+
+def test_what_the_rust_parser_cannot_do_goes_to_markdown_it_py() -> None:
+    """Display math, footnotes, task items, refused link schemes and Unicode spaces take
+    the engine (each would come out differently from markdown-it-pyrs)."""
+    for text in ["$$\nx\n$$\n", "\\(x\\)\n", "a[^1]\n\n[^1]: n\n", "- [ ] todo\n",
+                 "[a](javascript:x)\n", "a&#106;\n", "\u3000a\n", "> a\n-\n", "a ~~~b~~~\n",
+                 "$x$ at the start of a line\n"]:
+        assert fast.render(text, engine.link_open, engine.image, lambda n, i: "",
+                           engine._inline_mathml) is None, text
+    # ... and what it can, it does: inline math, links, citations, tables.
+    for text in ["Let $x^2$ be\n", "[a](https://e.com)\n", "See\ue0001\ue001 here\n",
+                 "| a |\n|---|\n| b |\n"]:
+        assert fast.render(text, engine.link_open, engine.image, lambda n, i: "[c]",
+                           engine._inline_mathml) is not None, text
