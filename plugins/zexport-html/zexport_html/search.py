@@ -51,11 +51,11 @@ def words(text: str) -> Iterator[str]:
 
 
 def record(texts: Iterable[str]) -> bytes:
-    """A conversation's distinct words, space-separated, in first-seen order."""
-    seen: dict[str, None] = {}
-    for text in texts:
-        for word in words(text):
-            seen[word] = None
+    """A conversation's distinct words, space-separated, in first-seen order (the same
+    as :func:`words` of each text in turn: folded once, as one text, it costs less)."""
+    seen = dict.fromkeys(_WORD.findall(fold("\n".join(texts))))
+    if any(len(word) > MAX_WORD for word in seen):
+        seen = dict.fromkeys(word[:MAX_WORD] for word in seen)
     return " ".join(seen).encode("utf-8")
 
 
