@@ -38,7 +38,8 @@ import _harness as h
 
 sys.path.insert(0, str(h.HERE.parent / "tests"))
 ROOT = Path("/dev/shm/zexport-html-bench")
-QUERIES = ["python", "error", "recipe", "the", "café", "kubernetes deploy", "xyzzyq"]
+QUERIES = ["python", "error", "recipe", "the", "café", "kubernetes deploy", "xyzzyq", "py",
+           "日本"]
 
 
 def _run(db: Path, out: Path, fmt: str, workers: int) -> tuple[float, float]:
@@ -194,6 +195,8 @@ def search(n: int, workers: int, keep: bool, index_only: bool) -> None:
             loads.append((loaded, drawn / 1000))
         print("page load (navigation to load event / to list drawn, in-page clock), 3 loads:")
         print("  " + ", ".join(f"{a * 1000:.0f} ms / {b * 1000:.0f} ms" for a, b in loads))
+        heap = "performance.memory.usedJSHeapSize / 1e6"
+        print(f"JS heap after load: {page.eval(heap):.0f} MB")
         page.eval("""window.zexportTime = (query) => new Promise(done => {
             const q = document.getElementById('q');
             const t0 = performance.now();
@@ -210,6 +213,9 @@ def search(n: int, workers: int, keep: bool, index_only: bool) -> None:
             again = page.eval(f"zexportTime({json.dumps(query)})")
             page.eval("zexportTime('')")
             print(f"| {query} | {first[0]:.0f} | {again[0]:.0f} | {first[1]} |")
+        loaded_shards = page.eval("document.querySelectorAll('script[src]').length")
+        print(f"JS heap after the queries: {page.eval(heap):.0f} MB; {loaded_shards} shards "
+              f"loaded of {len(list(shards.iterdir()))}")
         assert page.errors() == [], page.errors()
     finally:
         browser.close()
