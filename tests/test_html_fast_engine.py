@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from corpora import APP_FIXTURES, commonmark_examples
-from zexport_html import engine, fast
+from zexport_html import engine
 
 from zexport import Source, join_parts
 from zexport.sample import make_sample
@@ -58,10 +58,7 @@ def _compare(texts: list[Text]) -> tuple[int, int]:
         ours = engine.render(text, sources, doc_id="m1")
         reference = engine.render_parsed(text, sources, doc_id="m1")
         assert ours == reference, (i, text)
-        if engine._plain(text) is None and fast.render(
-                engine._ended(text), engine.link_open, engine.image,
-                lambda n, in_link: engine.cite(n, in_link, sources),
-                engine._inline_mathml) is not None:
+        if engine._plain(text) is None and engine.render_fast(text, sources) is not None:
             taken += 1
     return len(texts), taken
 
@@ -89,8 +86,9 @@ def test_the_sample(tmp_path: Path) -> None:
     assert taken > n // 3
     # Citations and inline math are among what it takes.
     math = [t for t, _ in texts if "$" in t and "$$" not in t]
-    assert math and any(fast.render(engine._ended(t), engine.link_open, engine.image,
-                                    lambda n, i: "", engine._inline_mathml) for t in math)
+    assert math and any(engine.render_fast(t) for t in math)
+    display = [t for t, _ in texts if "\n$$\n" in t]
+    assert display and any(engine.render_fast(t) for t in display)
 
 
 # Where the parsers, the math rule and the shortcut's checks meet: dollars, escapes,
@@ -102,28 +100,36 @@ PIECES = list("ab Z9.,;:'\"?/%@^!é日") + [
     "\n", "\n\n", "  ", "    ", "- ", "1. ", "> ", "# ", "```\n", "\n```\n", "![", "&", "5",
     "$5", "a$b$", " $y$ ", "\ue0001\ue001", "[a]: /u '$t$'\n", "[a]", "\t", "\u00a0",
     "\u3000", "-", "+", "=", "\n===\n", "&amp;", "\\(", "\\[", "$$", "[x](javascript:y)",
-    "https://e.com", "![i](https://e.com/i.png \"t\")"]
+    "https://e.com", "![i](https://e.com/i.png \"t\")", "\n\n$$\n", "\n$$\n\n", "\n$$\n",
+    "\n\n\\[\n", "\n\\]\n\n", "x^2", "\\frac{a}{b}", "\n\n$$ x $$\n\n", "\\[ y \\]\n\n",
+    "£", "≥", "🙂", "—"]
 
 
-def test_random_texts_of_tricky_pieces() -> None:
+# Emphasis and strikethrough runs beside symbols, punctuation, letters and math: where
+# the two parsers' flanking rules differ (Unicode symbols are punctuation for one only).
+EMPHASIS = ["*", "**", "_", "__", "~~", "£", "≥", "a", " ", "—", ".", "🙂", "\n", "é", "5", "«",
+            "$x$", "ab $y$", "`c`"]
+
+
+@pytest.mark.parametrize("pieces, length", [(PIECES, 25), (EMPHASIS, 14)])
+def test_random_texts_of_tricky_pieces(pieces: list[str], length: int) -> None:
     rng = random.Random(14)
     sources = [Source(number=1, url="https://s.example/1", title="one")]
-    texts = ["".join(rng.choice(PIECES) for _ in range(rng.randint(1, 25)))
-             for _ in range(20_000)]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, length)))
+             for _ in range(15_000)]
     n, taken = _compare([(t, sources) for t in texts])
     assert taken > 2000
 
 
 def test_what_the_rust_parser_cannot_do_goes_to_markdown_it_py() -> None:
-    """Display math, footnotes, task items, refused link schemes and Unicode spaces take
-    the engine (each would come out differently from markdown-it-pyrs)."""
-    for text in ["$$\nx\n$$\n", "\\(x\\)\n", "a[^1]\n\n[^1]: n\n", "- [ ] todo\n",
+    """Display math inside a paragraph, footnotes, task items, refused link schemes, Unicode
+    spaces, emphasis flanked by a symbol take the engine (each would come out differently
+    from markdown-it-pyrs)."""
+    for text in ["a\n$$\nx\n$$\n", "a $$x$$ b\n", "\\(x\\)\n", "a**≥**b\n", "a[^1]\n\n[^1]: n\n", "- [ ] todo\n",
                  "[a](javascript:x)\n", "a&#106;\n", "\u3000a\n", "> a\n-\n", "a ~~~b~~~\n",
                  "$x$ at the start of a line\n"]:
-        assert fast.render(text, engine.link_open, engine.image, lambda n, i: "",
-                           engine._inline_mathml) is None, text
+        assert engine.render_fast(text) is None, text
     # ... and what it can, it does: inline math, links, citations, tables.
-    for text in ["Let $x^2$ be\n", "[a](https://e.com)\n", "See\ue0001\ue001 here\n",
+    for text in ["Let $x^2$ be\n", "$$\nx^2\n$$\n", "$$ x $$\n", "**≥ more**\n", "a\n\n\\[\n\\sqrt{2}\n\\]\n", "[a](https://e.com)\n", "See\ue0001\ue001 here\n",
                  "| a |\n|---|\n| b |\n"]:
-        assert fast.render(text, engine.link_open, engine.image, lambda n, i: "[c]",
-                           engine._inline_mathml) is not None, text
+        assert engine.render_fast(text) is not None, text

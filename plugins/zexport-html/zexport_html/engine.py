@@ -225,17 +225,27 @@ def render(text: str, sources: Sequence[Source] = (), doc_id: str = "") -> str:
     plain = _plain(text)
     if plain is not None:
         return plain
-    text = _ended(text)
-    rendered = fast.render(text, link_open, image,
-                           lambda number, in_link: cite(number, in_link, sources),
-                           _inline_mathml)
+    rendered = render_fast(text, sources)
     if rendered is not None:
         return rendered
     return render_parsed(text, sources, doc_id)
 
 
+def render_fast(text: str, sources: Sequence[Source] = ()) -> str | None:
+    """:func:`render` through markdown-it-pyrs alone: None for text it leaves to
+    markdown-it-py (see :mod:`.fast`)."""
+    return fast.render(_ended(text), link_open, image,
+                       lambda number, in_link: cite(number, in_link, sources),
+                       _inline_mathml, _display_mathml)
+
+
 def _inline_mathml(latex: str) -> str:
     return to_mathml(latex, False)
+
+
+def _display_mathml(latex: str) -> str:
+    """A display block, as the math render rules write a block token."""
+    return f'<div class="math">{to_mathml(latex, True)}</div>\n'
 
 
 def render_parsed(text: str, sources: Sequence[Source] = (), doc_id: str = "") -> str:

@@ -42,34 +42,90 @@ RULES = ["blockquote", "code", "fence", "heading", "hr", "lheading", "list", "pa
 _RS = markdown_it_pyrs.MarkdownIt("zero").enable_many(RULES)  # type: ignore[arg-type]
 
 CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
-MATH_OPEN, MATH_CLOSE = "\ue002", "\ue003"  # around a placeholder's number
-# What only the engine renders, or renders differently:
-# - display math ("$$") and texmath ("\(", "\[");
-# - footnotes "[^", task items "[ ]"/"[x]";
+MATH_OPEN, MATH_CLOSE = "\ue002", "\ue003"  # around an inline placeholder's number
+BLOCK_OPEN, BLOCK_CLOSE = "\ue004", "\ue005"  # around a display placeholder's number
+# What only the engine renders, or renders differently (see _needs_engine):
+# - display math ("$$", "\[") but in the blocks _display_math takes, and "\(";
+# - footnotes "[^", inline footnotes "^[", task items "[ ]"/"[x]";
+# - runs of 3+ tildes (strikethrough pairs, or a ~~~ fence);
+# - the placeholders' own characters;
+_NEEDS_ENGINE = ("\\(", "[^", "^[", "[ ]", "[x]", "[X]", "~~~", MATH_OPEN, MATH_CLOSE, BLOCK_OPEN,
+                 BLOCK_CLOSE)
+_DISPLAY = ("$$", "\\[")  # left after _display_math: the engine decides
+_DISPLAY_ENDS = {"$$": "$$", "\\[": "\\]"}
+_FENCE_LINE = re.compile(r" {0,3}(?:```|~~~)")
 # - entities ("&#..;", "&name;"): an encoded "javascript&colon;" decides a link's fate;
-# - the schemes markdown-it's validateLink refuses (a destination starting with one
-#   starts a word): the engine keeps such links as inert <a>, markdown-it-pyrs drops
-#   them to text;
-# - whitespace other than ASCII (no-break and ideographic spaces...): markdown-it-py
+_ENTITY_REF = re.compile(r"&(?:#|[A-Za-z][A-Za-z0-9]*;)")
+# - a link destination (after "(", "<" or "]:") starting with a scheme markdown-it's
+#   validateLink refuses: the engine keeps such links as inert <a>, markdown-it-pyrs
+#   drops them to text;
+_SCHEME = re.compile(r"(?i:(?:[(<]|\]:)\s*(?:javascript|vbscript|file|data):)")
+# - whitespace other than ASCII's (no-break and ideographic spaces...): markdown-it-py
 #   strips it from the ends of paragraphs and cells as Python's str.strip does;
+_SPACE = re.compile("[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 # - an empty list item ("-" alone on its line), which the engines end a lazy quote
-#   with differently, a tab after a quote or list marker (the engines expand it to
-#   different columns), and runs of 3+ tildes (strikethrough pairs, or a ~~~ fence);
-# - the placeholders' own characters.
-_NEEDS_ENGINE = re.compile(  # (re.M: ^ and $ at each line)
-    r"\$\$|\\[(\[]|\^?\[\^|\^\[|\[[ xX]\]|&(?:#|[A-Za-z][A-Za-z0-9]*;)"
-    r"|(?i:\b(?:javascript|vbscript|file|data):)|[\ue002\ue003]"
-    r"|^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*$|~~~|^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t"
-    r"|[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]", re.M)
-# A delimiter run beside a character outside ASCII: whether it can open or close emphasis
-# depends on that character being punctuation, and markdown-it-py counts Unicode symbols
-# (£, €, emoji: categories S*) as punctuation, as CommonMark 0.31 does; markdown-it-pyrs not.
-_BESIDE_DELIMITER = re.compile(r"[^\x00-\x7f](?=[*_~])|(?<=[*_~])[^\x00-\x7f]")
+#   with differently, and a tab after a quote or list marker (the engines expand it
+#   to different columns);
+_EMPTY_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*$", re.M)
+_TAB_IN_MARKER = re.compile(r"^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t", re.M)
+# - a delimiter run where the engines disagree on whether it opens or closes emphasis:
+#   markdown-it-py counts Unicode symbols (£, ≥, emoji: categories S*) as punctuation,
+#   as CommonMark 0.31 does, markdown-it-pyrs not (see _emphasis_differs).
+_DELIMITERS = re.compile(r"\*+|_+|~+")
+
+
+def _kind(ch: str) -> str:
+    """A delimiter's neighbour: "s"pace (or none), "S"ymbol outside ASCII, "p"unctuation,
+    or "o"ther."""
+    if not ch or ch in " \t\n":
+        return "s"
+    if ch.isascii():
+        return "p" if not ch.isalnum() else "o"
+    category = unicodedata.category(ch)
+    return "S" if category[0] == "S" else "p" if category[0] == "P" else "o"
+
+
+def _emphasis_differs(text: str) -> bool:
+    """Whether some delimiter run can open or close emphasis for one engine and not the
+    other. Only a symbol beside the run matters; with whitespace on its other side, or
+    (for ``*`` and ``~``) a symbol there too, both flanking rules agree."""
+    for m in _DELIMITERS.finditer(text):
+        start, end = m.span()
+        before = _kind(text[start - 1] if start else "")
+        after = _kind(text[end:end + 1])
+        if "S" not in (before, after):
+            continue
+        other = after if before == "S" else before
+        if other == "s" or (other == "S" and m.group(0)[0] != "_"):
+            continue
+        return True
+    return False
+
+
+def _needs_engine(text: str) -> bool:
+    """Whether ``text`` holds something only the engine renders right (above): plain
+    substring tests first, the costlier ones only when their first character is there."""
+    if any(piece in text for piece in _NEEDS_ENGINE):
+        return True
+    if "&" in text and _ENTITY_REF.search(text):
+        return True
+    if ":" in text:
+        low = text.lower()
+        if ("script:" in low or "file:" in low or "data:" in low) and _SCHEME.search(text):
+            return True
+    if _SPACE.search(text) or _EMPTY_ITEM.search(text):
+        return True
+    if "\t" in text and _TAB_IN_MARKER.search(text):
+        return True
+    return not text.isascii() and _emphasis_differs(text)
+
+
 # Pieces of the output: code (verbatim source), tags, and the text between them.
 _PIECE = re.compile(r"(<code[^>]*>.*?</code>|<[^>]*>)", re.S)
 _LINK = re.compile(r'<a href="([^"]*)"(?: title="([^"]*)")?>')
 _IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)"(?: title="[^"]*")? />')
-_MATH = re.compile("\\$\ue002(\\d+)\ue003\\$")
+_MATH = re.compile("\\$\ue002(\\d+)\ue003\\$|\ue004(\\d+)\ue005")
+_BLOCK_PARAGRAPH = re.compile("<p>\ue004(\\d+)\ue005</p>\n")
 _MARK = re.compile("\ue000(\\d+)\ue001|\\$\ue002(\\d+)\ue003\\$")
 _CITE = re.compile("\ue000(\\d+)\ue001")
 _CODE = re.compile(r"<code[^>]*>.*?</code>", re.S)
@@ -160,6 +216,63 @@ def _closing(text: str, pos: int, line_end: int) -> int | None:
     return end if end > pos + 1 else 0
 
 
+def _display_math(text: str) -> tuple[str, list[str]]:
+    """``text`` with each display block written the simple way replaced by a placeholder
+    paragraph, and those blocks' sources (see :func:`_display_end`)."""
+    lines = text.split("\n")
+    out: list[str] = []
+    blocks: list[str] = []
+    i = 0
+    while i < len(lines):
+        j = _display_end(lines, i)
+        if j is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        out.append(f"{BLOCK_OPEN}{len(blocks)}{BLOCK_CLOSE}")
+        blocks.append("\n".join(lines[i:j + 1]))
+        i = j + 1
+    return "\n".join(out), blocks
+
+
+def display_latex(block: str) -> str:
+    """The LaTeX the math rules give a display block's render rule: what is between its
+    delimiters, "\\n"-framed when they are on lines of their own."""
+    if "\n" not in block:
+        return block[2:-2]
+    return "\n" + block.split("\n", 1)[1].rpartition("\n")[0] + "\n"
+
+
+def _display_end(lines: list[str], i: int) -> int | None:
+    """The last line of the display block starting at line ``i``, if it is one both math
+    rules take whole, after a blank line and before one: ``$$ x $$`` (or ``\\[ x \\]``)
+    on one line, or ``$$`` (``\\[``) alone on a line, lines of LaTeX, and ``$$``
+    (``\\]``) alone on a line. It may sit in a
+    fenced code block (its placeholder is then put back as source), so none of its lines
+    may close a fence."""
+    line = lines[i]
+    opener = line[:2]
+    end = _DISPLAY_ENDS.get(opener)
+    if end is None or (i > 0 and lines[i - 1].strip()):
+        return None
+    if line != opener:  # on one line ("$$ x $$", "\\[ x \\]"), with no other end inside
+        inner = line[2:-2]
+        if (len(line) > 4 and line.endswith(end) and line == line.strip() and inner.strip()
+                and end not in inner and "$$" not in inner
+                and (i + 1 == len(lines) or not lines[i + 1].strip())):
+            return i
+        return None
+    for j in range(i + 1, len(lines)):
+        inner = lines[j]
+        if inner == end:
+            if j > i + 1 and (j + 1 == len(lines) or not lines[j + 1].strip()):
+                return j
+            return None
+        if not inner.strip() or "$$" in inner or "\\]" in inner or _FENCE_LINE.match(inner):
+            return None
+    return None
+
+
 def _tables_agree(text: str, out: str) -> bool:
     """Whether both engines surely see the same tables: the engines differ on tables
     that interrupt a paragraph, on body rows that start another block, on delimiter
@@ -189,13 +302,18 @@ def _tables_agree(text: str, out: str) -> bool:
 
 def render(text: str, link_open: Callable[[str, str | None], str],
            image: Callable[[str, str], str], cite: Callable[[int, bool], str],
-           math: Callable[[str], str]) -> str | None:
+           math: Callable[[str], str], display: Callable[[str], str]) -> str | None:
     """The engine's HTML for ``text`` through markdown-it-pyrs, or None when only the
     engine can render it. The callables are the engine's own rules: ``link_open(href,
-    title)``, ``image(src, alt)``, ``cite(number, in_link)`` and ``math(latex)`` (inline)."""
-    if _NEEDS_ENGINE.search(text) or any(
-            unicodedata.category(m.group(0))[0] in "PS" for m in _BESIDE_DELIMITER.finditer(text)):
+    title)``, ``image(src, alt)``, ``cite(number, in_link)``, ``math(latex)`` (inline)
+    and ``display(latex)`` (a display block)."""
+    if _needs_engine(text):
         return None
+    blocks: list[str] = []
+    if "$$" in text or "\\[" in text:
+        text, blocks = _display_math(text)
+        if any(piece in text for piece in _DISPLAY):
+            return None
     latex: list[str] = []
     undecided = False
     if "$" in text:
@@ -220,18 +338,26 @@ def render(text: str, link_open: Callable[[str, str | None], str],
         return None  # (markdown-it-pyrs trims a code span of spaces only; the engine not)
     if undecided and "$" in _MARK.sub("", _CODE.sub("", out)):
         return None  # a '$' outside code the engine may have taken as math
-    if "<a href" not in out and "<img" not in out and not latex and CITE_OPEN not in out:
+    if blocks:
+        out = _BLOCK_PARAGRAPH.sub(lambda m: display(display_latex(blocks[int(m.group(1))])),
+                                   out)
+    if ("<a href" not in out and "<img" not in out and not latex and CITE_OPEN not in out
+            and BLOCK_OPEN not in out):
         return out
     if "%EE%80%8" in out:
         return None  # a placeholder or sentinel inside a URL: the engine decides
 
     def math_in_code(m: re.Match[str]) -> str:
-        return _escape(f"${latex[int(m.group(1))]}$")
+        if m.group(1) is not None:
+            return _escape(f"${latex[int(m.group(1))]}$")
+        return _escape(blocks[int(m.group(2))])
 
     result: list[str] = []
     depth = 0  # inside how many links
     for i, piece in enumerate(_PIECE.split(out)):
         if i % 2 == 0:  # text
+            if BLOCK_OPEN in piece:
+                return None  # a display block where the engine would not take it whole
             if CITE_OPEN in piece or MATH_OPEN in piece:
                 piece = _MARK.sub(lambda m: cite(int(m.group(1)), depth > 0)
                                   if m.group(1) is not None else math(latex[int(m.group(2))]),
@@ -239,7 +365,7 @@ def render(text: str, link_open: Callable[[str, str | None], str],
         elif piece.startswith("<code"):
             piece = _MATH.sub(math_in_code, piece)
         else:  # a tag
-            if MATH_OPEN in piece:
+            if MATH_OPEN in piece or BLOCK_OPEN in piece:
                 return None  # math in an attribute (alt, title): the engine decides
             if piece.startswith("<a "):
                 depth += 1
