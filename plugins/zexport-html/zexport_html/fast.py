@@ -359,9 +359,10 @@ def render(text: str, link_open: Callable[[str, str | None], str],
             if BLOCK_OPEN in piece:
                 return None  # a display block where the engine would not take it whole
             if CITE_OPEN in piece or MATH_OPEN in piece:
-                piece = _MARK.sub(lambda m: cite(int(m.group(1)), depth > 0)
+                in_link = depth > 0
+                piece = _MARK.sub(lambda m: cite(int(m.group(1)), in_link)  # noqa: B023
                                   if m.group(1) is not None else math(latex[int(m.group(2))]),
-                                  piece)
+                                  piece)  # (the lambda runs before the loop goes on)
         elif piece.startswith("<code"):
             piece = _MATH.sub(math_in_code, piece)
         else:  # a tag
