@@ -71,7 +71,7 @@ _TAB_IN_MARKER = re.compile(r"^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t", re.M)
 # - a delimiter run where the engines disagree on whether it opens or closes emphasis:
 #   markdown-it-py counts Unicode symbols (£, ≥, emoji: categories S*) as punctuation,
 #   as CommonMark 0.31 does, markdown-it-pyrs not (see _emphasis_differs).
-_DELIMITERS = re.compile(r"\*+|_+|~+")
+_DELIMITERS = re.compile(r"[*_~]+")  # (a character class: much faster to find than runs)
 
 
 def _kind(ch: str) -> str:
@@ -90,22 +90,34 @@ def _emphasis_differs(text: str) -> bool:
     other. Only a symbol beside the run matters; with whitespace on its other side, or
     (for ``*`` and ``~``) a symbol there too, both flanking rules agree."""
     for m in _DELIMITERS.finditer(text):
-        start, end = m.span()
-        before = _kind(text[start - 1] if start else "")
-        after = _kind(text[end:end + 1])
-        if "S" not in (before, after):
-            continue
-        other = after if before == "S" else before
-        if other == "s" or (other == "S" and m.group(0)[0] != "_"):
-            continue
-        return True
+        run_start, run_end = m.span()
+        start = run_start
+        while start < run_end:  # each run of one character ("_*" is two runs)
+            end = start + 1
+            while end < run_end and text[end] == text[start]:
+                end += 1
+            if _run_differs(text, start, end):
+                return True
+            start = end
     return False
+
+
+def _run_differs(text: str, start: int, end: int) -> bool:
+    before, after = text[start - 1] if start else "", text[end:end + 1]
+    if before.isascii() and after.isascii():
+        return False  # (symbols are outside ASCII)
+    before, after = _kind(before), _kind(after)
+    if "S" not in (before, after):
+        return False
+    other = after if before == "S" else before
+    return not (other == "s" or (other == "S" and text[start] != "_"))
 
 
 def _needs_engine(text: str) -> bool:
     """Whether ``text`` holds something only the engine renders right (above): plain
     substring tests first, the costlier ones only when their first character is there."""
-    if any(piece in text for piece in _NEEDS_ENGINE):
+    if ("[" in text or "\\" in text or "^" in text or "~" in text or not text.isascii()) and any(
+            piece in text for piece in _NEEDS_ENGINE):
         return True
     if "&" in text and _ENTITY_REF.search(text):
         return True
