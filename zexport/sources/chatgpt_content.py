@@ -23,25 +23,27 @@ _TOOL_OUTPUT = ("execution_output", "tether_browsing_display", "system_error")
 
 def kind_of(msg: dict[str, Any]) -> str:
     """TURN, FOLD or DROP for a node's message (see the module's docstring)."""
-    content = _dict(msg.get("content"))
+    content = msg.get("content")
+    if not isinstance(content, dict):
+        content = {}
     ctype = content.get("content_type")
-    meta = _dict(msg.get("metadata"))
-    author = _dict(msg.get("author"))
-    role = author.get("role")
+    author = msg.get("author")
+    role = author.get("role") if isinstance(author, dict) else None
     if ctype == "user_editable_context":
         return TURN
     if ctype == "model_editable_context":
         return DROP
     if ctype in _REASONING or ctype in _TOOL_OUTPUT or role == "tool":
         return FOLD
-    if meta.get("is_visually_hidden_from_conversation") or msg.get("weight") == 0:
+    meta = msg.get("metadata")
+    if (isinstance(meta, dict) and meta.get("is_visually_hidden_from_conversation")) \
+            or msg.get("weight") == 0:
         return DROP
-    if role == "system" or role not in ("user", "assistant"):
+    if role != "user" and role != "assistant":
         return DROP
-    recipient = msg.get("recipient")
-    if role == "assistant" and recipient not in (None, "all"):
+    if role == "assistant" and msg.get("recipient") not in (None, "all"):
         return FOLD
-    if ctype in (None, "text", "multimodal_text") and not _has_content(content, meta):
+    if ctype in (None, "text", "multimodal_text") and not _has_content(content, _dict(meta)):
         return DROP
     return TURN
 
