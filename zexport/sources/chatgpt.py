@@ -137,6 +137,7 @@ def convert_conversation(key: str | None, conv: dict[str, Any],
     parent = _parents(mapping)
     messages: dict[str, dict[str, Any]] = {}
     own_kind: dict[str, str] = {}  # what the message is by itself
+    roles: dict[str, str] = {}  # of the turns
     kinds: dict[str, str] = {}  # how it is kept, given its place in the tree
     has_child = {p for p in parent.values() if p is not None}
     instructions: set[bytes] = set()
@@ -147,10 +148,13 @@ def convert_conversation(key: str | None, conv: dict[str, Any],
             continue
         messages[k] = msg
         kind = own_kind[k] = kind_of(msg)
-        if kind == TURN and role_of(msg) == "system":  # custom instructions: once
-            seen = orjson.dumps(msg.get("content"), option=orjson.OPT_SORT_KEYS)
-            kind = DROP if seen in instructions else TURN
-            instructions.add(seen)
+        if kind == TURN:
+            role = roles[k] = role_of(msg)
+            if role == "system":  # custom instructions: shown once
+                seen = orjson.dumps(msg.get("content"), option=orjson.OPT_SORT_KEYS)
+                if seen in instructions:
+                    kind = DROP
+                instructions.add(seen)
         if kind == FOLD and k not in has_child:
             kind = TURN  # nothing below to fold into: keep it as a message of its own
         kinds[k] = kind
@@ -176,7 +180,7 @@ def convert_conversation(key: str | None, conv: dict[str, Any],
         own, own_atts = convert_content(msg, k, FOLD if is_fold else TURN, assets)
         created = _ts(msg.get("create_time"))
         records.append(MessageRecord(
-            id=k, role="assistant" if is_fold else role_of(msg), parts=parts + own,
+            id=k, role="assistant" if is_fold else roles[k], parts=parts + own,
             created_at=created if created is not None else conv_created, parent=up,
             updated_at=_ts(msg.get("update_time")), attachments=atts + own_atts))
     current = conv.get("current_node")

@@ -50,9 +50,10 @@ def kind_of(msg: dict[str, Any]) -> str:
 
 def _has_content(content: dict[str, Any], meta: dict[str, Any]) -> bool:
     parts = content.get("parts")
-    if isinstance(parts, list) and any(
-            (isinstance(p, str) and p.strip()) or isinstance(p, dict) for p in parts):
-        return True
+    if isinstance(parts, list):
+        for p in parts:
+            if isinstance(p, dict) or (isinstance(p, str) and p and not p.isspace()):
+                return True
     return bool(meta.get("attachments"))
 
 
