@@ -55,7 +55,7 @@ def is_conversation(value: Any) -> bool:
 class ChatGPTSource(Source):
     name = "chatgpt"
     description = "ChatGPT data export (ZIP, its folder, or conversations.json; 2026 shards)"
-    version = "1"
+    version = "2"  # 2: canvas documents as data-canvas parts
 
     def recognise(self, bundle: Bundle) -> bool:
         files, _ = conversation_files(bundle)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from zexport.sources.chatgpt_assets import AssetIndex
 from zexport.sources.chatgpt_cites import cite_parts
 from zexport.sources.records import AttachmentRecord
@@ -150,6 +152,9 @@ def _tool_parts(msg: dict[str, Any], content: dict[str, Any], meta: dict[str, An
     if author.get("role") == "assistant":
         text = _str(content.get("text")) or "\n\n".join(
             p for p in content.get("parts") or [] if isinstance(p, str))
+        canvas = _canvas(msg.get("recipient"), text)
+        if canvas is not None:
+            return [canvas]
         part: Part = {"type": "tool-call", "toolName": _str(msg.get("recipient")),
                       "input": text}
         if isinstance(content.get("language"), str):
@@ -173,6 +178,27 @@ def _tool_parts(msg: dict[str, Any], content: dict[str, Any], meta: dict[str, An
             atts.append(_attachment(item["image_url"], {"content_type": "image_asset_pointer",
                                     **item}, {}, assets))
     return [result]
+
+
+def _canvas(recipient: Any, text: str) -> Part | None:
+    """A canvas document the assistant wrote (``canmore.create_textdoc``), as a document part.
+
+    The call's input is JSON ``{name, type, content}`` (``type`` such as
+    ``document`` or ``code/python``); the part is the research mapping's
+    ``data-canvas``, so the document is kept whole rather than as a tool call's
+    string. Edits (``canmore.update_textdoc``: patterns and replacements) stay
+    tool calls: they are not the document.
+    """
+    if recipient != "canmore.create_textdoc":
+        return None
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("content"), str):
+        return None
+    return {"type": "data-canvas", "name": _str(doc.get("name")),
+            "textdoc_type": _str(doc.get("type")), "content": doc["content"]}
 
 
 def _reasoning_text(content: dict[str, Any]) -> str:
