@@ -83,7 +83,7 @@ class Run:
 
 
 def _role(cmdline: str) -> str:
-    if "zexport.worker" in cmdline:
+    if "zexport.work.worker" in cmdline:
         return "worker"
     if "zexport.sources" in cmdline:
         return "converter"
