@@ -16,7 +16,9 @@ outputs and temporary files on tmpfs:
   --no-interactive -q`` (it unpacks the ZIP into ``TMPDIR``, set to tmpfs);
 - ``zexport-cold``: ``zexport run --input ZIP`` with an empty conversion cache
   (the conversion into the private archive, then the export);
-- ``zexport-warm``: the same into a new output folder, the cache kept.
+- ``zexport-warm``: the same into a new output folder, the cache kept;
+- ``zexport-convert-only``: the conversion step alone (``prepare_input`` in a
+  process of its own, with as many processes as ``--workers``), for its share.
 
 Every process of a run is polled every 10 ms: wall (its start to its last
 sighting), CPU (user + system) and peak resident memory (VmHWM), by role
@@ -174,6 +176,25 @@ def run_zexport(label: str, export: Path, work: Path, size: int, workers: int) -
                procs)
 
 
+CONVERT = """
+import sys
+from zexport.plugins import load_registry
+from zexport.sources.resolve import prepare_input
+prepare_input(sys.argv[1], None, load_registry().sources, sys.argv[2], int(sys.argv[3]))
+"""
+
+
+def run_conversion(export: Path, work: Path, size: int, workers: int) -> Run:
+    """The conversion step alone (what a cold ``--input`` does before exporting)."""
+    cache = work / "convert-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    wall, status, procs = polled([sys.executable, "-c", CONVERT, str(export), str(cache),
+                                  str(workers)], "controller", dict(os.environ))
+    shutil.rmtree(cache, ignore_errors=True)
+    return Run("zexport-convert-only", size, round(wall, 2), status, 0, os.getloadavg()[0],
+               procs)
+
+
 def _median(runs: list[Run], key: str) -> float:
     return statistics.median(float(getattr(r, key)) for r in runs)
 
@@ -214,7 +235,7 @@ def markdown(runs: list[Run], command: str, machine_info: dict[str, str]) -> str
         cv = by_tool.get("convoviz")
         if not cv:
             continue
-        for tool in ("zexport-cold", "zexport-warm"):
+        for tool in ("zexport-cold", "zexport-warm"):  # (convert-only: not a whole run)
             zx = by_tool.get(tool)
             if not zx:
                 continue
@@ -263,6 +284,7 @@ def main() -> None:
                 if opts.only != "convoviz":
                     batch.append(run_zexport("cold", export, work, size, opts.workers))
                     batch.append(run_zexport("warm", export, work, size, opts.workers))
+                    batch.append(run_conversion(export, work, size, opts.workers))
                 for r in batch:
                     print(json.dumps({**asdict(r), "cpu": round(r.cpu, 2),
                                       "peak": r.peak}), flush=True)
