@@ -193,13 +193,6 @@ def test_a_truncated_zip_is_refused(cli: Any, tmp_path: Path) -> None:
     _refused(cli, cut, tmp_path, "not a readable ZIP file")
 
 
-def test_truncated_json_is_refused(cli: Any, tmp_path: Path) -> None:
-    text = PULSAR.read_text()
-    cut = tmp_path / "conversations.json"
-    cut.write_text(text[: len(text) // 2])
-    _refused(cli, cut, tmp_path, "invalid or truncated JSON", "--source", "chatgpt")
-
-
 def test_unknown_source_and_db_with_input_are_usage_errors(cli: Any, tmp_path: Path) -> None:
     _refused(cli, PULSAR, tmp_path, "unknown source 'nope'", "--source", "nope")
     _refused(cli, PULSAR, tmp_path, "give --db or --input, not both", "--db", str(PULSAR))
@@ -214,13 +207,18 @@ def test_missing_shard_and_asset_and_broken_conversation_are_reported(
     convs.append({"id": "broken", "title": "Broken", "mapping": "not a tree"})
     (inp / "conversations-000.json").write_text(json.dumps(convs))
     out = tmp_path / "out"
-    export(cli, inp, out)  # the missing image is a warning
+    # The missing image is a warning; the conversation that cannot be read fails the run
+    # partly, as one that cannot be exported does.
+    res = export(cli, inp, out, status=1)
     rep = report(out)
     assert rep["counts"]["exported"] == 1
     notes = "\n".join(rep["notes"])
     assert "lists conversations-001.json, which is missing" in notes
     assert "not in the export: file_00000000aaaa0000aaaa0000aaaa0000.dat (photo.png)" in notes
-    assert "conversation #2 ('Broken'): cannot read: no mapping" in notes
+    (error,) = rep["run_errors"]
+    assert error.endswith("conversations-000.json conversation #2 ('Broken'): cannot read:"
+                          " no mapping")
+    assert f"zexport: error: {error}" in res.stderr.splitlines()
     (md,) = markdowns(out).values()
     assert "> ⚠ Attachment unavailable: photo.png" in md
 

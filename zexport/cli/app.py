@@ -151,15 +151,20 @@ def _default_db() -> tuple[str, str]:
                     f"archive {sample} (use --db to choose one)")
 
 
-def _prepare_input(path: str, source: str | None) -> tuple[str, tuple[str, ...], bool]:
-    """(archive, report notes, is a provider export) for ``--input``: see zexport.sources."""
+def _prepare_input(path: str, source: str | None, processes: int,
+                   ) -> tuple[str, tuple[str, ...], tuple[str, ...], bool]:
+    """(archive, report notes, input errors, is a provider export) for ``--input``.
+
+    See zexport.sources; ``processes``: how many a conversion may use.
+    """
     from zexport.core.locations import cache_dir
     from zexport.plugins import load_registry
     from zexport.sources.resolve import prepare_input
 
     prepared = prepare_input(path, source, load_registry().sources,
-                             os.path.join(cache_dir(), "sources"))
-    return prepared.db, tuple(prepared.notes), prepared.source != "ownyourchat"
+                             os.path.join(cache_dir(), "sources"), processes)
+    return (prepared.db, tuple(prepared.notes), tuple(prepared.errors),
+            prepared.source != "ownyourchat")
 
 
 @cli.command()
@@ -265,6 +270,7 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
     from zexport.sources.app_settings import choose
 
     notes: tuple[str, ...] = ()
+    input_errors: tuple[str, ...] = ()
     provider_export = False
     if input_path is not None or source is not None:
         try:
@@ -272,7 +278,8 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
                 raise UsageError("--source needs --input")
             if db is not None:
                 raise UsageError("give --db or --input, not both")
-            db, notes, provider_export = _prepare_input(input_path, source)
+            db, notes, input_errors, provider_export = _prepare_input(
+                input_path, source, workers or _usable_cpus())
         except ZexportError as exc:
             _fail(exc)
             return
@@ -332,7 +339,7 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
                     per_host=download_per_host, max_bytes=_parse_size(max_attachment_size),
                     deadline=download_timeout, update_archive=update_archive,
                     enabled=not no_downloads),
-                notes=notes,
+                notes=notes, input_errors=input_errors,
             )
             controller = Controller(opts, say=say, early=early)
             _warn_broken_plugins()

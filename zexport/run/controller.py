@@ -161,6 +161,7 @@ class RunOptions:
     layout: str = "folder"  # --layout: folder, note or a template (zexport.core.layouts)
     downloads: DownloadOptions = field(default_factory=DownloadOptions)
     notes: tuple[str, ...] = ()  # for the report: what reading the input found (sources)
+    input_errors: tuple[str, ...] = ()  # what could not be read from the input (exit 1)
     overwrite_edited: bool = False  # replace files that are not what zexport wrote
     retry_attachments: bool = False  # render again every conversation missing an attachment
     strict: bool = False  # attachment problems and conflicts make the exit status 1
@@ -245,6 +246,7 @@ class Controller:
         self.report = RunReport(options=opts.public(), started=self.started,
                                 strict=opts.strict)
         self.report.notes.extend(opts.notes)
+        self.report.run_errors.extend(opts.input_errors)
         if self.auth_warning:  # on stderr even with -q: a credential is exposed
             sys.stderr.write(f"zexport: warning: {self.auth_warning}\n")
             self.report.notes.append(self.auth_warning)

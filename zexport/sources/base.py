@@ -11,8 +11,11 @@ input already *is* an archive (OwnYourChat's) returns its path from
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from zexport.sources.jsonstream import IsConversation, JSONBroken, iter_conversations
 
 if TYPE_CHECKING:
     from zexport.sources.bundle import Bundle
@@ -24,15 +27,19 @@ if TYPE_CHECKING:
 class Conversion:
     """What :meth:`Source.convert` writes to: the archive, a folder for files, notes.
 
-    ``notes`` go to the run report (a missing shard, missing files); a
-    conversation that cannot be converted is passed to :meth:`failed`, and the
-    rest of the input is still converted.
+    ``notes`` go to the run report (a missing shard, missing files). What
+    could not be converted (a conversation that does not parse, JSON that
+    breaks off) is passed to :meth:`failed`: the rest of the input is still
+    converted, and the run reports it as an error (exit status 1).
+    ``processes`` is how many processes the conversion may use.
     """
 
     writer: ArchiveWriter
     files_dir: str
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    processes: int = 1
+    missing: dict[str, str] = field(default_factory=dict)  # file id -> what the input lacks
 
     def add(self, conversation: ConversationRecord) -> None:
         if not self.writer.add(conversation):
@@ -41,6 +48,27 @@ class Conversion:
 
     def failed(self, where: str, reason: str) -> None:
         self.failures.append(f"{where}: {reason}")
+
+    def read_json(self, bundle: Bundle, name: str, is_conversation: IsConversation,
+                  ) -> Iterator[tuple[int, str | None, dict[str, Any]]]:
+        """``(index, key, conversation)`` of each conversation in the JSON member ``name``.
+
+        Where the JSON breaks off (a truncated file), the conversations before
+        the break have been yielded; the break is recorded with :meth:`failed`,
+        naming its byte offset, and the member ends there.
+        """
+        n = 0
+        try:
+            with bundle.open(name) as stream:
+                for key, conv in iter_conversations(stream, is_conversation, bundle.size(name)):
+                    yield n, key, conv
+                    n += 1
+        except JSONBroken as broken:
+            kept = ("nothing in it was exported" if n == 0 else
+                    "the conversation before it was exported" if n == 1 else
+                    f"the {n:,} conversations before it were exported")
+            self.failed(name, f"the JSON breaks off {broken.where()} ({broken.reason});"
+                              f" {kept}, the rest of the file was not")
 
 
 class Source:
@@ -64,4 +92,13 @@ class Source:
 
     def convert(self, bundle: Bundle, into: Conversion) -> None:
         """Write every conversation of ``bundle`` through ``into``."""
+        raise NotImplementedError
+
+    def convert_files(self, bundle: Bundle, into: Conversion, files: list[str]) -> None:
+        """Write the conversations of ``files`` only (independent members, such as shards).
+
+        A source that has it can hand its files to
+        :func:`zexport.sources.parallel.convert_parts`, which calls it in several
+        processes (the source is made there again with no arguments).
+        """
         raise NotImplementedError

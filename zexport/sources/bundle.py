@@ -37,6 +37,14 @@ class Bundle:
         """The member's own path on disk, when it has one (folders and plain files)."""
         return None
 
+    def size(self, name: str) -> int | None:
+        """The member's (uncompressed) size in bytes, when it is known without reading it."""
+        own = self.local_file(name)
+        try:
+            return os.stat(own).st_size if own is not None else None
+        except OSError:
+            return None
+
     def has(self, name: str) -> bool:
         return name in self._name_set()
 
@@ -92,6 +100,10 @@ class ZipBundle(Bundle):
 
     def open(self, name: str) -> IO[bytes]:
         return self.zf.open(self._infos[name])
+
+    def size(self, name: str) -> int | None:
+        info = self._infos.get(name)
+        return info.file_size if info is not None else None
 
     def close(self) -> None:
         self.zf.close()

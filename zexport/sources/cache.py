@@ -3,8 +3,10 @@
 The key hashes the source (name and version), the input's absolute path and
 its size and modification time (for a folder, every file's); a newer export
 is a new key. An entry is built in a temporary folder and renamed into place
-when complete, so an interrupted conversion is never used. Entries other
-than the newest few per source are removed.
+when complete, so an interrupted conversion is never used; what the
+conversion noted and could not convert is kept beside it (``notes.json``),
+so a cached run reports the same. Entries other than the newest few per
+source are removed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from dataclasses import dataclass
 
 import orjson
 
@@ -35,14 +38,35 @@ def identity(source: Source, bundle: Bundle) -> str:
     return f"{source.name}-{h.hexdigest()}"
 
 
-def converted(source: Source, bundle: Bundle, root: str) -> tuple[str, list[str], bool]:
-    """(archive path, report notes, whether it was converted now) for ``bundle``."""
+@dataclass
+class Converted:
+    """A converted archive, what the report should note, and what could not be converted."""
+
+    db: str
+    notes: list[str]
+    errors: list[str]
+    fresh: bool  # converted by this call (not found in the cache)
+
+
+class NothingConverted(Exception):
+    """The input broke before its first conversation: there is nothing to export."""
+
+
+def converted(source: Source, bundle: Bundle, root: str, processes: int = 1) -> Converted:
+    """The archive of ``bundle``: from the cache, else converted now (and cached).
+
+    Raises :class:`NothingConverted` (caching nothing) when the conversion
+    failed without a single conversation to show for it.
+    """
     entry = os.path.join(root, identity(source, bundle))
     db = os.path.join(entry, "archive.db")
     notes_file = os.path.join(entry, "notes.json")
     if os.path.isfile(db) and os.path.isfile(notes_file):
         with open(notes_file, "rb") as cached:
-            return db, list(orjson.loads(cached.read())), False
+            kept = orjson.loads(cached.read())
+        if isinstance(kept, dict):
+            return Converted(db, list(kept.get("notes", [])), list(kept.get("errors", [])),
+                             False)
     os.makedirs(root, exist_ok=True)
     shutil.rmtree(entry, ignore_errors=True)  # an incomplete entry (killed mid-way)
     tmp = f"{entry}.tmp-{os.getpid()}"
@@ -50,16 +74,18 @@ def converted(source: Source, bundle: Bundle, root: str) -> tuple[str, list[str]
     os.makedirs(tmp)
     try:
         writer = ArchiveWriter(os.path.join(tmp, "archive.db"))
-        into = Conversion(writer, os.path.join(entry, "files"))
+        into = Conversion(writer, os.path.join(entry, "files"), processes=processes)
         try:
             source.convert(bundle, into)
         except BaseException:
             writer.abort()
             raise
+        if writer.count == 0 and into.failures:
+            writer.abort()
+            raise NothingConverted(into.failures[0])
         writer.close()
-        notes = into.notes + [f"not converted: {f}" for f in into.failures]
         with open(os.path.join(tmp, "notes.json"), "wb") as f:
-            f.write(orjson.dumps(notes))
+            f.write(orjson.dumps({"notes": into.notes, "errors": into.failures}))
         if os.path.isdir(os.path.join(entry, "files")):  # extracted beside, already in place
             os.rename(os.path.join(entry, "files"), os.path.join(tmp, "files"))
         shutil.rmtree(entry, ignore_errors=True)
@@ -69,7 +95,7 @@ def converted(source: Source, bundle: Bundle, root: str) -> tuple[str, list[str]
         shutil.rmtree(os.path.join(entry, "files"), ignore_errors=True)
         raise
     _prune(root, source.name, keep=entry)
-    return db, notes, True
+    return Converted(db, into.notes, into.failures, True)
 
 
 def _prune(root: str, name: str, keep: str) -> None:

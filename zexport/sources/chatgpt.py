@@ -20,7 +20,8 @@ from zexport.sources.base import Conversion, Source
 from zexport.sources.bundle import Bundle, FileBundle
 from zexport.sources.chatgpt_assets import AssetIndex
 from zexport.sources.chatgpt_content import DROP, FOLD, TURN, convert_content, kind_of, role_of
-from zexport.sources.jsonstream import iter_conversations, sniff_keys
+from zexport.sources.jsonstream import sniff_keys
+from zexport.sources.parallel import convert_parts
 from zexport.sources.records import ConversationRecord, MessageRecord
 
 MANIFEST = "export_manifest.json"
@@ -54,7 +55,7 @@ def is_conversation(value: Any) -> bool:
 class ChatGPTSource(Source):
     name = "chatgpt"
     description = "ChatGPT data export (ZIP, its folder, or conversations.json; 2026 shards)"
-    version = "1"
+    version = "2"  # 2: canvas documents as data-canvas parts
 
     def recognise(self, bundle: Bundle) -> bool:
         files, _ = conversation_files(bundle)
@@ -71,22 +72,24 @@ class ChatGPTSource(Source):
         for shard in missing:
             into.notes.append(f"the export's manifest lists {shard}, which is missing:"
                               " its conversations are not exported")
-        assets = AssetIndex(bundle, into.files_dir)
-        for name in files:
-            with bundle.open(name) as stream:
-                for n, (key, conv) in enumerate(iter_conversations(stream, is_conversation)):
-                    try:
-                        into.add(convert_conversation(key, conv, assets))
-                    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                        title = conv.get("title") if isinstance(conv, dict) else None
-                        into.failed(f"{name} conversation #{n + 1}"
-                                    + (f" ({title!r})" if title else ""), f"cannot read: {exc}")
-        if assets.missing:
-            shown = ", ".join(sorted(assets.missing.values())[:20])
-            more = len(assets.missing) - 20
-            into.notes.append(f"{len(assets.missing)} files referenced by conversations are not"
+        convert_parts(self, bundle, into, files)
+        if into.missing:
+            shown = ", ".join(sorted(into.missing.values())[:20])
+            more = len(into.missing) - 20
+            into.notes.append(f"{len(into.missing)} files referenced by conversations are not"
                               f" in the export: {shown}"
                               + (f" and {more} more" if more > 0 else ""))
+
+    def convert_files(self, bundle: Bundle, into: Conversion, files: list[str]) -> None:
+        assets = AssetIndex(bundle, into.files_dir, into.missing)
+        for name in files:
+            for n, key, conv in into.read_json(bundle, name, is_conversation):
+                try:
+                    into.add(convert_conversation(key, conv, assets))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    title = conv.get("title") if isinstance(conv, dict) else None
+                    into.failed(f"{name} conversation #{n + 1}"
+                                + (f" ({title!r})" if title else ""), f"cannot read: {exc}")
 
 
 def _ts(value: Any) -> int | None:
@@ -132,17 +135,26 @@ def convert_conversation(key: str | None, conv: dict[str, Any],
     if not isinstance(cid, str) or not cid:
         raise ValueError("no conversation id")
     parent = _parents(mapping)
-    messages = {k: n.get("message") for k, n in mapping.items() if isinstance(n, dict)}
+    messages: dict[str, dict[str, Any]] = {}
+    own_kind: dict[str, str] = {}  # what the message is by itself
+    roles: dict[str, str] = {}  # of the turns
+    kinds: dict[str, str] = {}  # how it is kept, given its place in the tree
     has_child = {p for p in parent.values() if p is not None}
-    kinds: dict[str, str] = {}
     instructions: set[bytes] = set()
-    for k in mapping:
-        msg = messages.get(k)
-        kind = kind_of(msg) if isinstance(msg, dict) else DROP
-        if kind == TURN and role_of(msg or {}) == "system":  # custom instructions: once
-            seen = orjson.dumps((msg or {}).get("content"), option=orjson.OPT_SORT_KEYS)
-            kind = DROP if seen in instructions else TURN
-            instructions.add(seen)
+    for k, node in mapping.items():
+        msg = node.get("message") if isinstance(node, dict) else None
+        if not isinstance(msg, dict):
+            kinds[k] = DROP
+            continue
+        messages[k] = msg
+        kind = own_kind[k] = kind_of(msg)
+        if kind == TURN:
+            role = roles[k] = role_of(msg)
+            if role == "system":  # custom instructions: shown once
+                seen = orjson.dumps(msg.get("content"), option=orjson.OPT_SORT_KEYS)
+                if seen in instructions:
+                    kind = DROP
+                instructions.add(seen)
         if kind == FOLD and k not in has_child:
             kind = TURN  # nothing below to fold into: keep it as a message of its own
         kinds[k] = kind
@@ -151,7 +163,7 @@ def convert_conversation(key: str | None, conv: dict[str, Any],
     for k, kind in kinds.items():
         if kind != TURN:
             continue
-        msg = messages[k] or {}
+        msg = messages[k]
         folded: list[str] = []
         up = parent[k]
         while up is not None and kinds[up] != TURN:
@@ -161,14 +173,14 @@ def convert_conversation(key: str | None, conv: dict[str, Any],
         parts: list[dict[str, Any]] = []
         atts = []
         for f in reversed(folded):
-            fparts, fatts = convert_content(messages[f] or {}, f, FOLD, assets)
+            fparts, fatts = convert_content(messages[f], f, FOLD, assets)
             parts += fparts
             atts += fatts
-        own, own_atts = convert_content(msg, k, kinds[k] if kind_of(msg) != FOLD else FOLD,
-                                        assets)
+        is_fold = own_kind[k] == FOLD
+        own, own_atts = convert_content(msg, k, FOLD if is_fold else TURN, assets)
         created = _ts(msg.get("create_time"))
         records.append(MessageRecord(
-            id=k, role=role_of(msg) if kind_of(msg) != FOLD else "assistant", parts=parts + own,
+            id=k, role="assistant" if is_fold else roles[k], parts=parts + own,
             created_at=created if created is not None else conv_created, parent=up,
             updated_at=_ts(msg.get("update_time")), attachments=atts + own_atts))
     current = conv.get("current_node")

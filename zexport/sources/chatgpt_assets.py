@@ -46,13 +46,15 @@ def file_id_of(pointer: str) -> str:
 class AssetIndex:
     """File id -> member of the export, built from the member names alone."""
 
-    def __init__(self, bundle: Bundle, files_dir: str) -> None:
+    def __init__(self, bundle: Bundle, files_dir: str,
+                 missing: dict[str, str] | None = None) -> None:
         self.bundle = bundle
         self.files_dir = files_dir
         self.members: dict[str, str] = {}
         self.names: dict[str, str] = {}
         self.extracted: dict[str, str] = {}
-        self.missing: dict[str, str] = {}  # file id -> what the export was expected to hold
+        # file id -> what the export was expected to hold
+        self.missing: dict[str, str] = {} if missing is None else missing
         priority: dict[str, int] = {}
         for name in bundle.names():
             base = name.rsplit("/", 1)[-1]

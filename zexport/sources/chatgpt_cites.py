@@ -18,6 +18,7 @@ from typing import Any
 Part = dict[str, Any]
 
 _LEFTOVER_MARKER = re.compile("\ue200[^\ue200\ue201]*\ue201|[\ue200-\ue206]")
+_ANY_MARKER = re.compile("[\ue200-\ue206]")
 
 
 def _sources_of(ref: dict[str, Any]) -> list[tuple[str | None, str | None, str | None]]:
@@ -115,4 +116,4 @@ def cite_parts(text: str, metadata: dict[str, Any], msg_id: str) -> list[Part]:
 
 def _clean(text: str) -> str:
     """Private-use citation markers that resolved to nothing, removed (whitespace kept)."""
-    return _LEFTOVER_MARKER.sub("", text) if "\ue200" <= max(text, default="\0") else text
+    return _LEFTOVER_MARKER.sub("", text) if _ANY_MARKER.search(text) else text

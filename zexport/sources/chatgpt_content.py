@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from zexport.sources.chatgpt_assets import AssetIndex
 from zexport.sources.chatgpt_cites import cite_parts
 from zexport.sources.records import AttachmentRecord
@@ -23,34 +25,37 @@ _TOOL_OUTPUT = ("execution_output", "tether_browsing_display", "system_error")
 
 def kind_of(msg: dict[str, Any]) -> str:
     """TURN, FOLD or DROP for a node's message (see the module's docstring)."""
-    content = _dict(msg.get("content"))
+    content = msg.get("content")
+    if not isinstance(content, dict):
+        content = {}
     ctype = content.get("content_type")
-    meta = _dict(msg.get("metadata"))
-    author = _dict(msg.get("author"))
-    role = author.get("role")
+    author = msg.get("author")
+    role = author.get("role") if isinstance(author, dict) else None
     if ctype == "user_editable_context":
         return TURN
     if ctype == "model_editable_context":
         return DROP
     if ctype in _REASONING or ctype in _TOOL_OUTPUT or role == "tool":
         return FOLD
-    if meta.get("is_visually_hidden_from_conversation") or msg.get("weight") == 0:
+    meta = msg.get("metadata")
+    if (isinstance(meta, dict) and meta.get("is_visually_hidden_from_conversation")) \
+            or msg.get("weight") == 0:
         return DROP
-    if role == "system" or role not in ("user", "assistant"):
+    if role != "user" and role != "assistant":
         return DROP
-    recipient = msg.get("recipient")
-    if role == "assistant" and recipient not in (None, "all"):
+    if role == "assistant" and msg.get("recipient") not in (None, "all"):
         return FOLD
-    if ctype in (None, "text", "multimodal_text") and not _has_content(content, meta):
+    if ctype in (None, "text", "multimodal_text") and not _has_content(content, _dict(meta)):
         return DROP
     return TURN
 
 
 def _has_content(content: dict[str, Any], meta: dict[str, Any]) -> bool:
     parts = content.get("parts")
-    if isinstance(parts, list) and any(
-            (isinstance(p, str) and p.strip()) or isinstance(p, dict) for p in parts):
-        return True
+    if isinstance(parts, list):
+        for p in parts:
+            if isinstance(p, dict) or (isinstance(p, str) and p and not p.isspace()):
+                return True
     return bool(meta.get("attachments"))
 
 
@@ -147,6 +152,9 @@ def _tool_parts(msg: dict[str, Any], content: dict[str, Any], meta: dict[str, An
     if author.get("role") == "assistant":
         text = _str(content.get("text")) or "\n\n".join(
             p for p in content.get("parts") or [] if isinstance(p, str))
+        canvas = _canvas(msg.get("recipient"), text)
+        if canvas is not None:
+            return [canvas]
         part: Part = {"type": "tool-call", "toolName": _str(msg.get("recipient")),
                       "input": text}
         if isinstance(content.get("language"), str):
@@ -170,6 +178,27 @@ def _tool_parts(msg: dict[str, Any], content: dict[str, Any], meta: dict[str, An
             atts.append(_attachment(item["image_url"], {"content_type": "image_asset_pointer",
                                     **item}, {}, assets))
     return [result]
+
+
+def _canvas(recipient: Any, text: str) -> Part | None:
+    """A canvas document the assistant wrote (``canmore.create_textdoc``), as a document part.
+
+    The call's input is JSON ``{name, type, content}`` (``type`` such as
+    ``document`` or ``code/python``); the part is the research mapping's
+    ``data-canvas``, so the document is kept whole rather than as a tool call's
+    string. Edits (``canmore.update_textdoc``: patterns and replacements) stay
+    tool calls: they are not the document.
+    """
+    if recipient != "canmore.create_textdoc":
+        return None
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("content"), str):
+        return None
+    return {"type": "data-canvas", "name": _str(doc.get("name")),
+            "textdoc_type": _str(doc.get("type")), "content": doc["content"]}
 
 
 def _reasoning_text(content: dict[str, Any]) -> str:

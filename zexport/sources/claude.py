@@ -15,7 +15,7 @@ from typing import Any
 from zexport.sources.base import Conversion, Source
 from zexport.sources.bundle import Bundle, FileBundle
 from zexport.sources.claude_content import content_parts, file_rows
-from zexport.sources.jsonstream import iter_conversations, sniff_keys
+from zexport.sources.jsonstream import sniff_keys
 from zexport.sources.records import ConversationRecord, MessageRecord
 
 ROOT = "00000000-0000-4000-8000-000000000000"
@@ -63,14 +63,13 @@ class ClaudeSource(Source):
 
     def convert(self, bundle: Bundle, into: Conversion) -> None:
         for inner, name in _bundles(bundle):
-            with inner.open(name) as stream:
-                for n, (_key, conv) in enumerate(iter_conversations(stream, is_conversation)):
-                    try:
-                        into.add(convert_conversation(conv))
-                    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                        title = conv.get("name") if isinstance(conv, dict) else None
-                        into.failed(f"{name} conversation #{n + 1}"
-                                    + (f" ({title!r})" if title else ""), f"cannot read: {exc}")
+            for n, _key, conv in into.read_json(inner, name, is_conversation):
+                try:
+                    into.add(convert_conversation(conv))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    title = conv.get("name") if isinstance(conv, dict) else None
+                    into.failed(f"{name} conversation #{n + 1}"
+                                + (f" ({title!r})" if title else ""), f"cannot read: {exc}")
 
 
 def convert_conversation(conv: dict[str, Any]) -> ConversationRecord:

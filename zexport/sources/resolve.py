@@ -2,8 +2,9 @@
 
 Recognition is by content: each source, in registration order, looks at the
 input's members and the first keys of its JSON. A damaged ZIP, an input no
-source recognises, or JSON that is cut off are refused in one sentence
-before anything is created in the output folder.
+source recognises, or an export that breaks off before its first
+conversation are refused in one sentence before anything is created in the
+output folder; JSON that breaks off later costs only what follows the break.
 """
 
 from __future__ import annotations
@@ -16,18 +17,24 @@ from dataclasses import dataclass, field
 from zexport.errors import ArchiveError, UsageError
 from zexport.sources.base import Source
 from zexport.sources.bundle import Bundle, open_bundle
-from zexport.sources.cache import converted
+from zexport.sources.cache import NothingConverted, converted
 from zexport.sources.jsonstream import JSONBroken
 
 
 @dataclass
 class PreparedInput:
-    """The archive to export, which source made it, and notes for the report."""
+    """The archive to export, which source made it, notes and errors for the report.
+
+    ``errors`` are what could not be converted (a conversation that does not
+    parse, JSON that breaks off): the rest is exported, and the run fails
+    partly (exit status 1), as for a conversation that cannot be exported.
+    """
 
     db: str
     source: str
     notes: list[str] = field(default_factory=list)
     converted: bool = False
+    errors: list[str] = field(default_factory=list)
 
 
 def _pick(bundle: Bundle, path: str, sources: dict[str, Source]) -> Source:
@@ -44,8 +51,12 @@ def _pick(bundle: Bundle, path: str, sources: dict[str, Source]) -> Source:
 
 
 def prepare_input(path: str, source_name: str | None, sources: dict[str, Source],
-                  cache_root: str) -> PreparedInput:
-    """Recognise (or force) the source of ``path`` and return its archive."""
+                  cache_root: str, processes: int = 1) -> PreparedInput:
+    """Recognise (or force) the source of ``path`` and return its archive.
+
+    ``processes``: how many processes a conversion may use (a sharded export's
+    shards are converted side by side).
+    """
     if source_name is not None and source_name not in sources:
         raise UsageError(f"unknown source {source_name!r} (available: {', '.join(sources)})")
     bundle = open_bundle(path)
@@ -55,14 +66,15 @@ def prepare_input(path: str, source_name: str | None, sources: dict[str, Source]
         if own is not None:
             return PreparedInput(own, source.name)
         try:
-            db, notes, fresh = converted(source, bundle, cache_root)
-        except JSONBroken as exc:
+            done = converted(source, bundle, cache_root, processes)
+        except (JSONBroken, NothingConverted) as exc:
             raise ArchiveError(f"cannot read {path} as a {source.name} export: {exc}") from None
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise ArchiveError(f"the ZIP is damaged or truncated ({exc}): {path}") from None
         except OSError as exc:
             raise ArchiveError(f"cannot convert {path}: {exc}") from None
-        notes = [f"{source.name} export {os.path.abspath(path)}: {n}" for n in notes]
-        return PreparedInput(db, source.name, notes, fresh)
+        where = f"{source.name} export {os.path.abspath(path)}"
+        return PreparedInput(done.db, source.name, [f"{where}: {n}" for n in done.notes],
+                             done.fresh, [f"{where}: {e}" for e in done.errors])
     finally:
         bundle.close()

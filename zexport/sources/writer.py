@@ -25,8 +25,9 @@ COMMIT_EVERY = 2000  # conversations per transaction
 class ArchiveWriter:
     """An archive being filled; :meth:`close` makes it complete (indexes, commit)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, indexes: bool = True) -> None:
         self.path = path
+        self.indexes = indexes  # False: a part to merge (zexport.sources.parallel)
         self.conn = apsw.Connection(path)
         self.conn.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         self.conn.execute(APP_DDL)
@@ -92,8 +93,88 @@ class ArchiveWriter:
 
     def close(self) -> None:
         self.conn.execute("COMMIT")
-        self.conn.execute(EXTRA_INDEXES)
+        if self.indexes:
+            self.conn.execute(EXTRA_INDEXES)
         self.conn.close()
+
+    def merge(self, part: str) -> list[str]:
+        """Append the archive ``part`` (later input, written by another writer).
+
+        As if its conversations had been added here one by one, in order: a
+        conversation id already stored is not merged (its id is returned), and
+        a message id already stored is renamed in the part's conversation, with
+        every reference to it (parent, siblings, active leaf, attachments).
+        Runs of conversations with neither are copied by SQLite itself.
+        """
+        self.conn.execute("COMMIT")
+        self.conn.execute("ATTACH ? AS part", (part,))
+        try:
+            self.conn.execute("BEGIN")
+            clashing = {cid for (cid,) in self.conn.execute(
+                "SELECT DISTINCT conversation_id FROM part.messages"
+                " WHERE id IN (SELECT id FROM main.messages)")}
+            repeated: list[str] = []
+            run: list[int] = []  # rowids of the current run of plain conversations
+            for rowid, cid in list(self.conn.execute(
+                    "SELECT rowid, id FROM part.conversations ORDER BY rowid")):
+                if cid in self.seen or cid in clashing:
+                    self._copy_run(run)
+                    run = []
+                    if cid in self.seen:
+                        repeated.append(cid)
+                        continue
+                    self._merge_renamed(cid)
+                else:
+                    run.append(rowid)
+                self.seen.add(cid)
+                self.count += 1
+            self._copy_run(run)
+            self.conn.execute("COMMIT")
+        finally:
+            self.conn.execute("DETACH part")
+        self.conn.execute("BEGIN")
+        self.pending = 0
+        return repeated
+
+    def _copy_run(self, rowids: list[int]) -> None:
+        """Copy the part's conversations with these (consecutive) rowids, rows and all."""
+        if not rowids:
+            return
+        convs = "SELECT id FROM part.conversations WHERE rowid BETWEEN ? AND ?"
+        span = (rowids[0], rowids[-1])
+        for statement in (  # one statement per call (APSW)
+                "INSERT INTO main.conversations SELECT * FROM part.conversations"
+                " WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                f"INSERT INTO main.messages SELECT * FROM part.messages"
+                f" WHERE conversation_id IN ({convs}) ORDER BY rowid",
+                f"INSERT INTO main.attachments SELECT * FROM part.attachments"
+                f" WHERE message_id IN (SELECT id FROM part.messages"
+                f" WHERE conversation_id IN ({convs})) ORDER BY rowid"):
+            self.conn.execute(statement, span)
+
+    def _merge_renamed(self, cid: str) -> None:
+        """Copy one of the part's conversations whose message ids clash, renaming them."""
+        msgs = list(self.conn.execute(
+            "SELECT * FROM part.messages WHERE conversation_id = ? ORDER BY rowid", (cid,)))
+        ids = self._unique_ids(cid, [m[0] for m in msgs])
+
+        def new(old: str | None) -> str | None:
+            return ids.get(old, old) if old is not None else None
+
+        rows = [(ids[m[0]], *m[1:7], new(m[7]),
+                 orjson.dumps([new(s) for s in orjson.loads(m[8])]).decode()
+                 if m[8] else m[8], m[9]) for m in msgs]
+        atts = [(ids[a[1]] + a[0][len(a[1]):] if a[0].startswith(a[1]) else a[0], ids[a[1]],
+                 *a[2:]) for a in self.conn.execute(
+            "SELECT a.* FROM part.attachments a JOIN part.messages m ON a.message_id = m.id"
+            " WHERE m.conversation_id = ? ORDER BY a.rowid", (cid,))]
+        for conv in self.conn.execute("SELECT * FROM part.conversations WHERE id = ?", (cid,)):
+            self.conn.execute("INSERT INTO main.conversations VALUES (?,?,?,?,?,?,?,?,?,?)",
+                              (*conv[:7], new(conv[7]), *conv[8:]))
+        self.conn.executemany("INSERT INTO main.messages VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        if atts:
+            self.conn.executemany(
+                "INSERT INTO main.attachments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", atts)
 
     def abort(self) -> None:
         self.conn.close()
