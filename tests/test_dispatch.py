@@ -20,7 +20,7 @@ from conftest import run_cli
 from controlkit import finish, kill_group, registration_for, start_run, status, wait_for
 
 from zexport.run.batches import LOST_DELIVERIES, SOLO_ATTEMPTS
-from zexport.run.controller import LONG_CONVERSATION
+from zexport.run.planning import LONG_CONVERSATION
 from zexport.sample import make_sample
 
 pytestmark = pytest.mark.timeout(120)

@@ -302,8 +302,10 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
                         force, dry_run or provider_export) as early:
         from zexport.core.timezones import resolve_tz
         from zexport.net.options import DownloadOptions
-        from zexport.run.controller import Controller, RunOptions
+        from zexport.run.controller import Controller
         from zexport.run.progress import make_progress
+        from zexport.run.setup import RunSetup
+        from zexport.run.spec import RunSpec
         from zexport.sources.archive import (
             Selection,  # here, not at the top: `zexport status` starts faster
         )
@@ -320,7 +322,7 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
 
         try:
             zone = resolve_tz(tz)  # also the zone of --since/--until without an offset
-            opts = RunOptions(
+            spec = RunSpec(
                 db=db, out=out, format=format_name, format_options=_parse_options(format_options),
                 workers=workers or _usable_cpus(),
                 selection=Selection(
@@ -341,16 +343,21 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
                     enabled=not no_downloads),
                 notes=notes, input_errors=input_errors,
             )
-            controller = Controller(opts, say=say, early=early)
-            _warn_broken_plugins()
-            say(line)
+            setup, conn = RunSetup.prepare(spec)  # refuses before anything is written
             if dry_run:
-                summary = controller.dry_run()
+                from zexport.run.dryrun import dry_run as plan_dry_run
+
+                _warn_broken_plugins()
+                say(line)
+                summary = plan_dry_run(setup, conn)
                 if progress == "json":
                     click.echo(json.dumps(summary.to_dict()))
                 else:
                     click.echo("\n".join(summary.lines()))
                 return
+            controller = Controller(setup, conn, say=say, early=early)
+            _warn_broken_plugins()
+            say(line)
             controller.progress = make_progress(progress)
             status = controller.run(release_signals=False)  # Ctrl-C from here changes nothing
         except ZexportError as exc:

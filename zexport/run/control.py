@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,68 +36,15 @@ CONTROL_NAME = "control"
 REQUEST_TYPES = ("status", "cancel_request")
 
 
-def status_of(c: Controller) -> dict[str, Any]:
-    """The ``status`` payload: where the run is (see docs/protocol.md, ``status_reply``)."""
-    now = time.time()
-    mono = time.monotonic()
-    report = c.report
-    failed = len(report.failures)
-    rendered = report.exported + failed
-    todo = max(0, c.total - report.skipped)
-    elapsed_export = max(1e-6, now - (c.export_started or now))
-    rate = report.exported / elapsed_export if c.export_started else 0.0
-    remaining = max(0, c.total - c.done_conversations)
-    eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining else None)
-    taken: dict[int, int] = {}
-    for batch in c.active.values():
-        if batch.state == "taken" and batch.worker is not None:
-            taken[batch.worker] = batch.id
-    # Dead: died or went silent while there was work (a death the report counts). A
-    # worker let go at the end of the run, or at a cancel, is stopping, then exited.
-    died = {d.get("worker") for d in report.worker_deaths}
-    workers = []
-    for w in c.workers.values():
-        if w.id in died:
-            state = "dead"
-        elif w.proc.poll() is not None:
-            state = "exited"
-        elif not w.alive or c.cancelled or c.stopping:
-            state = "stopping"
-        elif not w.greeted:
-            state = "starting"
-        else:
-            state = "busy" if w.id in taken else "idle"
-        workers.append({
-            "id": w.id, "pid": w.proc.pid, "state": state, "batch": taken.get(w.id),
-            "conversations": w.conversations, "last_heard": round(mono - w.last_heard, 3),
-        })
-    return {
-        "run_id": c.run_id, "pid": os.getpid(), "out": c.out, "db": os.path.abspath(c.opts.db),
-        "format": c.fmt.name, "phase": c.phase, "cancelled": c.cancelled,
-        "started_at": c.started, "elapsed": round(now - c.started, 3),
-        "conversations": {
-            "total": c.total, "done": c.done_conversations, "to_render": todo,
-            "rendered": rendered, "exported": report.exported, "skipped": report.skipped,
-            "failed": failed, "remaining": remaining,
-        },
-        "attachments": {
-            "exported": report.attachments_exported,
-            "failed": report.attachments_failed,
-        },
-        "rate": round(rate, 2), "eta": None if eta is None else round(eta, 2),
-        "workers": workers, "worker_deaths": len(report.worker_deaths),
-    }
-
-
 def cancel_command(c: Controller, msg: dict[str, Any]) -> dict[str, Any]:
     """``cancel_request``: start cancelling, or say that it is already under way."""
-    state, already = c.request_cancel(msg.get("reason") or "cancelled")
+    state, already = c.cancel(msg.get("reason") or "cancelled")
     return {"t": "cancel_reply", "state": state, "already": already, "run_id": c.run_id}
 
 
 def status_command(c: Controller, msg: dict[str, Any]) -> dict[str, Any]:
     """``status``: a snapshot of the run."""
-    return {"t": "status_reply", "status": status_of(c)}
+    return {"t": "status_reply", "status": c.status()}
 
 
 COMMANDS: dict[str, Callable[[Controller, dict[str, Any]], dict[str, Any]]] = {

@@ -7,9 +7,9 @@ changed, and how many attachments are on disk, would have to be downloaded,
 or cannot be had at all (BRIEF §6 selection; peers ask for it: "a plan
 showing counts and estimated attachment size before writing").
 
-The plan is made by the controller exactly as a real run makes it
-(:meth:`zexport.run.controller.Controller.dry_run`), so the numbers are the run's,
-not an estimate; this module holds the result and says it.
+The plan is made exactly as a real run makes it (:func:`dry_run`, with
+:func:`zexport.run.planning.plan_run`), so the numbers are the run's, not an
+estimate; this module makes it, holds the result and says it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,55 @@ from zexport.net.options import human_size
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    import apsw
+
     from zexport.core.attachment_files import AttachmentSources
     from zexport.run.plan import Plan
+    from zexport.run.setup import RunSetup
+
+
+def dry_run(setup: RunSetup, conn: apsw.Connection) -> DryRun:
+    """Plan the export and say what it would do: no output, no lock, no worker.
+
+    The plan, a copy of the output folder's manifest (for what a re-run
+    would skip) and the attachment index live in a temporary folder that
+    is removed before returning; ``conn`` (the archive) is closed.
+    """
+    import tempfile
+
+    import apsw
+
+    from zexport.errors import ArchiveError
+    from zexport.run.plan import Plan
+    from zexport.run.planning import manifest_copy, plan_run
+    from zexport.run.report import RunReport
+    from zexport.sources.archive import build_attachment_index
+
+    spec = setup.spec
+    with tempfile.TemporaryDirectory(prefix="zexport-dry-run-") as tmp:
+        plan: Plan | None = None
+        try:
+            plan = Plan(os.path.join(tmp, "plan.db"))
+            planned = plan_run(setup, conn, plan, RunReport(options={}, started=setup.started),
+                               lambda: False, manifest_copy(setup.state_dir, tmp), dry_run=True)
+            planned.resume.manifest.close()
+            summary = DryRun(
+                out=setup.out, selected=planned.total, render=plan.todo,
+                unchanged=plan.total - plan.todo, moved=planned.resume.moved,
+                suffixed=plan.suffixed(), unexportable=planned.total - plan.total)
+            if spec.attachments != "off":
+                index = os.path.join(tmp, "attachments.db")
+                build_attachment_index(spec.db, index)
+                summary.count_attachments(
+                    plan, index, setup.attachment_sources(), spec.downloads.enabled,
+                    refused=setup.refused_providers())
+        except apsw.Error as exc:
+            raise ArchiveError(f"cannot plan the export: {exc}") from None
+        finally:
+            if plan is not None:
+                plan.close()
+            conn.close()
+    return summary
 
 
 @dataclass
