@@ -194,7 +194,7 @@ CONFIG = Map(
               "hb_interval": NUMBER, "hb_timeout": NUMBER, "controller_pid": INT,
               "log": STR, "overwrite_edited": BOOL, "conflicts_exist": BOOL,
               "attachment_roots": ListOf(STR), "app_attachments": ListOf(STR),
-              "attachment_cache": OPT_STR})
+              "attachment_cache": OPT_STR, "layout": STR})
 
 # type -> its fields: (required, optional). Every one is checked by decode().
 SCHEMA: dict[str, tuple[dict[str, Shape], dict[str, Shape]]] = {

@@ -233,10 +233,7 @@ class Controller:
             stack.callback(remove_run_dir, self.run_dir)
             stack.callback(self._keep_boot_logs)
             stack.callback(self._close_files)  # manifest, plan, format steps, archive
-            self.ledger.steps = FormatSteps(
-                self.setup.fmt, self.setup.format_options, self.setup.plugin, self.out,
-                self.setup.tz, self.spec.branches, self.setup.exported_at,
-                os.path.join(self.run_dir, "plan.jsonl"))
+            self.ledger.steps = FormatSteps(self.setup, os.path.join(self.run_dir, "plan.jsonl"))
             self.folder.lock.note(self.run_id)
             ctx = zmq.asyncio.Context()
             stack.callback(ctx.term)

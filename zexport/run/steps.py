@@ -21,8 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import tzinfo
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zexport.core.records import RecordStore, store_path
 from zexport.core.runfiles import clear_shards, shard_path
@@ -30,21 +29,20 @@ from zexport.errors import PluginError
 from zexport.formats.base import Format, RunContext
 from zexport.run.log import RUN_LOG_NAME, run_log_path
 
+if TYPE_CHECKING:
+    from zexport.run.setup import RunSetup
+
 log = logging.getLogger("zexport.run.steps")
 
 
 class FormatSteps:
     """Builds the :class:`RunContext` and calls ``start``/``finish`` of one format."""
 
-    def __init__(self, fmt: Format, options: Mapping[str, Any], plugin: str, out_dir: str,
-                 tz: tzinfo, branches: str, exported_at: str, plan_path: str) -> None:
-        self.fmt = fmt
-        self.options = options
-        self.plugin = plugin
-        self.out_dir = out_dir
-        self.tz = tz
-        self.branches = branches
-        self.exported_at = exported_at
+    def __init__(self, setup: RunSetup, plan_path: str) -> None:
+        self.setup = setup
+        self.fmt = fmt = setup.fmt
+        self.plugin = setup.plugin
+        self.out_dir = setup.out
         self.plan_path = plan_path
         self.keeps_records = fmt.files_per_conversation and type(fmt).finish is not Format.finish
         self.store: RecordStore | None = None
@@ -53,10 +51,12 @@ class FormatSteps:
     def context(self, total: int, failures: Mapping[str, str] | None = None,
                 shard_paths: Sequence[str] = ()) -> RunContext:
         """The context of one step."""
+        setup = self.setup
         return RunContext(
-            out_dir=self.out_dir, options=self.options, tz=self.tz, branches=self.branches,
-            exported_at=self.exported_at, format_name=self.fmt.name, total=total,
-            plan_path=self.plan_path, failures=failures or {}, shard_paths=shard_paths,
+            out_dir=self.out_dir, options=setup.format_options, tz=setup.tz,
+            branches=setup.spec.branches, exported_at=setup.exported_at,
+            format_name=self.fmt.name, total=total, plan_path=self.plan_path,
+            failures=failures or {}, shard_paths=shard_paths,
             record_store=store_path(self.out_dir, self.fmt.name) if self.keeps_records else "")
 
     def _who(self) -> str:

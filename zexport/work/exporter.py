@@ -23,6 +23,8 @@ from zexport.core.layouts import Files, Layout
 from zexport.core.naming import sanitize_component, unique_names
 from zexport.core.output import UnsafePathError, atomic_copy, atomic_link, ensure_dirs, inside
 from zexport.core.runfiles import shard_path, write_shard
+from zexport.core.settings import WorkerSettings
+from zexport.core.timezones import resolve_tz
 from zexport.formats.base import Format, RefusedWrite, RenderContext
 from zexport.model import Attachment, Conversation
 
@@ -57,22 +59,40 @@ class Outcome:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportSettings:
-    """Run-wide settings every conversation is exported with."""
+    """A worker's settings (``config``) resolved once: the format and its parsed
+    options, the time zone and the layout every conversation is exported with."""
 
-    out_dir: str
-    archive_dir: str
+    settings: WorkerSettings
     fmt: Format
-    options: dict[str, Any]
+    options: Mapping[str, Any]
     tz: tzinfo
-    branches: str
-    exported_at: str
-    attachments: str = "copy"  # copy | link | off
-    plugin: str = ""  # who provides the format, for error messages: 'plugin "x" (pkg 1.0)'
-    overwrite_edited: bool = False  # replace files that are not what zexport wrote
-    clear_stale_conflicts: bool = False  # .zexport/conflicts exists: tidy what is resolved
     layout: Layout = _FOLDERS  # where a conversation's place puts its files (--layout)
+    plugin: str = ""  # who provides the format, for error messages: 'plugin "x" (pkg 1.0)'
+
+    @classmethod
+    def resolve(cls, settings: WorkerSettings, fmt: Format, plugin: str = "") -> ExportSettings:
+        """Parse what ``settings`` holds as text (options, zone, layout) for ``fmt``."""
+        return cls(settings, fmt, fmt.parse_options(dict(settings.format_options)),
+                   resolve_tz(settings.tz), Layout.parse(settings.layout or "folder"), plugin)
+
+    @property
+    def out_dir(self) -> str:
+        return self.settings.out
+
+    @property
+    def archive_dir(self) -> str:
+        return os.path.dirname(self.settings.db)
+
+    def render_context(self, folder: str, file: str, batch: int,
+                       keeper: FileKeeper | None) -> RenderContext:
+        """What the format's ``render`` is given for one conversation."""
+        s = self.settings
+        return RenderContext(
+            out_dir=s.out, folder=folder, options=self.options, tz=self.tz,
+            branches=s.branches, exported_at=s.exported_at, batch=batch,
+            format_name=self.fmt.name, keeper=keeper, file=file)
 
 
 # Wraps plugin code: the worker's render timeout and heartbeats (see watchdog.py).
@@ -112,8 +132,8 @@ class ConversationExporter:
         outcome = Outcome(id=conv.id, ok=False, title=conv.title, warnings=conv.warnings)
         fmt = self.s.fmt
         ctx: RenderContext | None = None
-        keeper = FileKeeper(self.s.out_dir, known or {}, self.s.overwrite_edited,
-                            self.s.clear_stale_conflicts)
+        keeper = FileKeeper(self.s.out_dir, known or {}, self.s.settings.overwrite_edited,
+                            self.s.settings.conflicts_exist)
         try:
             files = self.s.layout.files(conv.folder, fmt.extension)
             folder = inside(self.s.out_dir, files.own_dir)
@@ -122,13 +142,9 @@ class ConversationExporter:
                 # The folder of the file (and, in a folder layout, the conversation's own).
                 ensure_dirs(self.s.out_dir, files.own_dir if self.s.layout.folders
                             else os.path.dirname(files.main))
-                if self.s.attachments != "off":
+                if self.s.settings.attachments != "off":
                     self._attachments(conv, files, outcome, keeper)
-            ctx = RenderContext(
-                out_dir=self.s.out_dir, folder=folder, options=self.s.options, tz=self.s.tz,
-                branches=self.s.branches, exported_at=self.s.exported_at, batch=batch,
-                format_name=fmt.name, keeper=keeper, file=main,
-            )
+            ctx = self.s.render_context(folder, main, batch, keeper)
             self.current, self.current_batch = conv, batch
             with self.guard():
                 body = fmt.render(conv, ctx)
@@ -192,7 +208,7 @@ class ConversationExporter:
                     ensure_dirs(self.s.out_dir, files.attachments_dir)
                     made_dir = True
                 _keep_placed(keeper, found, os.path.join(target_dir, name),
-                             self.s.attachments == "link")
+                             self.s.settings.attachments == "link")
             except OSError as exc:
                 att.unavailable_reason = f"copy failed: {exc.strerror or exc}"
                 outcome.attachments_failed.append((att.id, att.unavailable_reason))

@@ -40,10 +40,9 @@ import zmq
 
 from zexport import protocol
 from zexport.core.attachment_files import AttachmentSources
-from zexport.core.layouts import Layout
 from zexport.core.output import UnsafePathError, open_append
 from zexport.core.runtime import endpoint
-from zexport.core.timezones import resolve_tz
+from zexport.core.settings import WorkerSettings
 from zexport.errors import ProtocolError
 from zexport.model import Conversation
 from zexport.plugins import BUILTIN_FORMATS, load_registry
@@ -116,15 +115,11 @@ def _die_with_parent() -> None:
             pass
 
 
-def _attachment_sources(archive_dir: str, config: dict[str, Any]) -> AttachmentSources:
-    """The folders the controller allows attachment files from (``config``), checked."""
-    def paths(key: str) -> list[str]:
-        value = config.get(key)
-        return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
-
-    cache = config.get("attachment_cache")
-    return AttachmentSources(archive_dir, paths("attachment_roots") or [archive_dir],
-                             paths("app_attachments"), cache if isinstance(cache, str) else None)
+def _attachment_sources(settings: WorkerSettings) -> AttachmentSources:
+    """The folders the controller allows attachment files from (``config``)."""
+    archive_dir = os.path.dirname(settings.db)
+    return AttachmentSources(archive_dir, list(settings.attachment_roots) or [archive_dir],
+                             list(settings.app_attachments), settings.attachment_cache)
 
 
 def _log_to(path: str) -> None:
@@ -240,47 +235,35 @@ class Worker:
                     config = msg["config"]
                 elif self.cancelled:
                     return 0
-        if config.get("log"):
-            _log_to(str(config["log"]))
-        self.hb_interval = float(config.get("hb_interval", 0.5))
-        self.hb_timeout = float(config.get("hb_timeout", 5.0))
+        wire = WorkerSettings.from_wire(config)
+        if wire.log:
+            _log_to(wire.log)
+        self.hb_interval = float(wire.hb_interval)
+        self.hb_timeout = float(wire.hb_timeout)
         self.last_heard = time.monotonic()
         # The hot path allocates millions of short-lived, acyclic objects; the
         # cyclic collector would rescan them again and again for nothing.
         gc.freeze()
         gc.set_threshold(200_000, 50, 100)
-        if config["format"] not in registry.formats:  # the hint was wrong, or missing
+        if wire.format not in registry.formats:  # the hint was wrong, or missing
             registry = load_registry()
-        fmt = registry.get_format(config["format"])
-        settings = ExportSettings(
-            out_dir=config["out"], archive_dir=os.path.dirname(config["db"]), fmt=fmt,
-            options=fmt.parse_options(config.get("format_options", {})),
-            tz=resolve_tz(config["tz"]), branches=config["branches"],
-            exported_at=config["exported_at"], attachments=config.get("attachments", "copy"),
-            plugin=registry.format_plugin[fmt.name].label,
-            overwrite_edited=bool(config.get("overwrite_edited")),
-            clear_stale_conflicts=bool(config.get("conflicts_exist")),
-            layout=Layout.parse(str(config.get("layout") or "folder")),
-        )
-        sources = _attachment_sources(settings.archive_dir, config)
-        if config.get("downloads"):
-            refused = config.get("refused_providers")
-            self.pipeline = FetchPipeline(
-                self.send_control, sources,
-                {str(k): str(v) for k, v in refused.items()}
-                if isinstance(refused, dict) else None)
+        fmt = registry.get_format(wire.format)
+        settings = ExportSettings.resolve(wire, fmt, registry.format_plugin[fmt.name].label)
+        sources = _attachment_sources(wire)
+        if wire.downloads:
+            self.pipeline = FetchPipeline(self.send_control, sources,
+                                          dict(wire.refused_providers))
         exporter = ConversationExporter(
             settings, fetch=self.pipeline.result if self.pipeline else None, sources=sources)
         watchdog = self.watchdog = RenderWatchdog(
-            float(config.get("render_timeout", 0)), self.hb_interval,
+            float(wire.render_timeout), self.hb_interval,
             connect=self.watchdog_socket,
             beat=lambda sock: sock.send(protocol.encode("hb", w=self.index)),
             expire=lambda sock, seconds: self.timed_out(sock, exporter, seconds),
             kill_after=max(5.0, 2 * self.hb_timeout))
         exporter.guard = watchdog.guard
         watchdog.start()
-        reader = BatchReader(config["db"], config.get("attachment_index"),
-                             config.get("message_index"))
+        reader = BatchReader(wire.db, wire.attachment_index, wire.message_index)
         self.tasks.connect(endpoint(self.run_dir, f"t{self.index}"))
         self.results.connect(endpoint(self.run_dir, "results"))
         self.ask_for_work()
