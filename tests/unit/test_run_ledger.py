@@ -120,7 +120,8 @@ def test_download_progress_is_shown_at_most_every_tenth_of_a_second() -> None:
     ledger.show_downloads(stats)  # within 0.1 s: held back
     assert len(progress.updates) == 1 and ledger.download_pending
     stats.failed = 2
-    ledger.downloads_ended(stats, ["could not update the archive"])
+    stats.archive_errors.append("could not update the archive")
+    ledger.downloads_ended(stats)
     assert len(progress.updates) == 2 and not ledger.download_pending
     assert progress.updates[-1][1:3] == (3, 3)
     assert ledger.report.downloads["failed"] == 2

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zexport import protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import zmq.asyncio
 
-    from zexport.net.service import FetchResult
+    from zexport.net.service import AttachmentService, FetchResult, Stats
+    from zexport.run.setup import RunSetup
 
 log = logging.getLogger("zexport.run.bridge")
 
@@ -43,6 +46,19 @@ class Peer(Protocol):
     alive: bool
     control: zmq.asyncio.Socket
     outbox: list[dict[str, Any]]
+
+
+def download_service(setup: RunSetup,
+                     on_change: Callable[[Stats], None]) -> AttachmentService:
+    """The run's download service, inside the running loop (httpx shares it with zmq);
+    imported only here: a run without downloads never pays for httpx."""
+    from zexport.net.limits import Limits
+    from zexport.net.service import AttachmentService
+
+    dl = setup.spec.downloads
+    return AttachmentService(
+        setup.providers, setup.credentials, setup.attachment_cache(), Limits.from_options(dl),
+        archive=setup.db if dl.update_archive else None, on_change=on_change)
 
 
 def _open(w: Peer) -> bool:

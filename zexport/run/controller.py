@@ -53,35 +53,28 @@ from zexport.core.runtime import (
     unregister_run,
 )
 from zexport.core.statedir import renders_everything
-from zexport.errors import ArchiveError, PluginError, ProtocolError
-from zexport.net.limits import Limits
-from zexport.run.batches import Batch, BatchTable, Failure
-from zexport.run.bridge import AttachmentBridge
+from zexport.errors import ArchiveError, PluginError
+from zexport.run.batches import BatchTable
+from zexport.run.bridge import AttachmentBridge, download_service
 from zexport.run.checkpoints import Cancelled
 from zexport.run.control import ControlServer
+from zexport.run.dispatch import Dispatcher
 from zexport.run.launch import EarlyWorkers, start_worker
 from zexport.run.ledger import RunLedger
 from zexport.run.outfolder import OutputFolder
 from zexport.run.plan import Plan
-from zexport.run.planning import has_run_steps, plan_run
+from zexport.run.planning import SideIndexes, has_run_steps, plan_run
 from zexport.run.pool import WorkerHandle, WorkerPool
 from zexport.run.progress import NullProgress, ProgressSink
 from zexport.run.report import RunReport
-from zexport.run.setup import ATTACHMENT_INDEX, RunSetup
+from zexport.run.setup import RunSetup
 from zexport.run.signals import CancelSignals, handlers_restored
 from zexport.run.steps import FormatSteps
-from zexport.sources.archive import MESSAGE_INDEX, build_attachment_index, build_message_index
 
 if TYPE_CHECKING:
     from zexport.net.service import AttachmentService
 
 log = logging.getLogger("zexport.run.controller")
-
-# What workers send on the results socket (each with its id, ``w``).
-RESULT_TYPES = frozenset(("ready", "took", "done", "hb", "timed_out"))
-# Workers that die one after another without the run moving forward (at start-up,
-# or idle) before no more are started: then the run ends, saying why.
-FUTILE_DEATHS = 3
 
 
 class Phase(str, enum.Enum):
@@ -124,14 +117,11 @@ class Controller:
         self.phase = Phase.STARTING
         self.finished = asyncio.Event()
         self.cancelled: str | None = None  # why the run is being stopped early
-        self.failed_run: str | None = None  # why the run could not go on (not a cancel)
         self.internal_error = False  # a controller loop failed (see _loop_ended)
         self.planning_cut = False  # cancelled while planning
         self.start_failed = False  # the format's start step raised
         self.index_unreadable = False  # the attachment side index could not be built
-        self.futile_deaths = 0  # deaths in a row that moved nothing forward
-        self.progress_seen = 0  # self.table.progress when a death last counted
-        self.feed_later: asyncio.TimerHandle | None = None
+        self.dispatch: Dispatcher | None = None
         self.run_id = self.run_dir = ""
         self.exit_status = 1
 
@@ -194,6 +184,11 @@ class Controller:
         self.bridge.abort()
         self.finished.set()
 
+    @property
+    def failed(self) -> str | None:
+        """Why the run could not go on (workers kept dying), or None."""
+        return self.dispatch.failed_run if self.dispatch is not None else None
+
     def _over(self) -> bool:
         return bool(self.cancelled) or self.finished.is_set()
 
@@ -237,16 +232,18 @@ class Controller:
             self.folder.lock.note(self.run_id)
             ctx = zmq.asyncio.Context()
             stack.callback(ctx.term)
-            self.results = ctx.socket(zmq.PULL)
-            stack.callback(self.results.close, linger=0)
-            self.results.setsockopt(zmq.LINGER, 0)
-            self.results.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
-            self.results.bind(endpoint(self.run_dir, "results"))
+            results = ctx.socket(zmq.PULL)
+            stack.callback(results.close, linger=0)
+            results.setsockopt(zmq.LINGER, 0)
+            results.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
+            results.bind(endpoint(self.run_dir, "results"))
             self.control = ControlServer(self.run_dir, self)
             stack.callback(self.control.close)
             stack.callback(self.signals.hold)  # from here on, nothing cuts teardown short
             self.pool = WorkerPool(ctx, self.run_dir, self._start_worker, self._greeting,
                                    self.bridge.handle, self.early)
+            self.dispatch = Dispatcher(self.setup, self.table, self.pool, self.ledger, results,
+                                       self.finished, self._over, self._stop)
             stack.callback(self.pool.close)  # after an error: no worker outlives us
             stack.push_async_callback(self._close_downloads)
             stack.push_async_callback(self._cancel_tasks)
@@ -282,7 +279,10 @@ class Controller:
             await self._export()
         await self.pool.stop(self.cancelled or "finished",
                              grace=0.25 if self.cancelled else 2.0)
-        self._drain_results()
+        if self.dispatch is not None and not self.internal_error:
+            # Results already delivered, so none is lost (unless the results loop
+            # failed: recording more would fail the same way).
+            self.dispatch.drain()
         if not self.cancelled:
             failures = {f["conversation_id"]: f["reason"] for f in self.report.failures}
             shards = [shard_path(self.out, self.setup.fmt.name, b.id)
@@ -295,11 +295,7 @@ class Controller:
         """Plan in a thread while two more build the archive's side indexes (SQLite
         runs without the GIL): the loop answers status, cancel and hello meanwhile."""
         loop = asyncio.get_running_loop()
-        db = self.setup.db
-        indexing = loop.run_in_executor(None, build_attachment_index, db,
-                                        os.path.join(self.run_dir, ATTACHMENT_INDEX))
-        indexing_messages = loop.run_in_executor(None, build_message_index, db,
-                                                 os.path.join(self.run_dir, MESSAGE_INDEX))
+        indexes = SideIndexes(loop, self.setup.db, self.run_dir)
         try:
             await loop.run_in_executor(None, self._plan_now)
         except Cancelled:
@@ -308,21 +304,7 @@ class Controller:
         except apsw.Error as exc:
             raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
         finally:
-            try:
-                await indexing
-            except apsw.Error as exc:  # unreadable attachments must not stop the export
-                # ... but they are missing from it: the run is partial, not "ok".
-                self.index_unreadable = True
-                self.report.run_errors.append(
-                    f"the archive's attachments could not be read ({exc}); conversations"
-                    " were exported without their attachment files")
-            try:
-                await indexing_messages
-            except (apsw.Error, ArchiveError, OSError) as exc:
-                # Without it workers read by conversation_id: right, but a scan per batch.
-                self.report.notes.append(
-                    f"the message index could not be built ({exc}); messages were read by"
-                    " conversation, which is slow on an archive without its own index")
+            self.index_unreadable = not await indexes.wait(self.report)
 
     def _plan_now(self) -> None:
         steps = self.ledger.steps
@@ -339,22 +321,18 @@ class Controller:
     async def _export(self) -> None:
         assert self.pool is not None
         if self.spec.downloads_on:
-            from zexport.net.service import AttachmentService  # httpx: only when needed
-
-            dl = self.spec.downloads
-            self.bridge.service = self.service = service = AttachmentService(
-                self.setup.providers, self.setup.credentials, self.setup.attachment_cache(),
-                Limits.from_options(dl), archive=self.setup.db if dl.update_archive else None,
-                on_change=self.ledger.show_downloads)
-            self.ledger.downloads = service.stats
+            self.service = download_service(self.setup, self.ledger.show_downloads)
+            self.bridge.service, self.ledger.downloads = self.service, self.service.stats
         self.phase = Phase.EXPORTING
         self.ledger.export_started = time.time()
         self.ledger.progress.phase("exporting", self.ledger.total)
         for _ in range(min(max(1, self.spec.workers), len(self.table.batches))
                        - len(self.pool.live())):
             self.pool.spawn()
-        self._feed()  # workers that asked for work while we planned
-        for coro in (self._results(), self._monitor()):
+        dispatch = self.dispatch
+        assert dispatch is not None
+        dispatch.feed()  # workers that asked for work while we planned
+        for coro in (dispatch.serve(), dispatch.monitor()):
             self._task(coro).add_done_callback(self._loop_ended)
         await self.finished.wait()
         if not self.cancelled:
@@ -372,162 +350,6 @@ class Controller:
         if self.cancelled or (self.pool is not None and self.pool.stopping):
             frames.append(protocol.encode("cancel", reason=self.cancelled or "finished"))
         return frames
-
-    def _lost(self, w: WorkerHandle, why: str) -> None:
-        """A worker died: put back what it held and maybe replace it."""
-        assert self.pool is not None
-        if not self.pool.kill(w) or self._over():
-            return  # leaving workers are not deaths (the monitor runs until the very end)
-        self.report.worker_deaths.append({"worker": w.id, "reason": why})
-        self._fail(self.table.worker_lost(w.id, why).failures)
-        if self.table.finished:
-            return
-        if self.table.progress != self.progress_seen:
-            self.progress_seen = self.table.progress
-            self.futile_deaths = 0  # it died working: its batch was split or failed
-        else:
-            self.futile_deaths += 1
-        if self.futile_deaths < FUTILE_DEATHS:
-            self.pool.spawn()
-        elif not self.pool.live():
-            self._give_up(w, why)
-        self._feed()
-
-    def _give_up(self, w: WorkerHandle, why: str) -> None:
-        """Workers keep dying without moving the run forward: end it, with one reason."""
-        where = self.setup.worker_log(w.id)
-        if not w.asked:
-            reason = (f"workers die at start-up: the last one (worker {w.id}) {why} before"
-                      f" asking for work, {self.futile_deaths} in a row; see {where}")
-        else:
-            reason = (f"workers keep dying without finishing any work: the last one"
-                      f" (worker {w.id}) {why}, {self.futile_deaths} in a row; see {where}")
-        self.failed_run = reason
-        self.report.run_errors.append(reason)
-        self._stop("failed")
-
-    async def _monitor(self) -> None:
-        """Heartbeats out; dead and silent worker detection."""
-        assert self.pool is not None
-        while True:
-            for w, why in self.pool.check(self.spec.hb_timeout):
-                self._lost(w, why)
-            await asyncio.sleep(self.spec.hb_interval / 2)
-
-    # -- dispatch and results -------------------------------------------------------
-    def _feed(self) -> None:
-        """Send queued batches to the workers that asked for work, one per ``ready``.
-
-        A worker is never sent a batch it did not ask for, so none waits
-        behind a busy worker. Sends never block: a worker's pipe holds at
-        most what it asked for. A pipe not connected yet (the worker's
-        ``ready`` overtook its connection) is tried again shortly.
-        """
-        if self.cancelled or self.pool is None:
-            return
-        for w in self.pool.live():
-            while w.credit > 0:
-                batch = self.table.next_for(w.id, time.monotonic())
-                if batch is None:
-                    return
-                frame = protocol.encode("batch", batch=batch.id, items=self._wire_items(batch))
-                fut = cast("asyncio.Future[Any]", w.tasks.send(frame, zmq.NOBLOCK))
-                if fut.done() and fut.exception() is not None:
-                    self.table.unsent(batch)
-                    if self.feed_later is None:
-                        self.feed_later = asyncio.get_running_loop().call_later(
-                            0.01, self._feed_again)
-                    break
-                w.credit -= 1
-
-    def _feed_again(self) -> None:
-        self.feed_later = None
-        self._feed()
-
-    def _wire_items(self, batch: Batch) -> list[list[Any]]:
-        """``[id, folder]``, with ``{path: hash}`` of what zexport wrote there last time
-        when there is any (docs/protocol.md, ``batch``)."""
-        items = batch.items
-        resume = self.ledger.resume
-        known = (resume.known_files([cid for cid, _ in items])
-                 if resume is not None and resume.has_files else {})
-        return [[cid, folder, known[cid]] if cid in known else [cid, folder]
-                for cid, folder in items]
-
-    async def _results(self) -> None:
-        """Read ``ready``/``took``/``done`` frames from every worker."""
-        while True:
-            self._handle_result(await self.results.recv())
-
-    def _drain_results(self) -> None:
-        """Take in results already delivered (after workers stopped), so none is lost."""
-        if self.internal_error:
-            return  # the results loop failed: recording more would fail the same way
-        while True:
-            try:
-                fut = cast("asyncio.Future[bytes]", self.results.recv(zmq.NOBLOCK))
-                self._handle_result(fut.result())
-            except (zmq.ZMQError, asyncio.InvalidStateError):
-                return
-
-    def _handle_result(self, frame: bytes) -> None:
-        try:
-            msg = protocol.decode(frame)
-        except ProtocolError as exc:
-            log.warning("dropped bad result frame: %s", exc)
-            return
-        kind = msg["t"]
-        if kind not in RESULT_TYPES or type(msg.get("w")) is not int:
-            log.warning("dropped a %r frame on the results socket", kind)
-            return
-        assert self.pool is not None
-        w = self.pool.get(msg["w"])
-        if w is None:
-            return  # a dead (or unknown) worker's word no longer counts
-        w.last_heard = time.monotonic()
-        if kind == "hb":
-            return  # the render watchdog's: a long render is not a silent worker
-        if kind == "timed_out":
-            self._timed_out(w, msg)
-        elif kind == "ready":
-            w.credit += 1
-            w.asked = True
-            self._feed()
-        elif kind == "took":
-            self.table.took(msg["batch"], w.id)
-        else:
-            rows = self.table.done(msg["batch"], w.id)
-            if rows is None:
-                return  # late or duplicate answer about a batch handed to another worker
-            w.conversations += len(msg["results"])
-            self.ledger.record(msg["batch"], rows, msg["results"])
-            self._check_finished()
-
-    def _timed_out(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
-        """A plugin hung on one conversation: fail it, redo the rest of its batch elsewhere.
-
-        The conversations before and after it are queued again, blaming
-        nobody, and the worker is killed and replaced: a plugin stuck once
-        may have left its process in any state.
-        """
-        cid = msg["conversation_id"]
-        out = self.table.timed_out(msg["batch"], w.id, cid, (
-            f"format {self.setup.fmt.name!r} of {self.setup.plugin} timed out after "
-            f"{self.spec.render_timeout:g}s on this conversation "
-            "(--render-timeout); its worker was replaced"))
-        if not out.failures:
-            return  # about a batch that is no longer this worker's
-        self._fail(out.failures)
-        self._lost(w, f"timed out rendering conversation {cid}")
-
-    def _fail(self, failures: list[Failure]) -> None:
-        if failures:  # (and no "finished" check: while planning, the table is still empty)
-            self.ledger.fail(failures)
-            self._check_finished()
-
-    def _check_finished(self) -> None:
-        if self.table.finished:
-            self.finished.set()
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """A controller loop (results, monitor) must not die quietly: the run
@@ -548,18 +370,17 @@ class Controller:
 
     # -- teardown steps (see _main) ---------------------------------------------------
     async def _cancel_tasks(self) -> None:
-        if self.feed_later is not None:
-            self.feed_later.cancel()
+        if self.dispatch is not None:
+            self.dispatch.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def _close_downloads(self) -> None:
         await self.bridge.close()
-        service = self.service
-        if service is not None:
-            await service.close()
-            self.ledger.downloads_ended(service.stats, service.stats.archive_errors)
+        if self.service is not None:
+            await self.service.close()
+            self.ledger.downloads_ended(self.service.stats)
 
     def _close_files(self) -> None:
         if self.ledger.resume is not None:
@@ -582,7 +403,7 @@ class Controller:
                           clean=not self.internal_error)
         status = self.report.finish(
             self.ledger.total, self.ledger.done,
-            None if self.internal_error or self.failed_run else self.cancelled,
+            None if self.internal_error or self.failed else self.cancelled,
             planned=not self.planning_cut)
         report_path = os.path.join(self.state_dir, "report.json")
         try:

@@ -110,12 +110,12 @@ class RunLedger:
             "done": stats.downloaded + stats.cached, "failed": stats.failed,
             "bytes": stats.bytes, "cached": stats.cached})
 
-    def downloads_ended(self, stats: Stats, archive_errors: list[str]) -> None:
+    def downloads_ended(self, stats: Stats) -> None:
         """The download service closed: its last counts, into progress and the report."""
         if self.download_pending:
             self.show_downloads(stats, final=True)
         self.report.downloads = stats.to_dict()
-        self.report.notes.extend(archive_errors)
+        self.report.notes.extend(stats.archive_errors)
 
     def counts(self) -> dict[str, Any]:
         """The counters of ``zexport status`` (docs/protocol.md, ``status_reply``)."""

@@ -2,7 +2,7 @@
 
 Everything is drawn from the run's rng, so the pools are part of the
 deterministic output. Blocks are rendered once per run (see
-``generator._Generator``); for each block :func:`cut_points` says where the
+``content.Content``); for each block :func:`cut_points` says where the
 app's transforms could have cut it for an inline citation (BRIEF §3): at the
 end of a sentence (in a paragraph, a quote or a list item) and at the end of a
 table cell, never inside code, math or a heading.
