@@ -15,6 +15,13 @@ import apsw
 
 from zexport.sources.archive.opening import BUSY_TIMEOUT_MS, text_encoding
 
+# Page cache per schema (KiB) of a side file's connection, for itself and the attached
+# archive. Each side file is written in one pass over the archive, so a cache saves no
+# reads; SQLite's default (2 MiB each) filled with the archive and made the controller's
+# peak memory grow with it (measured at 100,000 conversations: 10.3 MiB of SQLite heap for
+# the two side files with the default, 2.3 MiB with 256 KiB, for the same CPU time).
+SIDE_CACHE_KIB = 256
+
 
 def open_side_file(archive_path: str, target: str) -> tuple[apsw.Connection, bool]:
     """A new side file at ``target``, with the archive attached read-only as ``src``.
@@ -44,6 +51,8 @@ def open_side_file(archive_path: str, target: str) -> tuple[apsw.Connection, boo
         # The archive, read-only, by URI: the path is percent-encoded, so no character
         # in it can be taken for a URI parameter.
         side.execute("ATTACH DATABASE ? AS src", (source,))
+        for schema in ("main", "src"):
+            side.execute(f"PRAGMA {schema}.cache_size = -{SIDE_CACHE_KIB}").fetchall()
     except BaseException:
         side.close()
         raise
