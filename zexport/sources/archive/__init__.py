@@ -18,20 +18,9 @@ from zexport.sources.archive.listing import (
     list_conversations,
     unaddressable_conversations,
 )
-from zexport.sources.archive.message_runs import (
-    MESSAGE_INDEX,
-    build_message_index,
-    has_conversation_index,
-)
-from zexport.sources.archive.opening import (
-    BUSY_TIMEOUT_MS,
-    for_encoding,
-    is_utf8,
-    open_archive,
-    text_encoding,
-)
+from zexport.sources.archive.message_runs import MESSAGE_INDEX, build_message_index
+from zexport.sources.archive.opening import open_archive
 
-__all__ = ["BUSY_TIMEOUT_MS", "MESSAGE_INDEX", "BatchReader", "ConversationHead", "Selection",
-           "build_attachment_index", "build_message_index", "for_encoding",
-           "has_conversation_index", "is_utf8", "list_conversations", "open_archive",
-           "text_encoding", "unaddressable_conversations"]
+__all__ = ["MESSAGE_INDEX", "BatchReader", "ConversationHead", "Selection",
+           "build_attachment_index", "build_message_index", "list_conversations",
+           "open_archive", "unaddressable_conversations"]
