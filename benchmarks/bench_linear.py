@@ -70,6 +70,9 @@ class RunStats:
     # neighbours', "idle" is zexport's own waiting.
     workers_queued: float = 0.0
     workers_idle: float = 0.0
+    # Workers the controller declared dead (report.json): each costs a new interpreter
+    # and, at the end, a sweep of the whole output tree for temporaries.
+    worker_deaths: int = 0
 
 
 def log(msg: str) -> None:
@@ -243,6 +246,15 @@ def measured_run(cmd: list[str], env: dict[str, str], timeout: float) -> RunStat
                     max(workers, default=0) / 1024, code, *_queued_and_idle(sched, lives))
 
 
+def _worker_deaths(out: Path) -> int:
+    """How many workers the run's report says died (0 without a report)."""
+    try:
+        report = json.loads((out / ".zexport" / "report.json").read_bytes())
+    except (OSError, ValueError):
+        return 0
+    return len(report.get("worker_deaths") or [])
+
+
 def tree_digest(out: Path) -> str:
     """One hash of every file's relative path and bytes under ``out`` (zexport's state
     folder, which holds run times, left out)."""
@@ -308,13 +320,15 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                         runs.append({"size": size, "variant": variant, "src": src,
                                      "rep": rep, "error": str(exc)})
                         continue
+                    stats.worker_deaths = _worker_deaths(out)
                     if rep == 0:
                         digests[(src, size, variant)] = tree_digest(out)
                     log(f"  {size:>7} {variant:7} {src:8} rep {rep + 1}: {stats.wall:7.2f} s,"
                         f" cpu controller {stats.controller_cpu:.2f} s workers"
                         f" {stats.workers_cpu:.2f} s, peak {stats.controller_mib:.0f}/"
                         f"{stats.worker_mib:.0f} MiB, per worker queued"
-                        f" {stats.workers_queued:.2f} s idle {stats.workers_idle:.2f} s"
+                        f" {stats.workers_queued:.2f} s idle {stats.workers_idle:.2f} s,"
+                        f" {stats.worker_deaths} worker deaths"
                         f" (load {h.load_average()})")
                     runs.append({"size": size, "variant": variant, "src": src, "rep": rep,
                                  **asdict(stats)})
@@ -349,7 +363,8 @@ def summarise(data: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
                      "workers_queued": float(statistics.median(
                          [r.get("workers_queued", 0.0) for r in rs])),
                      "workers_idle": float(statistics.median(
-                         [r.get("workers_idle", 0.0) for r in rs]))})
+                         [r.get("workers_idle", 0.0) for r in rs])),
+                     "worker_deaths": sum(r.get("worker_deaths", 0) for r in rs)})
     return rows
 
 
@@ -405,14 +420,15 @@ def render(rows: list[dict[str, Any]], verdicts: list[tuple[str, str, bool]],
              " work): wall is about a worker's CPU + queued + idle.", "",
              "| code | archive | conversations | runs | wall s | ms/conv | controller CPU s |"
              " workers CPU s | per worker queued / idle s | controller share |"
-             " peak MiB controller / worker |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             " peak MiB controller / worker | worker deaths (all runs) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['src']} | {r['variant']} | {r['size']:,} | {r['n']} | {r['wall']:.2f}"
                      f" | {r['ms_per_conv']:.3f} | {r['controller_cpu']:.2f} |"
                      f" {r['workers_cpu']:.2f} | {r.get('workers_queued', 0.0):.2f} /"
                      f" {r.get('workers_idle', 0.0):.2f} | {100 * r['controller_share']:.1f}% |"
-                     f" {r['controller_mib']:.0f} / {r['worker_mib']:.0f} |")
+                     f" {r['controller_mib']:.0f} / {r['worker_mib']:.0f} |"
+                     f" {r.get('worker_deaths', 0)} |")
     lines += ["", "| check | measured | verdict |", "| --- | --- | --- |"]
     lines += [f"| {what} | {got} | {'**pass**' if ok else '**FAIL**'} |"
               for what, got, ok in verdicts]
