@@ -64,6 +64,15 @@ class RunStats:
     controller_mib: float
     worker_mib: float
     exit: int
+    # Per worker (mean): seconds it was runnable but another process had the CPU, and
+    # seconds it was neither running nor runnable (waiting for a batch, or for I/O).
+    # Wall time is about CPU + queued + idle: on a shared machine "queued" is the
+    # neighbours', "idle" is zexport's own waiting.
+    workers_queued: float = 0.0
+    workers_idle: float = 0.0
+    # Workers the controller declared dead (report.json): each costs a new interpreter
+    # and, at the end, a sweep of the whole output tree for temporaries.
+    worker_deaths: int = 0
 
 
 def log(msg: str) -> None:
@@ -152,17 +161,54 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _schedstat(pid: int) -> dict[int, tuple[int, int]]:
+    """``{tid: (ns on a CPU, ns runnable waiting for one)}`` of every thread of ``pid``."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                on_cpu, queued, _ = fh.read().split()
+            out[int(task)] = (int(on_cpu), int(queued))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _queued_and_idle(seen: dict[int, dict[int, tuple[int, int]]],
+                     lives: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """Mean over workers of their main thread's queued and idle seconds (see RunStats)."""
+    queued, idle = [], []
+    for pid, threads in seen.items():
+        if pid in threads and pid in lives:
+            on_cpu, waited = threads[pid]
+            first, last = lives[pid]
+            queued.append(waited / 1e9)
+            idle.append(max(0.0, last - first - (on_cpu + waited) / 1e9))
+    if not queued:
+        return 0.0, 0.0
+    return statistics.mean(queued), statistics.mean(idle)
+
+
 def measured_run(cmd: list[str], env: dict[str, str], timeout: float) -> RunStats:
-    """Run ``cmd``; wall time, exact CPU times and polled peak memory."""
+    """Run ``cmd``; wall time, exact CPU times, polled peak memory, and how long the
+    workers waited for a CPU and for work (polled ``/proc/<pid>/task/*/schedstat``)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peaks: dict[int, int] = {}
+    sched: dict[int, dict[int, tuple[int, int]]] = {}  # worker pid -> its threads' last stat
+    lives: dict[int, tuple[float, float]] = {}  # worker pid -> (first, last) seen alive
     done = threading.Event()
 
     def poll() -> None:
         while not done.is_set():
             for pid in [proc.pid, *_children(proc.pid)]:
                 peaks[pid] = max(peaks.get(pid, 0), _hwm_kb(pid))
+                if pid != proc.pid:
+                    stat = _schedstat(pid)
+                    if stat:
+                        now = time.perf_counter()
+                        sched[pid] = stat
+                        lives[pid] = (lives.get(pid, (now, now))[0], now)
             done.wait(0.05)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -197,7 +243,16 @@ def measured_run(cmd: list[str], env: dict[str, str], timeout: float) -> RunStat
         raise RuntimeError(f"exited {code}: {stderr.decode(errors='replace')[-2000:]}")
     workers = [kb for pid, kb in peaks.items() if pid != proc.pid]
     return RunStats(wall, own, children, peaks.get(proc.pid, 0) / 1024,
-                    max(workers, default=0) / 1024, code)
+                    max(workers, default=0) / 1024, code, *_queued_and_idle(sched, lives))
+
+
+def _worker_deaths(out: Path) -> int:
+    """How many workers the run's report says died (0 without a report)."""
+    try:
+        report = json.loads((out / ".zexport" / "report.json").read_bytes())
+    except (OSError, ValueError):
+        return 0
+    return len(report.get("worker_deaths") or [])
 
 
 def tree_digest(out: Path) -> str:
@@ -265,12 +320,16 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                         runs.append({"size": size, "variant": variant, "src": src,
                                      "rep": rep, "error": str(exc)})
                         continue
+                    stats.worker_deaths = _worker_deaths(out)
                     if rep == 0:
                         digests[(src, size, variant)] = tree_digest(out)
                     log(f"  {size:>7} {variant:7} {src:8} rep {rep + 1}: {stats.wall:7.2f} s,"
                         f" cpu controller {stats.controller_cpu:.2f} s workers"
                         f" {stats.workers_cpu:.2f} s, peak {stats.controller_mib:.0f}/"
-                        f"{stats.worker_mib:.0f} MiB (load {h.load_average()})")
+                        f"{stats.worker_mib:.0f} MiB, per worker queued"
+                        f" {stats.workers_queued:.2f} s idle {stats.workers_idle:.2f} s,"
+                        f" {stats.worker_deaths} worker deaths"
+                        f" (load {h.load_average()})")
                     runs.append({"size": size, "variant": variant, "src": src, "rep": rep,
                                  **asdict(stats)})
                     if args.partial:  # what was measured so far, should the suite be cut short
@@ -300,7 +359,12 @@ def summarise(data: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
                      "controller_cpu": cpu_c, "workers_cpu": cpu_w,
                      "controller_share": float(statistics.median([r["controller_cpu"] / (
                          r["controller_cpu"] + r["workers_cpu"]) for r in rs])),
-                     "controller_mib": m("controller_mib"), "worker_mib": m("worker_mib")})
+                     "controller_mib": m("controller_mib"), "worker_mib": m("worker_mib"),
+                     "workers_queued": float(statistics.median(
+                         [r.get("workers_queued", 0.0) for r in rs])),
+                     "workers_idle": float(statistics.median(
+                         [r.get("workers_idle", 0.0) for r in rs])),
+                     "worker_deaths": sum(r.get("worker_deaths", 0) for r in rs)})
     return rows
 
 
@@ -350,15 +414,21 @@ def render(rows: list[dict[str, Any]], verdicts: list[tuple[str, str, bool]],
            machine: dict[str, str], cmd: list[str], started: str) -> str:
     lines = [f"# Linear time on the real schema ({started})", "",
              f"Command: `python benchmarks/bench_linear.py {' '.join(cmd)}`", "",
-             "Medians of the repeats; outputs on tmpfs; CPU seconds are user+system.", "",
+             "Medians of the repeats; outputs on tmpfs; CPU seconds are user+system;"
+             " per worker, *queued* is the time it was runnable while other processes held"
+             " the CPUs, *idle* the time it was neither running nor runnable (waiting for"
+             " work): wall is about a worker's CPU + queued + idle.", "",
              "| code | archive | conversations | runs | wall s | ms/conv | controller CPU s |"
-             " workers CPU s | controller share | peak MiB controller / worker |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             " workers CPU s | per worker queued / idle s | controller share |"
+             " peak MiB controller / worker | worker deaths (all runs) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['src']} | {r['variant']} | {r['size']:,} | {r['n']} | {r['wall']:.2f}"
                      f" | {r['ms_per_conv']:.3f} | {r['controller_cpu']:.2f} |"
-                     f" {r['workers_cpu']:.2f} | {100 * r['controller_share']:.1f}% |"
-                     f" {r['controller_mib']:.0f} / {r['worker_mib']:.0f} |")
+                     f" {r['workers_cpu']:.2f} | {r.get('workers_queued', 0.0):.2f} /"
+                     f" {r.get('workers_idle', 0.0):.2f} | {100 * r['controller_share']:.1f}% |"
+                     f" {r['controller_mib']:.0f} / {r['worker_mib']:.0f} |"
+                     f" {r.get('worker_deaths', 0)} |")
     lines += ["", "| check | measured | verdict |", "| --- | --- | --- |"]
     lines += [f"| {what} | {got} | {'**pass**' if ok else '**FAIL**'} |"
               for what, got, ok in verdicts]

@@ -26,7 +26,7 @@ from corpora import APP_FIXTURES
 
 from zexport.model import CLAUDE_ROOT_PARENT, Conversation
 from zexport.sample import make_sample
-from zexport.sources.archive import BatchReader, build_message_index
+from zexport.sources.archive import BatchReader, build_attachment_index, build_message_index
 
 APP = APP_FIXTURES
 APP_SCHEMA = APP / "app-empty-sqlite.db"
@@ -325,3 +325,20 @@ def test_realistic_archive_exports_without_missing_parent_warnings(
     assert trees[0] == trees[1]
     claude = [p for p in trees[0] if p.endswith("conversation.md")]
     assert len(claude) == 3
+
+
+def test_side_files_keep_sqlite_memory_small_however_large_the_archive(tmp_path: Path) -> None:
+    """The controller writes both side files while it plans; their page caches must not
+    fill with the archive (the controller's peak memory would grow with it)."""
+    db = app_archive(tmp_path / "app.db", [f"c{i}" for i in range(200)], per=20,
+                     interleaved=False)
+    with apsw.Connection(str(db)) as conn:  # 4,000 messages of 1.5 kB: 6 MB of pages
+        conn.execute("UPDATE messages SET parts = json_array(json_object("
+                     "'type', 'text', 'text', hex(zeroblob(750))))")
+    base = apsw.status(apsw.SQLITE_STATUS_MEMORY_USED, True)[0]  # resets the high-water
+
+    assert build_message_index(str(db), str(tmp_path / "messages.db")) is True
+    build_attachment_index(str(db), str(tmp_path / "attachments.db"))
+
+    peak = apsw.status(apsw.SQLITE_STATUS_MEMORY_USED)[1] - base
+    assert peak < 1.5 * 2**20, f"{peak / 2**20:.1f} MiB of SQLite heap"

@@ -1,0 +1,26 @@
+"""Reading an OwnYourChat archive through APSW, read-only and in batches.
+
+One module per job: :mod:`.opening` (read-only, in the archive's text
+encoding), :mod:`.listing` (the controller's planning queries),
+:mod:`.message_runs` and :mod:`.attachment_copy` (the side files the
+controller writes once per run, because the app's schema has no index on
+``messages.conversation_id`` nor on ``attachments.message_id``),
+:mod:`.batch_reader` (a worker's batched read) and :mod:`.repair` (dirty rows
+into the model). The names callers use are gathered here, so a caller
+imports ``zexport.sources.archive`` without knowing which module holds what.
+"""
+
+from zexport.sources.archive.attachment_copy import build_attachment_index
+from zexport.sources.archive.batch_reader import BatchReader
+from zexport.sources.archive.listing import (
+    ConversationHead,
+    Selection,
+    list_conversations,
+    unaddressable_conversations,
+)
+from zexport.sources.archive.message_runs import MESSAGE_INDEX, build_message_index
+from zexport.sources.archive.opening import open_archive
+
+__all__ = ["MESSAGE_INDEX", "BatchReader", "ConversationHead", "Selection",
+           "build_attachment_index", "build_message_index", "list_conversations",
+           "open_archive", "unaddressable_conversations"]
