@@ -10,6 +10,7 @@ server with real workers.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgpack
@@ -47,6 +48,7 @@ class Service:
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.downloads = 0
+        self.waiting = 0  # downloads blocked on ``release`` right now
 
     def fetch_now(self, provider_name: str, data: dict[str, Any]) -> FetchResult | None:
         if data["id"].startswith("cached"):
@@ -55,7 +57,11 @@ class Service:
 
     async def fetch(self, provider_name: str, data: dict[str, Any]) -> FetchResult:
         self.downloads += 1
-        await self.release.wait()
+        self.waiting += 1
+        try:
+            await self.release.wait()
+        finally:
+            self.waiting -= 1
         return FetchResult(error=f"HTTP 404 for {data['id']}")
 
 
@@ -68,9 +74,17 @@ def fetch_many(*items: Any) -> dict[str, Any]:
     return protocol.decode(protocol.encode("fetch_many", items=list(items)))
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+async def settle(bridge: AttachmentBridge, w: Peer, timeout: float = 5.0) -> None:
+    """Until the bridge has nothing left to do: no answer queued for ``w``, and every
+    task it runs is a download blocked on the fake service's ``release``."""
+    service = bridge.service
+    deadline = time.monotonic() + timeout
+    while True:
+        await asyncio.sleep(0)  # let the loop run what is ready
+        waiting = service.waiting if isinstance(service, Service) else 0
+        if not w.outbox and len(bridge.tasks) == waiting:
+            return
+        assert time.monotonic() < deadline, "the bridge never settled"
 
 
 def test_answers_ready_together_leave_in_one_frame_and_a_download_in_its_own() -> None:
@@ -79,10 +93,10 @@ def test_answers_ready_together_leave_in_one_frame_and_a_download_in_its_own() -
         bridge = AttachmentBridge(service)
         bridge.handle(w, fetch_many(request(1, "cached-a"), request(2, "slow-b"),
                                     request(3, "cached-c")))
-        await settle()
+        await settle(bridge, w)
         assert service.downloads == 1
         service.release.set()
-        await settle()
+        await settle(bridge, w)
         await bridge.close()
         return w.control.frames
 
@@ -102,7 +116,7 @@ def test_a_single_fetch_is_answered_with_fetched() -> None:
         service.release.set()
         bridge = AttachmentBridge(service)
         bridge.handle(w, protocol.decode(protocol.encode("fetch", **request(9, "x"))))
-        await settle()
+        await settle(bridge, w)
         await bridge.close()
         return w.control.frames
 
@@ -115,7 +129,7 @@ def test_without_downloads_or_a_provider_each_request_is_refused() -> None:
         w = Peer()
         bridge = AttachmentBridge(service)
         bridge.handle(w, fetch_many(request(1, "cached-a", provider=None)))
-        await settle()
+        await settle(bridge, w)
         await bridge.close()
         return w.control.frames
 
@@ -134,7 +148,7 @@ def test_malformed_items_are_dropped_one_by_one() -> None:
             {"req": 2, "conversation_id": "c"},  # no attachment
             request(3, "cached-ok")]}
         bridge.handle(w, msg)
-        await settle()
+        await settle(bridge, w)
         await bridge.close()
         return w.control.frames
 
@@ -147,12 +161,12 @@ def test_cancel_aborts_downloads_in_flight_and_refuses_new_ones() -> None:
         service, w = Service(), Peer()
         bridge = AttachmentBridge(service)
         bridge.handle(w, fetch_many(request(1, "slow")))
-        await settle()
+        await settle(bridge, w)
         bridge.abort()
-        await settle()
+        await settle(bridge, w)
         assert not bridge.tasks  # the download's task was cancelled, not left waiting
         bridge.handle(w, fetch_many(request(2, "cached-now"), request(3, "slow-2")))
-        await settle()
+        await settle(bridge, w)
         await bridge.close()
         return w.control.frames, service.downloads
 
@@ -170,7 +184,7 @@ def test_a_dead_worker_is_sent_nothing() -> None:
         bridge.handle(w, fetch_many(request(1, "slow"), request(2, "cached")))
         w.alive = False  # died in the same turn: the queued answer is not sent
         service.release.set()
-        await settle()
+        await settle(bridge, w)
         await bridge.close()
         return w.control.frames
 
@@ -184,7 +198,7 @@ def test_many_answers_are_cut_into_frames_of_at_most_fetched_per_frame() -> None
         w = Peer()
         bridge = AttachmentBridge(Service())
         bridge.handle(w, fetch_many(*(request(i, f"cached-{i}") for i in range(count))))
-        await settle()
+        await settle(bridge, w)
         await bridge.close()
         return w.control.frames
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
@@ -97,13 +98,22 @@ def test_real_signals_reach_the_handlers_and_are_given_back_after() -> None:
     async def main() -> None:
         handlers.install(asyncio.get_running_loop())
         os.kill(os.getpid(), signal.SIGTERM)
-        for _ in range(500):
-            if run.cancels:
-                break
-            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while not run.cancels:  # queued by the handler, run by the loop
+            assert time.monotonic() < deadline, "SIGTERM never reached the handlers"
+            await asyncio.sleep(0)
         handlers.hold()
-        os.kill(os.getpid(), signal.SIGHUP)  # held: ignored, no second cancel, no death
-        await asyncio.sleep(0.05)
+        # A marker signal sent after SIGHUP reaches the loop after it (signals are handled
+        # in the order they arrive): once the marker is in, the held SIGHUP has been dealt with.
+        loop = asyncio.get_running_loop()
+        marker = asyncio.Event()
+        loop.add_signal_handler(signal.SIGUSR1, marker.set)
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)  # held: ignored, no second cancel, no death
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await asyncio.wait_for(marker.wait(), 5)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
 
     with handlers_restored():
         asyncio.run(main())
