@@ -38,13 +38,8 @@ class ChatGPTProvider(AttachmentProvider):
                                       hint if isinstance(hint, str) else None)
 
 
-class ClaudeProvider(AttachmentProvider):
-    """Claude: GET ``original_url`` with the session cookie."""
-
-    name = "claude"
-    needs_credentials = True
-    default_base_url = "https://claude.ai"
-    description = "Claude (session cookie)"
+class StoredURLProvider(AttachmentProvider):
+    """A provider whose files are at the attachment's stored ``original_url``."""
 
     async def download(self, ref: AttachmentRef, session: ProviderSession) -> Downloaded:
         """GET the stored URL (relative URLs are joined to the base URL)."""
@@ -53,19 +48,22 @@ class ClaudeProvider(AttachmentProvider):
         return await session.get_file(session.url(ref.original_url), ref)
 
 
-class PerplexityProvider(AttachmentProvider):
+class ClaudeProvider(StoredURLProvider):
+    """Claude: GET ``original_url`` with the session cookie."""
+
+    name = "claude"
+    needs_credentials = True
+    default_base_url = "https://claude.ai"
+    description = "Claude (session cookie)"
+
+
+class PerplexityProvider(StoredURLProvider):
     """Perplexity: ``original_url`` is pre-signed; GET it without credentials."""
 
     name = "perplexity"
     needs_credentials = False
     default_base_url = None
     description = "Perplexity (pre-signed URLs, no auth)"
-
-    async def download(self, ref: AttachmentRef, session: ProviderSession) -> Downloaded:
-        """GET the stored URL."""
-        if not ref.original_url:
-            raise ProviderError("no original_url to fetch")
-        return await session.get_file(session.url(ref.original_url), ref)
 
 
 @hookimpl
