@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 DOWNLOAD_PROGRESS_EVERY = 0.1
 
 
-def file_rows(value: Any) -> list[tuple[str, str]]:
-    """The ``files`` of a ``done`` result as ``(path, hash)`` pairs; malformed ones dropped."""
-    if not isinstance(value, list):
-        return []
-    return [(str(item[0]), str(item[1])) for item in value
-            if isinstance(item, (list, tuple)) and len(item) == 2]
-
-
 class RunLedger:
     """Results into the report, the manifest and progress."""
 
@@ -81,7 +73,8 @@ class RunLedger:
                 if res.get("conflicts") and source is not None:
                     source = RENDER_AGAIN
                 retry = resume.attachment_context if res["attachments_failed"] else None
-                resume.done(cid, folder, source, retry, file_rows(res.get("files")))
+                # ``files`` is checked by the protocol: [path, hash] pairs of strings.
+                resume.done(cid, folder, source, retry, res.get("files") or ())
         if resume is not None:
             resume.flush_due()
         self.show_export(title)
