@@ -215,14 +215,36 @@ SCHEMA: dict[str, tuple[dict[str, Shape], dict[str, Shape]]] = {
     "fetch_many": ({"items": ListOf(Map(FETCH), lenient=True)}, {}),
     "fetched_many": ({"items": ListOf(FETCHED, lenient=True)}, {}),
     "timed_out": ({"w": INT, "batch": INT, "conversation_id": STR, "seconds": NUMBER}, {}),
-    # control endpoint (ROUTER, `zexport status` / `zexport cancel` and GUIs)
-    "status": ({}, {"id": REQUEST_ID}),
-    "status_reply": ({"status": ANY_MAP}, {"id": REQUEST_ID}),
-    "cancel_request": ({}, {"id": REQUEST_ID, "reason": STR}),
-    "cancel_reply": ({"state": STR}, {"id": REQUEST_ID, "already": BOOL, "run_id": STR}),
+    # control endpoint (ROUTER): the answer to a request that reached no command. The
+    # commands' own requests and replies are registered by zexport.run.commands.
     "error": ({"message": STR}, {"id": REQUEST_ID, "code": STR}),
 }
 _SHAPES = {kind: Map(required, optional) for kind, (required, optional) in SCHEMA.items()}
+
+
+def register_message(msg_type: str, required: dict[str, Shape],
+                     optional: dict[str, Shape]) -> bool:
+    """Add a message type to :data:`SCHEMA` (a control command's request or reply).
+
+    A control request or reply may carry an ``id`` (int, str or nil): it is
+    added to ``optional`` here. Registering a type again with the very same
+    shapes is a no-op; a type already taken by another shape is an error, so
+    two commands can never disagree about one frame. True if it was added.
+    """
+    optional = {"id": REQUEST_ID, **optional}
+    if msg_type in SCHEMA:
+        if SCHEMA[msg_type] != (required, optional):
+            raise ProtocolError(f"message type {msg_type!r} is already registered")
+        return False
+    SCHEMA[msg_type] = (required, optional)
+    _SHAPES[msg_type] = Map(required, optional)
+    return True
+
+
+def unregister_message(msg_type: str) -> None:
+    """Remove a type added by :func:`register_message` (a command taken out again)."""
+    SCHEMA.pop(msg_type, None)
+    _SHAPES.pop(msg_type, None)
 
 
 def encode(msg_type: str, **fields: Any) -> bytes:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from zexport import __version__
-from zexport.cli import control as cli_control
+from zexport.cli.control import ControlGroup
 from zexport.errors import OutputError, UsageError, ZexportError
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _fail(exc: ZexportError, context: str = "") -> None:
     sys.exit(exc.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ControlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zexport")
 def cli() -> None:
     """Export local AI chat archives (OwnYourChat) to files, fast, in parallel."""
@@ -456,35 +456,6 @@ def formats() -> None:
         return
     for line in render_listing(registry):
         click.echo(line)
-
-
-@cli.command()
-@click.option("--run", "run_id", metavar="ID", help="Which export (when several are running).")
-@click.option("--json", "as_json", is_flag=True, help="Print the status reply's JSON.")
-@click.option("--timeout", type=float, default=cli_control.STATUS_TIMEOUT, show_default=True,
-              hidden=True)
-def status(run_id: str | None, as_json: bool, timeout: float) -> None:
-    """Show how a running export is doing: phase, counts, rate, ETA, workers."""
-    code = cli_control.status(run_id, as_json, timeout)
-    if code:
-        sys.exit(code)
-
-
-@cli.command()
-@click.option("--run", "run_id", metavar="ID", help="Which export (when several are running).")
-@click.option("--no-wait", is_flag=True, help="Return once the export has the request.")
-@click.option("--timeout", type=float, default=cli_control.CANCEL_TIMEOUT, show_default=True,
-              help="How long to wait for the export to stop.")
-def cancel(run_id: str | None, no_wait: bool, timeout: float) -> None:
-    """Stop a running export cleanly; by default wait until it has stopped.
-
-    Workers stop at the next conversation (a long one is aborted), nothing
-    half-written is left, the report says ``cancelled``, and the next
-    ``zexport run`` on the same folder resumes where this one stopped.
-    """
-    code = cli_control.cancel(run_id, no_wait, timeout)
-    if code:
-        sys.exit(code)
 
 
 def main() -> None:

@@ -1,7 +1,10 @@
-"""What ``zexport status`` and ``zexport cancel`` do, apart from parsing their options.
+"""The control commands on the command line: each registered command becomes a click command.
 
-Kept out of :mod:`zexport.cli.app` so the commands stay one line each and the
-client logic (find the run, ask, render the answer) reads in one place.
+Nothing here knows what a command does: :class:`ControlGroup` asks the
+registry (:mod:`zexport.run.commands`) which commands exist, turns each one's
+options into click options, and runs it through the one client path
+(:func:`zexport.run.client.run_command`). A new command file is a new
+``zexport`` command, with no change here.
 
 Exit statuses: 0 done, 1 no export running or its controller did not answer
 (or, for ``cancel``, the run was still running after ``--timeout``), 2 usage
@@ -10,59 +13,60 @@ Exit statuses: 0 done, 1 no export running or its controller did not answer
 
 from __future__ import annotations
 
-import json
+import sys
 from typing import Any
 
 import click
 
-from zexport.errors import ExitStatus, ZexportError
-from zexport.run.client import format_status, pick_run, request, wait_stopped
-
-STATUS_TIMEOUT = 2.0
-CANCEL_TIMEOUT = 30.0
+from zexport.run.client import run_command
+from zexport.run.commands import Command, Option, commands
 
 
-def status(run_id: str | None, as_json: bool, timeout: float) -> int:
-    """Show how a running export is doing; return the exit status."""
-    asked = _ask(run_id, "status", "status_reply", timeout=timeout)
-    if isinstance(asked, int):
-        return asked
-    _, reply = asked
-    if as_json:
-        click.echo(json.dumps(reply["status"], indent=1, ensure_ascii=False))
-    else:
-        click.echo(format_status(reply["status"]))
-    return ExitStatus.OK
+class ClickConsole:
+    """A command's output through click: its stdout and stderr."""
+
+    def out(self, text: str) -> None:
+        click.echo(text)
+
+    def err(self, text: str) -> None:
+        click.echo(text, err=True)
 
 
-def cancel(run_id: str | None, no_wait: bool, timeout: float) -> int:
-    """Ask a running export to stop and (unless ``no_wait``) wait until it has; exit status."""
-    asked = _ask(run_id, "cancel_request", "cancel_reply", reason="cancelled")
-    if isinstance(asked, int):
-        return asked
-    info, reply = asked
-    already = " (already under way)" if reply.get("already") else ""
-    click.echo(f"run {info['run_id']}: {reply['state']}{already}")
-    if no_wait:
-        return ExitStatus.OK
-    if not wait_stopped(info, timeout):
-        click.echo(f"zexport: run {info['run_id']} still running after {timeout:g}s", err=True)
-        return ExitStatus.FAILED
-    click.echo(f"run {info['run_id']}: stopped")
-    return ExitStatus.OK
+class ControlGroup(click.Group):
+    """A click group that also offers every registered control command.
+
+    Looked up when asked for, so ``zexport run`` never loads the commands.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(c.name for c in commands())})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        command = commands().get(cmd_name)
+        return click_command(command) if command is not None else None
 
 
-def _ask(run_id: str | None, msg_type: str, expected: str,
-         **fields: Any) -> tuple[dict[str, Any], dict[str, Any]] | int:
-    """Find the run and send one request: ``(run info, reply)``, or the exit status
-    after saying what went wrong (no run, no answer: its code; a refusal: 3)."""
-    try:
-        info = pick_run(run_id)
-        reply = request(info, msg_type, **fields)
-    except ZexportError as exc:
-        click.echo(f"zexport: {exc}", err=True)
-        return exc.exit_code
-    if reply["t"] != expected:
-        click.echo(f"zexport: controller answered: {reply.get('message')}", err=True)
-        return ExitStatus.REFUSED
-    return info, reply
+def click_command(command: Command) -> click.Command:
+    """The click command for a control command: ``--run`` and the command's options."""
+    def callback(run_id: str | None, **options: Any) -> None:
+        code = run_command(command, run_id, options, ClickConsole())
+        if code:
+            sys.exit(code)
+
+    params: list[click.Parameter] = [
+        click.Option(["--run", "run_id"], metavar="ID",
+                     help="Which export (when several are running)."),
+        *(_click_option(option) for option in command.options)]
+    return click.Command(command.name, callback=callback, params=params, help=command.help)
+
+
+def _click_option(option: Option) -> click.Option:
+    if option.is_flag:
+        return click.Option([option.flag, option.dest], is_flag=True, help=option.help,
+                            hidden=option.hidden)
+    return click.Option([option.flag, option.dest], type=option.type, default=option.default,
+                        show_default=option.default is not None, help=option.help,
+                        hidden=option.hidden)

@@ -1,4 +1,4 @@
-"""The control client behind ``zexport status`` and ``zexport cancel``.
+"""The control client behind ``zexport status``, ``zexport cancel`` and every control command.
 
 It only ever *connects*: it finds runs through their registration files
 (:func:`zexport.core.runtime.list_runs`), which creates nothing, and talks to a
@@ -6,6 +6,9 @@ controller as a DEALER with a deadline, so a dead or wedged controller gives
 a clear error in a second or two instead of a hang (Lazy Pirate, without the
 retry: status is cheap to ask again). Replies carry the request's ``id``;
 anything else is dropped.
+
+:func:`run_command` is the one client path of every command: find the run,
+send the command's request, let the command show the reply.
 
 Request ids need to be unlikely to repeat, not unpredictable: :func:`os.urandom`
 is enough.
@@ -15,14 +18,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from zexport import protocol
 from zexport.core.runtime import existing_runtime_base, list_runs, pid_alive
-from zexport.errors import ControlError, ProtocolError, UsageError
+from zexport.errors import ControlError, ExitStatus, ProtocolError, UsageError, ZexportError
+
+if TYPE_CHECKING:
+    from zexport.run.commands import Command, Console
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -51,6 +57,26 @@ def pick_run(run_id: str | None) -> dict[str, Any]:
         raise UsageError("several exports are running; choose one with --run ID:\n"
                          + "\n".join(lines))
     return runs[0]
+
+
+def run_command(command: Command, run_id: str | None, options: Mapping[str, Any],
+                console: Console) -> int:
+    """Run one control command against a run, as the CLI does; return the exit status.
+
+    No run or no answer: what went wrong, and its status (1, or 2 for several
+    runs and no ``run_id``); an answer that is not the command's reply: 3.
+    """
+    try:
+        info = pick_run(run_id)
+        reply = request(info, command.request_type, timeout=command.timeout(options),
+                        **command.request(options))
+    except ZexportError as exc:
+        console.err(f"zexport: {exc}")
+        return exc.exit_code
+    if reply["t"] != command.reply_type:
+        console.err(f"zexport: controller answered: {reply.get('message')}")
+        return ExitStatus.REFUSED
+    return command.show(info, reply, options, console)
 
 
 def request(info: dict[str, Any], msg_type: str, timeout: float = DEFAULT_TIMEOUT,
@@ -97,7 +123,7 @@ def _frames(endpoint: str, frame: bytes, deadline: float) -> Generator[bytes, No
         sock.close(linger=0)
 
 
-def wait_stopped(info: dict[str, Any], timeout: float) -> bool:
+def wait_stopped(info: Mapping[str, Any], timeout: float) -> bool:
     """Wait until the run has stopped (its registration is gone or its process dead)."""
     base = existing_runtime_base()
     path = os.path.join(base, f"{info['run_id']}.json") if base else ""
@@ -107,28 +133,3 @@ def wait_stopped(info: dict[str, Any], timeout: float) -> bool:
             return True
         time.sleep(0.01)
     return False
-
-
-def format_status(st: dict[str, Any]) -> str:
-    """A status reply as a few human lines."""
-    conv = st["conversations"]
-    att = st["attachments"]
-    pct = f" ({100 * conv['done'] / conv['total']:.0f}%)" if conv["total"] else ""
-    eta = st.get("eta")
-    eta_text = "-" if eta is None else f"{eta:.0f}s"
-    state = st["phase"] + (f" ({st['cancelled']})" if st.get("cancelled") else "")
-    lines = [
-        f"run {st['run_id']} (pid {st['pid']}): {state} -> {st['out']}",
-        f"  conversations: {conv['done']}/{conv['total']}{pct}: {conv['exported']} exported, "
-        f"{conv['skipped']} skipped, {conv['failed']} failed",
-        f"  attachments:   {att['exported']} exported, {att['failed']} unavailable",
-        f"  rate: {st['rate']:,.0f}/s  ETA: {eta_text}  elapsed: {st['elapsed']:.1f}s",
-        "  workers:",
-    ]
-    for w in st["workers"]:
-        batch = f", batch {w['batch']}" if w.get("batch") is not None else ""
-        lines.append(f"    w{w['id']} pid {w['pid']}: {w['state']}{batch}, "
-                     f"{w['conversations']} done, heard {w['last_heard']:.1f}s ago")
-    if st.get("worker_deaths"):
-        lines.append(f"  worker deaths: {st['worker_deaths']}")
-    return "\n".join(lines)

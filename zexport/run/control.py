@@ -9,8 +9,10 @@ request (REQ's delimiter, routing frames) go back in front of the reply, so
 DEALER and REQ clients both work. The ROUTER is :mod:`zexport.run.zmtp_server`,
 not libzmq, for its caps on the size of a whole request.
 
-Commands are a small registry (:data:`COMMANDS`): a request type, and a
-function ``(controller, request) -> reply``. A bad frame is answered with an
+What each request does is its command's business (:mod:`zexport.run.commands`):
+the server decodes, finds the command for the request's type in the
+registry, and runs it against the run (a
+:class:`~zexport.run.commands.RunControl`). A bad frame is answered with an
 ``error`` reply (when the client can be told) and logged; it never reaches a
 command and never stops the server.
 """
@@ -19,38 +21,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zexport import protocol
 from zexport.core.runtime import endpoint
 from zexport.errors import ProtocolError
+from zexport.run.commands import Registry, RunControl, commands
 from zexport.run.zmtp_server import RouterServer
-
-if TYPE_CHECKING:
-    from zexport.run.controller import Controller
 
 log = logging.getLogger("zexport.run.control")
 
 CONTROL_NAME = "control"
-REQUEST_TYPES = ("status", "cancel_request")
-
-
-def cancel_command(c: Controller, msg: dict[str, Any]) -> dict[str, Any]:
-    """``cancel_request``: start cancelling, or say that it is already under way."""
-    state, already = c.cancel(msg.get("reason") or "cancelled")
-    return {"t": "cancel_reply", "state": state, "already": already, "run_id": c.run_id}
-
-
-def status_command(c: Controller, msg: dict[str, Any]) -> dict[str, Any]:
-    """``status``: a snapshot of the run."""
-    return {"t": "status_reply", "status": c.status()}
-
-
-COMMANDS: dict[str, Callable[[Controller, dict[str, Any]], dict[str, Any]]] = {
-    "status": status_command,
-    "cancel_request": cancel_command,
-}
 
 
 class ControlServer:
@@ -58,11 +39,13 @@ class ControlServer:
 
     Served by :class:`~zexport.run.zmtp_server.RouterServer` (ZMTP in asyncio, not
     libzmq), which refuses a request over its part, part-count or total size
-    caps after reading at most one part of it.
+    caps after reading at most one part of it. ``registry``: zexport's commands
+    unless told otherwise.
     """
 
-    def __init__(self, run_dir: str, controller: Controller) -> None:
-        self.controller = controller
+    def __init__(self, run_dir: str, run: RunControl, registry: Registry | None = None) -> None:
+        self.run = run
+        self.commands = registry if registry is not None else commands()
         path = os.path.join(run_dir, CONTROL_NAME)
         self.endpoint = endpoint(run_dir, CONTROL_NAME)
         self.server = RouterServer(path, self.handle)
@@ -82,20 +65,23 @@ class ControlServer:
         try:
             msg = protocol.decode(payload)
             req_id = msg.get("id")
-            kind = msg["t"]
-            if kind not in COMMANDS:
-                raise ProtocolError(f"{kind!r} is not a control request "
-                                    f"(send one of: {', '.join(REQUEST_TYPES)})")
-            reply = COMMANDS[kind](self.controller, msg)
+            command = self.commands.for_request(msg["t"])
+            if command is None:
+                raise ProtocolError(f"{msg['t']!r} is not a control request (send one of: "
+                                    f"{', '.join(self.commands.request_types())})")
+            reply = command.execute(self.run, msg)
+            why = command.reply_shape().problem(reply)
+            if why:
+                raise TypeError(f"{command.name} made a bad {command.reply_type}: {why}")
+            return protocol.encode(command.reply_type, id=req_id, **reply)
         except ProtocolError as exc:
             self.rejected += 1
             log.warning("control: rejected a request: %s", exc)
-            reply = {"t": "error", "code": "bad_request", "message": str(exc)}
+            error = {"code": "bad_request", "message": str(exc)}
         except Exception as exc:  # a bug in a command must not end the run
             log.exception("control: command failed")
-            reply = {"t": "error", "code": "internal", "message": f"{type(exc).__name__}: {exc}"}
-        kind_out = reply.pop("t")
-        return protocol.encode(kind_out, id=req_id, **reply)
+            error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        return protocol.encode("error", id=req_id, **error)
 
     def close(self) -> None:
         """Stop serving and close every connection now."""
