@@ -22,6 +22,7 @@ import zmq
 from controlkit import kill_group, wait_for
 
 from zexport import protocol
+from zexport.run.commands import commands
 from zexport.sample import make_sample
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -29,6 +30,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 def test_every_message_type_is_documented() -> None:
     text = DOC.read_text()
+    assert {"status", "cancel"} <= {c.name for c in commands()}  # their frames are in SCHEMA
     for msg_type in protocol.SCHEMA:
         assert re.search(rf"`{msg_type}`", text), f"{msg_type} is not in docs/protocol.md"
     for socket_name in ("control", "t<N>", "results", "w<N>"):

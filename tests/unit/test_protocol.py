@@ -9,6 +9,9 @@ import pytest
 
 from zexport import protocol
 from zexport.errors import ProtocolError
+from zexport.run.commands import commands
+
+commands()  # registers the control commands' frames (status, cancel_request...)
 
 
 def test_round_trip() -> None:

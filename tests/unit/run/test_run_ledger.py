@@ -126,3 +126,20 @@ def test_download_progress_is_shown_at_most_every_tenth_of_a_second() -> None:
     assert progress.updates[-1][1:3] == (3, 3)
     assert ledger.report.downloads["failed"] == 2
     assert ledger.report.notes == ["could not update the archive"]
+
+
+def test_while_exporting_the_counts_give_a_rate_and_an_eta_and_at_the_end_eta_zero() -> None:
+    import time
+
+    import pytest
+
+    report = RunReport(options={}, started=0.0)
+    ledger = RunLedger(report)
+    ledger.total, ledger.done = 100, 40
+    ledger.export_started = time.time() - 4
+    report.exported = 30
+    counts = ledger.counts()
+    assert counts["rate"] == pytest.approx(30 / 4, rel=0.1)
+    assert counts["eta"] == pytest.approx(60 / counts["rate"], rel=0.1)
+    ledger.done = 100
+    assert ledger.counts()["eta"] == 0.0
