@@ -467,3 +467,23 @@ def test_status_and_cancel_are_answered_while_the_run_is_still_planning(
     rep = report(out)
     assert rep["status"] == "cancelled" and rep["counts"]["exported"] == 0
     assert "cancelled while planning: nothing was exported" in rep["notes"]
+
+
+def test_workers_started_before_a_long_plan_hear_the_controller_and_live_through_it(
+        tmp_path: Path, isolated_env: dict[str, str], control_db: Path) -> None:
+    """Workers boot while the controller plans (a fresh output renders everything):
+    a plan three times the heartbeat deadline must not make them think the controller
+    is gone, exit, and be counted as deaths (they hear its heartbeats from the start)."""
+    out = tmp_path / "out"
+    proc = start_run(isolated_env, control_db, out, extra_env={
+        "ZEXPORT_TEST_PLAN_DELAY": "3", "ZEXPORT_HB_TIMEOUT": "1.0",
+        "ZEXPORT_HB_INTERVAL": "0.1"})
+    try:
+        code, _, err = finish(proc, timeout=45)
+    finally:
+        kill_group(proc)
+    assert code == 0, err
+    rep = report(out)
+    assert rep["worker_deaths"] == []
+    assert rep["counts"]["exported"] == CONTROL_SAMPLE
+

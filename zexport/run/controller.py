@@ -256,6 +256,10 @@ class Controller:
         sweep_orphan_run_dirs()  # and run folders of runs killed before registering
         register_run(self.run_id, self.setup.registration(self.control.endpoint))
         self._task(self.control.serve())
+        assert self.dispatch is not None
+        # Heartbeats from the start: workers booted for this run hear the controller
+        # while it plans, however long that takes, instead of deciding it is gone.
+        self._task(self.dispatch.monitor()).add_done_callback(self._loop_ended)
         self.phase = Phase.COUNTING
         if renders_everything(self.out, self.spec.force):
             # Everything will be rendered: worker interpreters boot while we plan.
@@ -297,7 +301,9 @@ class Controller:
         loop = asyncio.get_running_loop()
         indexes = SideIndexes(loop, self.setup.db, self.run_dir)
         try:
-            await loop.run_in_executor(None, self._plan_now)
+            batches = await loop.run_in_executor(None, self._plan_now)
+            for first, end in batches:  # here, not in the thread: the loop reads the table
+                self.table.add(first, end)
         except Cancelled:
             self.planning_cut = True  # nothing to export; the report says cancelled
             self.report.notes.append("cancelled while planning: nothing was exported")
@@ -306,7 +312,8 @@ class Controller:
         finally:
             self.index_unreadable = not await indexes.wait(self.report)
 
-    def _plan_now(self) -> None:
+    def _plan_now(self) -> list[tuple[int, int]]:
+        """Plan the run (in a thread); the batches' plan-row ranges."""
         steps = self.ledger.steps
         assert steps is not None
         self.plan = Plan(os.path.join(self.run_dir, "plan.db"))
@@ -315,8 +322,7 @@ class Controller:
             self.state_dir, steps.plan_path if has_run_steps(self.setup.fmt) else None)
         self.ledger.resume = planned.resume
         self.ledger.total, self.ledger.done = planned.total, planned.done
-        for first, end in planned.batches:
-            self.table.add(first, end)
+        return planned.batches
 
     async def _export(self) -> None:
         assert self.pool is not None
@@ -332,8 +338,7 @@ class Controller:
         dispatch = self.dispatch
         assert dispatch is not None
         dispatch.feed()  # workers that asked for work while we planned
-        for coro in (dispatch.serve(), dispatch.monitor()):
-            self._task(coro).add_done_callback(self._loop_ended)
+        self._task(dispatch.serve()).add_done_callback(self._loop_ended)
         await self.finished.wait()
         if not self.cancelled:
             self.phase = Phase.FINISHING
