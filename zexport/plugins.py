@@ -89,15 +89,17 @@ class Registry:
         """The format called ``name``, or a UsageError listing the available ones.
 
         When a plugin that failed to load looks like the one that provides it
-        (same name, ``zexport-<name>`` package, or module ``.<name>``), the
-        error says why it failed instead of only "unknown format".
+        (same name, ``zexport-<name>`` package, module ``.<name>`` or
+        ``zexport_<name>``, as README's development recipe names one), the error
+        says why it failed instead of only "unknown format".
         """
         try:
             return self.formats[name]
         except KeyError:
             known = ", ".join(sorted(self.formats)) or "none"
             for info in self.broken:
-                if name in (info.name, info.name.rsplit(".", 1)[-1], info.package,
+                module = info.name.rsplit(".", 1)[-1]
+                if name in (info.name, module, module.removeprefix("zexport_"), info.package,
                             info.package.removeprefix("zexport-")):
                     raise UsageError(
                         f"format {name!r} is not available: {info.label} failed to load:"
