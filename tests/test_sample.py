@@ -594,3 +594,17 @@ def _check_png(data: bytes, width: int, height: int) -> None:
         pos += 12 + length
     assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND"
     assert len(zlib.decompress(idat)) == height * (1 + 3 * width)
+
+
+def test_the_sample_command_says_what_it_wrote_in_words(
+        tmp_path: Path, isolated_env: dict[str, str]) -> None:
+    """`zexport sample` tells a user the counts, not a dataclass's repr."""
+    from conftest import run_cli
+
+    target = tmp_path / "a.db"
+    res = run_cli(["sample", str(target), "-n", "3"], isolated_env, cwd=tmp_path, timeout=60)
+    assert res.returncode == 0, res.stderr
+    stats = make_sample(tmp_path / "again.db", conversations=3)
+    assert res.stdout == (
+        f"Wrote {target}: 3 conversations, {stats.messages} messages, {stats.attachments}"
+        f" attachments ({stats.attachment_files} with a file in {attachment_dir(target)})\n")

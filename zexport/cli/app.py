@@ -428,7 +428,7 @@ def _warn_broken_plugins() -> None:
               help="Random seed: the same seed gives the same file.")
 def sample(path: str, conversations: int, seed: int) -> None:
     """Write a synthetic archive to PATH: the app's schema, filled as the app fills it, dirty."""
-    from zexport.sample import make_sample
+    from zexport.sample import attachment_dir, make_sample
 
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -441,7 +441,9 @@ def sample(path: str, conversations: int, seed: int) -> None:
     except OSError as exc:  # a read-only or full folder, no permission
         _fail(ZexportError(f"cannot write {path}: {exc.strerror or exc}"))
         return
-    click.echo(f"Wrote {path}: {stats}")
+    click.echo(f"Wrote {path}: {stats.conversations:,} conversations, {stats.messages:,} messages,"
+               f" {stats.attachments:,} attachments ({stats.attachment_files:,} with a file in"
+               f" {attachment_dir(path)})")
 
 
 @cli.command()
