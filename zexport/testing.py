@@ -52,6 +52,7 @@ def render_context(fmt: Format, options: Mapping[str, str] | None = None, *,
     path = os.path.join(root, folder)
     os.makedirs(path, exist_ok=True)
     return RenderContext(out_dir=root, folder=path, options=fmt.parse_options(options or {}),
+                         file=os.path.join(path, f"conversation.{fmt.extension}"),
                          tz=tz, branches=branches, exported_at=exported_at,
                          format_name=fmt.name)
 

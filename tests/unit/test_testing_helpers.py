@@ -36,3 +36,10 @@ def test_every_public_name_resolves() -> None:
     for name in zexport.__all__:
         assert getattr(zexport, name) is not None, name
     assert zexport.PLUGIN_API[0] == 1
+
+
+def test_the_context_names_the_conversations_file_as_a_worker_does(tmp_path: Path) -> None:
+    """docs/plugins.md: ``file`` is ``<folder>/conversation.<extension>`` in the default layout."""
+    ctx = render_context(MarkdownFormat(), out_dir=str(tmp_path), folder="2024-01-01 A")
+    assert ctx.file == str(tmp_path / "2024-01-01 A" / "conversation.md")
+    assert ctx.link("index.html") == "../index.html"
