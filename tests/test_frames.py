@@ -152,11 +152,16 @@ def test_control_requests_too_big_or_wrong_typed_are_refused_and_logged_not_prin
         grown = _rss_kib(reg["pid"]) - before
         assert grown < 20_000, f"controller grew by {grown} KiB"
         # A boolean is not version 1; wrong-typed optional fields are errors, not nil.
-        assert "version True" in _bad_request(reg, {"v": True, "t": "status", "id": 1})[
-            "message"]
+        # The error still carries the request's id whenever that id can be read.
+        rejected = _bad_request(reg, {"v": True, "t": "status", "id": 1})
+        assert "version True" in rejected["message"] and rejected["id"] == 1
         assert _bad_request(reg, {"v": 1, "t": "status", "id": [1]})["id"] is None
-        _bad_request(reg, {"v": 1, "t": "cancel_request", "id": 2, "reason": 5})
-        _bad_request(reg, {"v": 1, "t": "cancel_request", "id": 3, "reason": None})
+        assert _bad_request(reg, {"v": 1, "t": "status", "id": 1.5})["id"] is None
+        assert _bad_request(reg, {"v": 1, "t": "cancel_request", "id": 2, "reason": 5})[
+            "id"] == 2
+        assert _bad_request(reg, {"v": 1, "t": "cancel_request", "id": "c3", "reason": None})[
+            "id"] == "c3"
+        assert _bad_request(reg, {"v": 2, "t": "nonsense", "id": 4})["id"] == 4
         st = status(reg)
         assert st["cancelled"] is None and st["phase"] in ("exporting", "finishing")
         code, _, err = finish(proc)

@@ -257,6 +257,19 @@ def encode(msg_type: str, **fields: Any) -> bytes:
     return data
 
 
+def request_id(frame: bytes) -> int | str | None:
+    """The ``id`` of a frame that :func:`decode` refused, when it is readable (a map with
+    an int or str ``id``), so that the ``error`` reply can still be matched to its request."""
+    if len(frame) > MAX_FRAME_BYTES:
+        return None
+    try:
+        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception:  # msgpack raises several unrelated exception types
+        return None
+    req_id = msg.get("id") if isinstance(msg, dict) else None
+    return req_id if type(req_id) in (int, str) else None
+
+
 def decode(frame: bytes) -> dict[str, Any]:
     """Parse and validate one frame; raise ProtocolError if it is not a valid message.
 

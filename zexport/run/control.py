@@ -75,6 +75,8 @@ class ControlServer:
                 raise TypeError(f"{command.name} made a bad {command.reply_type}: {why}")
             return protocol.encode(command.reply_type, id=req_id, **reply)
         except ProtocolError as exc:
+            if req_id is None:
+                req_id = protocol.request_id(payload)
             self.rejected += 1
             log.warning("control: rejected a request: %s", exc)
             error = {"code": "bad_request", "message": str(exc)}
