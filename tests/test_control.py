@@ -78,10 +78,10 @@ def test_status_and_cancel_with_no_run_say_so_and_create_nothing(tmp_path: Path,
                                                                  isolated_env: dict[str, str]
                                                                  ) -> None:
     env = dict(isolated_env, ZEXPORT_RUNTIME_DIR=str(tmp_path / "no-such-runtime"))
-    none = "zexport: no zexport export is running\n"
+    none = "zexport: error: no zexport export is running\n"
     for cmd, says in ((["status"], none), (["cancel"], none), (["status", "--json"], none),
                       (["cancel", "--run", "abc"],
-                       "zexport: no running export with id 'abc' (running: none)\n")):
+                       "zexport: error: no running export with id 'abc' (running: none)\n")):
         started = time.monotonic()
         res = run_cli(cmd, env, timeout=20)
         assert (res.returncode, res.stdout, res.stderr) == (1, "", says), cmd

@@ -141,8 +141,8 @@ def registered(runs: list[FakeRun], args: list[str],
 def test_no_run_says_so_and_exits_1(isolated_env: dict[str, str], args: list[str]) -> None:
     res = zexport(args, isolated_env)
     assert res.returncode == 1
-    expected = ("zexport: no running export with id 'abc' (running: none)\n" if "abc" in str(args)
-                else "zexport: no zexport export is running\n")
+    expected = ("zexport: error: no running export with id 'abc' (running: none)\n"
+                if "abc" in str(args) else "zexport: error: no zexport export is running\n")
     assert (res.stdout, res.stderr) == ("", expected)
 
 

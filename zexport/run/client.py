@@ -71,7 +71,7 @@ def run_command(command: Command, run_id: str | None, options: Mapping[str, Any]
         reply = request(info, command.request_type, timeout=command.timeout(options),
                         **command.request(options))
     except ZexportError as exc:
-        console.err(f"zexport: {exc}")
+        console.err(f"zexport: error: {exc}")
         return exc.exit_code
     if reply["t"] != command.reply_type:
         console.err(f"zexport: controller answered: {reply.get('message')}")

@@ -150,8 +150,9 @@ class DryRun:
             said.append(f"  {self.unexportable:,} cannot be exported (their id is not text);"
                         " a run reports each as failed")
         if self.moved:
-            said.append(f"  would move {self.moved:,} conversations whose title changed"
-                        " to their new names")
+            whose = ("conversation whose title changed to its new name" if self.moved == 1
+                     else "conversations whose titles changed to their new names")
+            said.append(f"  would move {self.moved:,} {whose}")
         if self.suffixed:
             said.append(f"  {self.suffixed:,} share a name with another and get an id suffix")
         if self.attachments:
