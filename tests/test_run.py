@@ -384,3 +384,18 @@ def test_empty_out_is_refused(cli: Any, sample_db: Path, tmp_path: Path) -> None
     assert res.returncode == 2
     assert "--out is empty" in res.stderr
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_filters_that_select_nothing_say_which_filters_they_were(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    """A typo in ``--id`` exports nothing: the summary names the filters, so it reads as
+    "nothing matched" rather than as an empty archive."""
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(sample_db), "--out", str(out), "--id", "no-such-id",
+              "--provider", "claude", "--tz", "UTC", "--progress", "none", "--no-attachments")
+    assert res.returncode == 0, res.stderr
+    assert "no conversation of the archive matches --provider, --id\n" in res.stdout
+    every = cli("run", "--db", str(sample_db), "--out", str(tmp_path / "all"), "--tz", "UTC",
+                "--progress", "none", "--no-attachments")
+    assert every.returncode == 0, every.stderr
+    assert "no conversation of the archive matches" not in every.stdout

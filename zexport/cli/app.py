@@ -387,6 +387,13 @@ def summary_lines(report: Any, out: str, state_dir: str) -> list[str]:
         f"{counts['failed']:,} failed of {counts['selected']:,} conversations; "
         f"{counts['attachments_exported']:,} attachments, {counts['attachments_failed']:,} "
         f"unavailable; {report.seconds:.2f}s ({rate:,.0f}/s) -> {out}"]
+    if not counts["selected"]:
+        used = [flag for flag, key in (("--provider", "providers"), ("--since", "since"),
+                                       ("--until", "until"), ("--id", "ids"),
+                                       ("--title", "title"))
+                if report.options.get(key) not in (None, [], "")]
+        if used:
+            lines.append(f"no conversation of the archive matches {', '.join(used)}")
     lines += report.attachment_lines()
     if report.conflicts:
         n = len(report.conflicts)
