@@ -223,6 +223,32 @@ def test_missing_shard_and_asset_and_broken_conversation_are_reported(
     assert "> ⚠ Attachment unavailable: photo.png" in md
 
 
+@pytest.mark.parametrize("damage", ["garbage", None, [1, 2], "deleted"])
+def test_a_broken_conversation_of_an_export_keyed_by_name_is_reported_not_dropped(
+        cli: Any, tmp_path: Path, damage: Any) -> None:
+    """The keyed shape (``{name: conversation}``): one conversation's ``mapping`` broken
+    must fail the run partly with that conversation named, as in the array shape, and
+    not disappear from the export without a word."""
+    convs = json.loads(PULSAR.read_text())
+    victim = "regenerate"
+    if damage == "deleted":
+        del convs[victim]["mapping"]
+    else:
+        convs[victim]["mapping"] = damage
+    inp = tmp_path / "conversations.json"
+    inp.write_text(json.dumps(convs))
+    out = tmp_path / "out"
+    res = export(cli, inp, out, status=1)
+    rep = report(out)
+    assert rep["counts"]["exported"] == len(convs) - 1
+    (error,) = rep["run_errors"]
+    title = convs[victim]["title"]
+    position = list(convs).index(victim) + 1
+    assert error.endswith(f"conversations.json conversation #{position} ({title!r}): cannot"
+                          " read: no mapping"), error
+    assert f"zexport: error: {error}" in res.stderr.splitlines()
+
+
 # -- re-runs, cache, listing --------------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -106,3 +108,23 @@ def test_zip_members_are_not_extracted_to_recognise(tmp_path: Path) -> None:
         zf.writestr("conversations.json", PULSAR.read_text())
     assert ChatGPTSource().recognise(open_bundle(str(z)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.zip"]
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["parsed-whole", "streamed"])
+def test_a_broken_map_among_conversations_keyed_by_name_is_handed_on_in_its_place(
+        whole: bool) -> None:
+    """Parsed whole (small files) or streamed (ijson): a map beside conversations keyed by
+    name is a broken conversation, handed on where it stood; other values are not."""
+    from zexport.sources.chatgpt import is_conversation
+    from zexport.sources.jsonstream import iter_conversations
+
+    good = {"title": "ok", "mapping": {}}
+    doc = {"broken-first": {"title": "b1", "mapping": None}, "a": good, "version": 3,
+           "broken-mid": {"title": "b2"}, "b": good, "note": "text"}
+    data = json.dumps(doc).encode()
+    got = [key for key, _ in iter_conversations(io.BytesIO(data), is_conversation,
+                                                size=len(data) if whole else None)]
+    assert got == ["broken-first", "a", "broken-mid", "b"]
+    listed = json.dumps({"conversations": [good], "user": {"id": "u"}}).encode()
+    assert [key for key, _ in iter_conversations(
+        io.BytesIO(listed), is_conversation, size=len(listed) if whole else None)] == [None]

@@ -172,19 +172,33 @@ def _shapes(value: Any, is_conversation: IsConversation) -> Iterator[tuple[str |
         return
     if not isinstance(value, dict):
         raise JSONBroken("the file holds no conversations (not a JSON array or object)")
-    found = False
+    found = keyed = False
     loose: Conv = {}
     for key, item in value.items():
         if key == "conversations" and isinstance(item, list):
             found = True
             yield from ((None, c) for c in item)
         elif is_conversation(item):
+            if not keyed:  # conversations keyed by name: the maps before this one too
+                keyed = True
+                yield from _broken_maps(loose)
             found = True
             yield key, item
+        elif keyed and isinstance(item, dict):
+            yield key, item  # broken: reading it says why
         else:
             loose[key] = item
     if not found and is_conversation(loose):
         yield None, loose
+
+
+def _broken_maps(loose: Conv) -> Iterator[tuple[str | None, Conv]]:
+    """The maps of a top-level object of conversations keyed by name that are not
+    conversations: broken ones (a missing or damaged tree), handed on in their place so
+    that reading each fails with its reason instead of its vanishing without a word.
+    Taken out of ``loose``, which keeps the file's other values."""
+    for key in [k for k, v in loose.items() if isinstance(v, dict)]:
+        yield key, loose.pop(key)
 
 
 def _streamed(stream: IO[bytes] | _Limited, is_conversation: IsConversation,
@@ -206,7 +220,7 @@ def _streamed(stream: IO[bytes] | _Limited, is_conversation: IsConversation,
             raise JSONBroken("the file holds no conversations (not a JSON array or object)",
                              len(head) - len(head.lstrip(b"\xef\xbb\xbf" + _WHITESPACE)))
         loose: Conv = {}
-        found = False
+        found = keyed = False
         pairs = _eager_pairs(counted) if eager else ijson.kvitems(counted, "", use_float=True)
         for key, value in pairs:
             if key is None:  # an item of "conversations", as it ended (eager)
@@ -216,8 +230,13 @@ def _streamed(stream: IO[bytes] | _Limited, is_conversation: IsConversation,
                 found = True
                 yield from ((None, item) for item in value)
             elif is_conversation(value):
+                if not keyed:  # conversations keyed by name: the maps before this one too
+                    keyed = True
+                    yield from _broken_maps(loose)
                 found = True
                 yield key, value
+            elif keyed and isinstance(value, dict):
+                yield key, value  # broken: reading it says why
             else:
                 loose[key] = value
         if not found and is_conversation(loose):
