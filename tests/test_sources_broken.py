@@ -66,10 +66,10 @@ def test_truncated_conversations_json_exports_every_conversation_before_the_brea
     assert _titles(tmp_path / "out") == sorted(whole[k]["title"] for k in keys[:5])
     errors = res.stderr.strip().splitlines()
     assert len(errors) == 1, res.stderr
-    assert errors[0].startswith("zexport: error: chatgpt export ")
-    assert (f"conversations.json: the JSON breaks off at byte {cut_at:,} (the file ends"
-            " there: truncated); the 5 conversations before it were exported, the rest of the"
-            " file was not") in errors[0]
+    assert errors[0] == (  # the file named once: it is the export
+        f"zexport: error: chatgpt export {cut}: the JSON breaks off at byte {cut_at:,} (the"
+        " file ends there: truncated); the 5 conversations before it were exported, the rest"
+        " of the file was not")
     rep = report(tmp_path / "out")
     assert rep["status"] == "partial" and rep["counts"]["exported"] == 5
     assert len(rep["run_errors"]) == 1 and f"at byte {cut_at:,}" in rep["run_errors"][0]
@@ -113,6 +113,19 @@ def test_a_truncated_shard_costs_only_what_follows_its_break(
     assert (f"conversations-001.json: the JSON breaks off at byte {cut_at:,} (the file ends"
             " there: truncated); the conversation before it was exported") in errors[0]
     assert report(tmp_path / "out")["counts"]["exported"] == 6
+
+
+def test_a_shard_that_breaks_before_its_first_conversation_costs_only_that_shard(
+        cli: Any, tmp_path: Path) -> None:
+    convs = _real_conversations()[:8]
+    folder = tmp_path / "export"
+    names = _sharded(folder, convs, [3, 3, 2])
+    (folder / names[1]).write_bytes((folder / names[1]).read_bytes()[:12])
+    res = _run(cli, folder, tmp_path / "out", status=1)
+    assert _titles(tmp_path / "out") == sorted(c["title"] for c in convs[:3] + convs[6:])
+    (error,) = res.stderr.strip().splitlines()
+    assert error.endswith(f"{names[1]}: the JSON breaks off at byte 12 (the file ends there:"
+                          " truncated); no conversation of the file could be exported"), error
 
 
 def test_an_export_that_breaks_before_its_first_conversation_is_refused(

@@ -64,11 +64,11 @@ class Conversion:
                     yield n, key, conv
                     n += 1
         except JSONBroken as broken:
-            kept = ("nothing in it was exported" if n == 0 else
-                    "the conversation before it was exported" if n == 1 else
-                    f"the {n:,} conversations before it were exported")
-            self.failed(name, f"the JSON breaks off {broken.where()} ({broken.reason});"
-                              f" {kept}, the rest of the file was not")
+            kept = ("no conversation of the file could be exported" if n == 0 else
+                    "the conversation before it was exported, the rest of the file was not"
+                    if n == 1 else f"the {n:,} conversations before it were exported, the"
+                    " rest of the file was not")
+            self.failed(name, f"the JSON breaks off {broken.where()} ({broken.reason}); {kept}")
 
 
 class Source:

@@ -74,7 +74,16 @@ def prepare_input(path: str, source_name: str | None, sources: dict[str, Source]
         except OSError as exc:
             raise ArchiveError(f"cannot convert {path}: {exc}") from None
         where = f"{source.name} export {os.path.abspath(path)}"
-        return PreparedInput(done.db, source.name, [f"{where}: {n}" for n in done.notes],
-                             done.fresh, [f"{where}: {e}" for e in done.errors])
+        # A lone JSON file is its own only member: its name is said once, in ``where``.
+        member = os.path.basename(path) + ": " if os.path.isfile(path) and not \
+            zipfile.is_zipfile(path) else None
+        return PreparedInput(done.db, source.name,
+                             [f"{where}: {_unprefixed(n, member)}" for n in done.notes],
+                             done.fresh,
+                             [f"{where}: {_unprefixed(e, member)}" for e in done.errors])
     finally:
         bundle.close()
+
+
+def _unprefixed(text: str, prefix: str | None) -> str:
+    return text.removeprefix(prefix) if prefix else text
