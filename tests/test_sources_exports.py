@@ -215,6 +215,9 @@ def test_missing_shard_and_asset_and_broken_conversation_are_reported(
     notes = "\n".join(rep["notes"])
     assert "lists conversations-001.json, which is missing" in notes
     assert "not in the export: file_00000000aaaa0000aaaa0000aaaa0000.dat (photo.png)" in notes
+    warned = [line for line in res.stderr.splitlines() if line.startswith("zexport: warning:")]
+    assert [w.removeprefix("zexport: warning: ") for w in warned] == rep["notes"][:len(warned)]
+    assert any("lists conversations-001.json, which is missing" in w for w in warned)
     (error,) = rep["run_errors"]
     assert error.endswith("conversations-000.json conversation #2 ('Broken'): cannot read:"
                           " no mapping")

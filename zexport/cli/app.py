@@ -358,6 +358,9 @@ def run(db: str | None, input_path: str | None, source: str | None, out: str | N
             controller = Controller(setup, conn, say=say, early=early)
             _warn_broken_plugins()
             say(line)
+            if not quiet:  # what reading the input found missing (shards, files)
+                for note in notes:
+                    click.echo(f"zexport: warning: {note}", err=True)
             controller.progress = make_progress(progress)
             status = controller.run(release_signals=False)  # Ctrl-C from here changes nothing
         except ZexportError as exc:
