@@ -50,31 +50,33 @@ class RunLedger:
 
     def record(self, batch_id: int, rows: list[Item], results: list[Any]) -> None:
         """One batch's ``done`` results (``rows``: the batch as it was sent)."""
-        folders = {cid: folder for cid, folder, _ in rows}
-        sources = {cid: source for cid, _, source in rows}
+        places = {cid: (folder, source) for cid, folder, source in rows}
         if self.steps is not None:  # kept before the manifest marks them done
-            self.steps.keep(batch_id, folders, {r["id"] for r in results if r["ok"]})
+            self.steps.keep(batch_id, {cid: folder for cid, folder, _ in rows},
+                            {r["id"] for r in results if r["ok"]})
         resume = self.resume
-        report = self.report
+        outcome = self.report.outcome
         title = ""
+        done = 0
         for res in results:
             cid = res["id"]
-            folder = folders.get(cid)
-            if folder is None:
+            place = places.get(cid)
+            if place is None:
                 continue
-            report.outcome(cid, folder, res)
-            self.done += 1
+            folder, source = place
+            outcome(cid, folder, res)
+            done += 1
             title = res["title"] or title
             # A missing attachment records the attachment context: a re-run renders the
             # conversation again only when that changes. A conflict renders it again
             # every run (so it stays reported) until the user resolves it.
-            if res["ok"] and resume is not None:
-                source = sources.get(cid)
-                if res.get("conflicts") and source is not None:
+            if res["ok"] and resume is not None and source is not None:
+                if res.get("conflicts"):
                     source = RENDER_AGAIN
                 retry = resume.attachment_context if res["attachments_failed"] else None
                 # ``files`` is checked by the protocol: [path, hash] pairs of strings.
                 resume.done(cid, folder, source, retry, res.get("files") or ())
+        self.done += done
         if resume is not None:
             resume.flush_due()
         self.show_export(title)

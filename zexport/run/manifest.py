@@ -188,15 +188,20 @@ class Manifest:
         return {row[0]: Entry(*row[1:]) for row in self.conn.execute(
             "SELECT id, folder, source, options, renderer, retry FROM done")}
 
-    def record(self, rows: Sequence[Row],
-               files: Sequence[tuple[str, str, str]] = ()) -> None:
+    def record(self, rows: Sequence[Row], files: Sequence[tuple[str, str, str]] = (),
+               replace_files: bool = True) -> None:
         """Add or replace rows ``(id, folder, source, options, renderer, retry)`` and, for
-        the same conversations, their files ``(path, id, hash)``, in one commit."""
+        the same conversations, their files ``(path, id, hash)``, in one commit.
+
+        ``replace_files`` False: these conversations have no files recorded yet (the
+        manifest had none when the run began), so there are none to remove first.
+        """
         if rows or files:
             with self.conn:
                 self.conn.executemany("INSERT OR REPLACE INTO done VALUES (?,?,?,?,?,?)", rows)
-                self.conn.executemany("DELETE FROM files WHERE cid=?",
-                                      [(row[0],) for row in rows])
+                if replace_files:
+                    self.conn.executemany("DELETE FROM files WHERE cid=?",
+                                          [(row[0],) for row in rows])
                 self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?)", files)
 
     def known_files(self, cids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -486,7 +491,9 @@ class Resume:
         rows, self.pending = self.pending, []
         files, self.pending_files = self.pending_files, []
         try:
-            self.manifest.record(rows, files)
+            # A conversation is recorded once a run: when no file was recorded before
+            # it, there is nothing of theirs to replace (a first export asks nothing).
+            self.manifest.record(rows, files, replace_files=self.has_files)
         except apsw.Error as exc:  # the export is fine; the next run just redoes these
             log.warning("could not update the manifest: %s", exc)
 

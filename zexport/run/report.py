@@ -91,25 +91,34 @@ class RunReport:
                 self.exported += 1
         else:
             self.failure(conversation_id, folder, str(res.get("error") or "unknown error"))
-        self.attachments_exported += int(res.get("attachments_ok") or 0)
-        for item in res.get("conflicts") or []:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
-                self.conflict(conversation_id, str(item[0]), str(item[1]),
-                              f".zexport/conflicts/{item[0]}")
-        for item in res.get("attachments_failed") or []:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
-                self.attachments_failed += 1
-                self.attachment_reasons[str(item[1])] += 1
-                self._spools["attachment_failures"].add({
-                    "conversation_id": conversation_id, "folder": folder,
-                    "attachment_id": str(item[0]), "reason": str(item[1])})
-        for text in res.get("warnings") or []:
-            if self.warnings_count < MAX_WARNINGS:
-                self.warnings_count += 1
-                self._spools["warnings"].add(
-                    {"conversation_id": conversation_id, "message": str(text)})
-            else:
-                self.warnings_dropped += 1
+        copied = res.get("attachments_ok")
+        if copied:
+            self.attachments_exported += int(copied)
+        # The lists are mostly empty: each is looked at only when it holds something.
+        conflicts = res.get("conflicts")
+        if conflicts:
+            for item in conflicts:
+                if isinstance(item, (list, tuple)) and len(item) == 2:
+                    self.conflict(conversation_id, str(item[0]), str(item[1]),
+                                  f".zexport/conflicts/{item[0]}")
+        missing = res.get("attachments_failed")
+        if missing:
+            for item in missing:
+                if isinstance(item, (list, tuple)) and len(item) == 2:
+                    self.attachments_failed += 1
+                    self.attachment_reasons[str(item[1])] += 1
+                    self._spools["attachment_failures"].add({
+                        "conversation_id": conversation_id, "folder": folder,
+                        "attachment_id": str(item[0]), "reason": str(item[1])})
+        warnings = res.get("warnings")
+        if warnings:
+            for text in warnings:
+                if self.warnings_count < MAX_WARNINGS:
+                    self.warnings_count += 1
+                    self._spools["warnings"].add(
+                        {"conversation_id": conversation_id, "message": str(text)})
+                else:
+                    self.warnings_dropped += 1
 
     def conflict(self, conversation_id: str, path: str, reason: str,
                  new_version: str | None) -> None:
