@@ -61,6 +61,10 @@ GOOD_RESULT = {"id": "c1", "ok": True, "title": "t", "error": None, "warnings": 
     ({"error": 3}, "field 'error': str or nil expected"),
     ({"skipped": "yes"}, "field 'skipped': bool expected"),
     ({"id": None}, "field 'id': str expected, got nil"),
+    ({"title": b"t"}, "field 'title': str expected, got bytes"),
+    ({"files": [["p", 1]]}, "field 'files': item 0: item 1: str expected"),
+    ({"files": [["p", "h", "x"]]}, "field 'files': item 0: a list of 2 expected"),
+    ({"conflicts": "x"}, "field 'conflicts': list expected"),
 ])
 def test_a_done_frame_with_one_wrong_nested_field_is_rejected(
         change: dict[str, object], complaint: str) -> None:
@@ -70,6 +74,22 @@ def test_a_done_frame_with_one_wrong_nested_field_is_rejected(
     with pytest.raises(ProtocolError) as caught:
         protocol.decode(bad)
     assert f"done: field 'results': item 1: {complaint}" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", sorted(protocol.RESULT.required))
+def test_a_done_result_without_a_required_field_is_rejected(name: str) -> None:
+    # "error" is nil when all went well: missing is still not the same as nil.
+    partial = {key: value for key, value in GOOD_RESULT.items() if key != name}
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode(protocol.encode("done", w=0, batch=1, results=[partial]))
+    assert f"done: field 'results': item 0: field {name!r} missing" in str(caught.value)
+
+
+def test_a_done_result_with_every_optional_field_is_accepted() -> None:
+    full = {**GOOD_RESULT, "skipped": False, "files": [["a/conversation.md", "ab"]],
+            "conflicts": [["a/conversation.md", "edited"]]}
+    assert protocol.decode(protocol.encode("done", w=0, batch=1, results=[full]))[
+        "results"] == [full]
 
 
 def test_a_boolean_is_not_version_1() -> None:
