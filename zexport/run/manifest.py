@@ -93,6 +93,11 @@ FLUSH_INTERVAL = 1.0
 FLUSH_ROWS = 20_000
 
 
+def _first(row: tuple[Any, ...]) -> Any:
+    """A row's key (its first column): what the manifest's B-trees are ordered by."""
+    return row[0]
+
+
 def _digest(value: Any) -> str:
     data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.blake2b(data, digest_size=12).hexdigest()
@@ -490,6 +495,11 @@ class Resume:
         self.flushed_at = time.monotonic()
         rows, self.pending = self.pending, []
         files, self.pending_files = self.pending_files, []
+        # In key order: each B-tree page is then visited once per commit, in order,
+        # instead of at random (measured: a third less CPU for the same rows at 100,000
+        # conversations, where one commit a second rewrites pages all over the file).
+        rows.sort(key=_first)
+        files.sort(key=_first)
         try:
             # A conversation is recorded once a run: when no file was recorded before
             # it, there is nothing of theirs to replace (a first export asks nothing).
