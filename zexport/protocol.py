@@ -157,7 +157,6 @@ ANY_MAP = Kind(dict, name="map")
 REQUEST_ID = Kind(int, str, nullable=True, name="int, str or nil")
 
 
-
 def _str_pairs(value: Any) -> bool:
     """Whether ``value`` is a list of ``[str, str]`` (the fast test of :class:`ResultShape`)."""
     return type(value) is list and all(
