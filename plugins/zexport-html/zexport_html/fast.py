@@ -49,8 +49,6 @@ BLOCK_OPEN, BLOCK_CLOSE = "\ue004", "\ue005"  # around a display placeholder's n
 # - footnotes "[^", inline footnotes "^[", task items "[ ]"/"[x]";
 # - runs of 3+ tildes (strikethrough pairs, or a ~~~ fence);
 # - the placeholders' own characters;
-_NEEDS_ENGINE = ("\\(", "[^", "^[", "[ ]", "[x]", "[X]", "~~~", MATH_OPEN, MATH_CLOSE, BLOCK_OPEN,
-                 BLOCK_CLOSE)
 _DISPLAY = ("$$", "\\[")  # left after _display_math: the engine decides
 _DISPLAY_ENDS = {"$$": "$$", "\\[": "\\]"}
 _FENCE_LINE = re.compile(r" {0,3}(?:```|~~~)")
@@ -62,16 +60,23 @@ _ENTITY_REF = re.compile(r"&(?:#|[A-Za-z][A-Za-z0-9]*;)")
 _SCHEME = re.compile(r"(?i:(?:[(<]|\]:)\s*(?:javascript|vbscript|file|data):)")
 # - whitespace other than ASCII's (no-break and ideographic spaces...): markdown-it-py
 #   strips it from the ends of paragraphs and cells as Python's str.strip does;
-_SPACE = re.compile("[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+# (the same character class also finds the placeholders' own characters, in one pass)
+_SPACE = re.compile("[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+                    f"{MATH_OPEN}{MATH_CLOSE}{BLOCK_OPEN}{BLOCK_CLOSE}]")
 # - an empty list item ("-" alone on its line), which the engines end a lazy quote
 #   with differently, and a tab after a quote or list marker (the engines expand it
 #   to different columns);
-_EMPTY_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*$", re.M)
+#   (the first line apart: a pattern starting with a line break is found fast, one with
+#   "^" and re.M is tried at every character);
+_EMPTY_ITEM = re.compile(r"\n[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*(?:\n|\Z)")
+_EMPTY_FIRST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*(?:\n|\Z)")
 _TAB_IN_MARKER = re.compile(r"^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t", re.M)
 # - a delimiter run where the engines disagree on whether it opens or closes emphasis:
 #   markdown-it-py counts Unicode symbols (£, ≥, emoji: categories S*) as punctuation,
 #   as CommonMark 0.31 does, markdown-it-pyrs not (see _emphasis_differs).
 _DELIMITERS = re.compile(r"[*_~]+")  # (a character class: much faster to find than runs)
+# (it starts with a character class, which re scans for fast, and looks around it)
+_DELIMITER_BESIDE_NON_ASCII = re.compile(r"[*_~](?:(?<=[^\x00-\x7f][*_~])|(?=[^\x00-\x7f]))")
 
 
 def _kind(ch: str) -> str:
@@ -89,6 +94,8 @@ def _emphasis_differs(text: str) -> bool:
     """Whether some delimiter run can open or close emphasis for one engine and not the
     other. Only a symbol beside the run matters; with whitespace on its other side, or
     (for ``*`` and ``~``) a symbol there too, both flanking rules agree."""
+    if not _DELIMITER_BESIDE_NON_ASCII.search(text):
+        return False  # (symbols are outside ASCII: no run has one beside it)
     for m in _DELIMITERS.finditer(text):
         run_start, run_end = m.span()
         start = run_start
@@ -114,28 +121,48 @@ def _run_differs(text: str, start: int, end: int) -> bool:
 
 
 def _needs_engine(text: str) -> bool:
-    """Whether ``text`` holds something only the engine renders right (above): plain
-    substring tests first, the costlier ones only when their first character is there."""
-    if ("[" in text or "\\" in text or "^" in text or "~" in text or not text.isascii()) and any(
-            piece in text for piece in _NEEDS_ENGINE):
+    """Whether ``text`` holds something only the engine renders right (above). Each test
+    runs only when the character it needs is there, and the ones that look for
+    characters outside ASCII only on text that has some: most texts are scanned a few
+    times in C, never character by character in Python."""
+    if "[" in text and ("[^" in text or "[ ]" in text or "[x]" in text or "[X]" in text):
         return True
-    if "&" in text and _ENTITY_REF.search(text):
+    if ("\\(" in text or "^[" in text or "~~~" in text
+            or "&" in text and _ENTITY_REF.search(text)):
         return True
     if ":" in text:
         low = text.lower()
         if ("script:" in low or "file:" in low or "data:" in low) and _SCHEME.search(text):
             return True
-    if _SPACE.search(text) or _EMPTY_ITEM.search(text):
-        return True
     if "\t" in text and _TAB_IN_MARKER.search(text):
         return True
-    return not text.isascii() and _emphasis_differs(text)
+    if _EMPTY_ITEM.search(text) or _EMPTY_FIRST_ITEM.match(text):
+        return True
+    if text.isascii():
+        return False
+    return bool(_SPACE.search(text)) or _emphasis_differs(text)
 
 
-# Pieces of the output: code (verbatim source), tags, and the text between them.
-_PIECE = re.compile(r"(<code[^>]*>.*?</code>|<[^>]*>)", re.S)
-_LINK = re.compile(r'<a href="([^"]*)"(?: title="([^"]*)")?>')
-_IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)"(?: title="[^"]*")? />')
+# What the output's rewriting (in one pass, left to right) replaces or refuses: code
+# (verbatim source, where placeholders are put back as source), the links and images
+# markdown-it-pyrs writes, any other link or image tag or tag holding a placeholder
+# (refused), and in text: citations, inline math and a stray display placeholder
+# (refused). Tags and text it does not name stay as they are.
+_SPECIAL = re.compile(  # (each alternative starts with a character: re scans for those)
+    r"<(?:(?P<code>code[^>]*>.*?</code>)"
+    r'|(?P<link>a href="(?P<href>[^"]*)"(?: title="(?P<title>[^"]*)")?>)'
+    r'|(?P<img>img src="(?P<src>[^"]*)" alt="(?P<alt>[^"]*)"(?: title="[^"]*")? />)'
+    r"|(?P<close>/a>)"
+    f"|(?P<refused>a [^>]*>|img [^>]*>|[^>]*[{MATH_OPEN}{BLOCK_OPEN}][^>]*>))"
+    f"|(?P<display>{BLOCK_OPEN})"
+    f"|{CITE_OPEN}(?P<cite>\\d+){CITE_CLOSE}"
+    f"|\\${MATH_OPEN}(?P<math>\\d+){MATH_CLOSE}\\$", re.S)
+
+
+class _EngineDecides(Exception):
+    """Raised while rewriting the output of a text only the engine renders right."""
+
+
 _MATH = re.compile("\\$\ue002(\\d+)\ue003\\$|\ue004(\\d+)\ue005")
 _BLOCK_PARAGRAPH = re.compile("<p>\ue004(\\d+)\ue005</p>\n")
 _MARK = re.compile("\ue000(\\d+)\ue001|\\$\ue002(\\d+)\ue003\\$")
@@ -364,38 +391,35 @@ def render(text: str, link_open: Callable[[str, str | None], str],
             return _escape(f"${latex[int(m.group(1))]}$")
         return _escape(blocks[int(m.group(2))])
 
-    result: list[str] = []
     depth = 0  # inside how many links
-    for i, piece in enumerate(_PIECE.split(out)):
-        if i % 2 == 0:  # text
-            if BLOCK_OPEN in piece:
-                return None  # a display block where the engine would not take it whole
-            if CITE_OPEN in piece or MATH_OPEN in piece:
-                in_link = depth > 0
-                piece = _MARK.sub(lambda m: cite(int(m.group(1)), in_link)  # noqa: B023
-                                  if m.group(1) is not None else math(latex[int(m.group(2))]),
-                                  piece)  # (the lambda runs before the loop goes on)
-        elif piece.startswith("<code"):
-            piece = _MATH.sub(math_in_code, piece)
-        else:  # a tag
-            if MATH_OPEN in piece or BLOCK_OPEN in piece:
-                return None  # math in an attribute (alt, title): the engine decides
-            if piece.startswith("<a "):
-                depth += 1
-                link = _LINK.fullmatch(piece)
-                if not link:
-                    return None  # not a link markdown-it-pyrs writes: the engine decides
-                title = link.group(2)
-                piece = link_open(_unescape(link.group(1)),
-                                  None if title is None else _unescape(title))
-            elif piece == "</a>":
-                depth -= 1
-            elif piece.startswith("<img "):
-                img = _IMAGE.fullmatch(piece)
-                if not img:
-                    return None
-                piece = image(_unescape(img.group(1)), _unescape(img.group(2)))
-        result.append(piece)
+
+    def rewrite(m: re.Match[str]) -> str:
+        nonlocal depth
+        kind = m.lastgroup
+        if kind == "code":
+            return _MATH.sub(math_in_code, m.group(0))
+        if kind == "cite":
+            return cite(int(m.group("cite")), depth > 0)
+        if kind == "math":
+            return math(latex[int(m.group("math"))])
+        if kind == "close":
+            depth -= 1
+            return "</a>"
+        whole = m.group(0)
+        if kind in ("link", "img") and MATH_OPEN not in whole and BLOCK_OPEN not in whole:
+            if kind == "img":
+                return image(_unescape(m.group("src")), _unescape(m.group("alt")))
+            depth += 1
+            title = m.group("title")
+            return link_open(_unescape(m.group("href")),
+                             None if title is None else _unescape(title))
+        # Math in an attribute (alt, title), a display block where the engine would not
+        # take it whole, a link or image markdown-it-pyrs does not write: the engine decides.
+        raise _EngineDecides
+
+    try:
+        html = _SPECIAL.sub(rewrite, out)
+    except _EngineDecides:
+        return None
     # Sentinels left in code, attributes or math are plain numbers, as the engine leaves them.
-    html = "".join(result)
     return _CITE.sub(lambda m: f"[{m.group(1)}]", html) if CITE_OPEN in html else html
