@@ -154,7 +154,7 @@ _SPECIAL = re.compile(  # (each alternative starts with a character: re scans fo
     r'|(?P<img>img src="(?P<src>[^"]*)" alt="(?P<alt>[^"]*)"(?: title="[^"]*")? />)'
     r"|(?P<close>/a>)"
     f"|(?P<refused>a [^>]*>|img [^>]*>|[^>]*[{MATH_OPEN}{BLOCK_OPEN}][^>]*>))"
-    f"|(?P<display>{BLOCK_OPEN})"
+    f"|{BLOCK_OPEN}(?P<display>)"
     f"|{CITE_OPEN}(?P<cite>\\d+){CITE_CLOSE}"
     f"|\\${MATH_OPEN}(?P<math>\\d+){MATH_CLOSE}\\$", re.S)
 
