@@ -127,10 +127,12 @@ def test_what_the_rust_parser_cannot_do_goes_to_markdown_it_py() -> None:
     from markdown-it-pyrs)."""
     for text in ["a\n$$\nx\n$$\n", "a $$x$$ b\n", "\\(x\\)\n", "a**≥**b\n",
                  "a[^1]\n\n[^1]: n\n", "- [ ] todo\n", "[a](javascript:x)\n", "a&#106;\n",
-                 "\u3000a\n", "> a\n-\n", "a ~~~b~~~\n", "$x$ at the start of a line\n"]:
+                 "\u3000a\n", "> a\n-\n", "a ~~~b~~~\n",
+                 "$x$ at the start of a block ending in 5\n",
+                 "- $x$ starts an item\n- whose block ends in ²\n"]:
         assert engine.render_fast(text) is None, text
     # ... and what it can, it does: inline and display math, links, citations, tables.
     for text in ["Let $x^2$ be\n", "$$\nx^2\n$$\n", "$$ x $$\n", "**≥ more**\n",
                  "a\n\n\\[\n\\sqrt{2}\n\\]\n", "[a](https://e.com)\n", "See\ue0001\ue001 here\n",
-                 "| a |\n|---|\n| b |\n"]:
+                 "| a |\n|---|\n| b |\n", "$x$ at the start of a line\n", "1. $x$ item\n"]:
         assert engine.render_fast(text) is not None, text
