@@ -129,7 +129,8 @@ def test_what_the_rust_parser_cannot_do_goes_to_markdown_it_py() -> None:
                  "a[^1]\n\n[^1]: n\n", "- [ ] todo\n", "[a](javascript:x)\n", "a&#106;\n",
                  "\u3000a\n", "> a\n-\n", "a ~~~b~~~\n",
                  "$x$ at the start of a block ending in 5\n",
-                 "- $x$ starts an item\n- whose block ends in ²\n"]:
+                 "- $x$ starts an item\n- whose block ends in ²\n", "$x$ a\\\n===\n",
+                 "$xa$b$``\\"]:
         assert engine.render_fast(text) is None, text
     # ... and what it can, it does: inline and display math, links, citations, tables.
     for text in ["Let $x^2$ be\n", "$$\nx^2\n$$\n", "$$ x $$\n", "**≥ more**\n",

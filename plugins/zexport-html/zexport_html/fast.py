@@ -173,8 +173,9 @@ _ENTITY = re.compile("&(?:amp|lt|gt|quot);")
 _CHARS = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"'}
 _NOT_IN_MATH = frozenset("`|[]<>\n")
 # A line's last character before what a block's content loses at its end (whitespace,
-# a heading's closing '#'), when it may be a digit (str.isdigit decides outside ASCII).
-_LINE_END = re.compile(r"([0-9]|[^\x00-\x7f])[ \t#\r\x0b\x0c]*(?:\n|\Z)")
+# a heading's closing '#'), when it may be a digit (str.isdigit decides outside ASCII)
+# or a backslash.
+_LINE_END = re.compile(r"([0-9\\]|[^\x00-\x7f])[ \t#\r\x0b\x0c]*(?:\n|\Z)")
 _ROW_CHARS = frozenset(" \t>|:-")
 
 
@@ -208,13 +209,14 @@ def _inline_math(text: str) -> tuple[list[tuple[int, int]], bool]:
     and math whose closing ``$`` is on the same line with no backtick, bracket or angle
     bracket between (constructs that could cut it). Where no letter is before it on
     its line, it may start a paragraph, item or heading, and there the rule's "digit
-    before" looks at the block's last character (Python's ``src[-1]``): such math is
-    taken only if no line of the text ends with a digit (before spaces and ``#``).
+    before" and "escaped" look at the block's last characters (Python's ``src[-1]``):
+    such math is taken only if no line of the text ends with a digit or a backslash
+    (before spaces and ``#``).
     Lines with ``|`` (table cells) and escaped ``$`` are left undecided.
     """
     spans: list[tuple[int, int]] = []
     undecided = False
-    block_may_end_in_digit: bool | None = None  # (found when first needed)
+    block_end_matters: bool | None = None  # (found when first needed)
     pos = text.find("$")
     while pos >= 0:
         line_start = text.rfind("\n", 0, pos) + 1
@@ -225,10 +227,10 @@ def _inline_math(text: str) -> tuple[list[tuple[int, int]], bool]:
             undecided = True
         elif end > 0:
             starts_block = not any(c.isalpha() for c in text[line_start:pos])
-            if starts_block and block_may_end_in_digit is None:
-                block_may_end_in_digit = any(m.group(1).isdigit()
-                                             for m in _LINE_END.finditer(text))
-            if ((not starts_block or not block_may_end_in_digit)
+            if starts_block and block_end_matters is None:
+                block_end_matters = any(m.group(1).isdigit() or m.group(1) == "\\"
+                                        for m in _LINE_END.finditer(text))
+            if ((not starts_block or not block_end_matters)
                     and _NOT_IN_MATH.isdisjoint(text[pos + 1:end])):
                 spans.append((pos, end + 1))
                 pos = text.find("$", end + 1)
