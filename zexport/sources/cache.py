@@ -20,6 +20,7 @@ import orjson
 
 from zexport.sources.base import Conversion, Source
 from zexport.sources.bundle import Bundle, FolderBundle
+from zexport.sources.collector import fewer_collections
 from zexport.sources.writer import ArchiveWriter
 
 KEEP = 4  # entries kept per source
@@ -76,7 +77,8 @@ def converted(source: Source, bundle: Bundle, root: str, processes: int = 1) -> 
         writer = ArchiveWriter(os.path.join(tmp, "archive.db"))
         into = Conversion(writer, os.path.join(entry, "files"), processes=processes)
         try:
-            source.convert(bundle, into)
+            with fewer_collections():
+                source.convert(bundle, into)
         except BaseException:
             writer.abort()
             raise

@@ -24,6 +24,7 @@ import orjson
 
 from zexport.sources.base import Conversion, Source
 from zexport.sources.bundle import Bundle, open_bundle
+from zexport.sources.collector import fewer_collections
 from zexport.sources.writer import ArchiveWriter
 
 MIN_FILES = 4  # files per process: fewer are not worth a process's start-up
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None, stdout: IO[bytes] | None = None) -> int:
     writer = ArchiveWriter(spec["db"], indexes=False)
     into = Conversion(writer, spec["files_dir"])
     try:
-        source.convert_files(bundle, into, spec["files"])
+        with fewer_collections():
+            source.convert_files(bundle, into, spec["files"])
     except BaseException:
         writer.abort()
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import apsw
 import orjson
@@ -42,37 +43,29 @@ class ArchiveWriter:
             return False
         self.seen.add(conv.id)
         messages = ordered(conv.messages)
-        ids = self._unique_ids(conv.id, [m.id for m in messages])
         kept = {m.id for m in messages}
         current = conv.current if conv.current in kept else latest_leaf(messages)
         children: dict[str | None, list[str]] = {}
         for m in messages:
             children.setdefault(m.parent, []).append(m.id)
-        rows = []
-        atts = []
-        for index, m in enumerate(messages):
-            sibs = children[m.parent]
-            mid = ids[m.id]
-            rows.append((mid, conv.id, m.role, orjson.dumps(m.parts).decode(), m.created_at,
-                         m.updated_at, index,
-                         ids[m.parent] if m.parent else None,
-                         orjson.dumps([ids[s] for s in sibs]).decode(), sibs.index(m.id)))
-            used: set[str] = set()
-            for a in m.attachments:
-                key = a.key
-                while key in used:
-                    key += "_"
-                used.add(key)
-                atts.append((f"{mid}-att-{key}", mid, a.type, a.file_id, a.original_url,
-                             a.local_path, a.filename, a.mime_type, a.size, a.width, a.height,
-                             m.created_at, m.created_at))
+        # Message ids are nearly always new (UUIDs): insert them as they are and rename
+        # only when the primary key says one is taken (cheaper than a lookup each time).
+        ids = {m.id: m.id for m in messages}
+        rows, atts = _rows(conv.id, messages, children, ids)
+        try:
+            self.conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        except apsw.ConstraintError:
+            self.conn.executemany("DELETE FROM messages WHERE id = ? AND conversation_id = ?",
+                                  [(row[0], conv.id) for row in rows])
+            ids = self._unique_ids(conv.id, [m.id for m in messages])
+            rows, atts = _rows(conv.id, messages, children, ids)
+            self.conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
         self.conn.execute(
             "INSERT INTO conversations (id, title, provider, created_at, updated_at, synced_at,"
             " message_count, current_node_id, sync_error, sync_retry_count)"
             " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, NULL, 0)",
             (conv.id, conv.title, conv.provider, conv.created_at, conv.updated_at, len(rows),
              ids[current] if current else None))
-        self.conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
         if atts:
             self.conn.executemany("INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                   atts)
@@ -180,6 +173,33 @@ class ArchiveWriter:
         self.conn.close()
         if os.path.exists(self.path):
             os.remove(self.path)
+
+
+Row = tuple[Any, ...]
+
+
+def _rows(conv_id: str, messages: list[MessageRecord], children: dict[str | None, list[str]],
+          ids: dict[str, str]) -> tuple[list[Row], list[Row]]:
+    """The message and attachment rows of one conversation, its message ids as ``ids``."""
+    rows: list[Row] = []
+    atts: list[Row] = []
+    dumps = orjson.dumps
+    for index, m in enumerate(messages):
+        sibs = children[m.parent]
+        mid = ids[m.id]
+        rows.append((mid, conv_id, m.role, dumps(m.parts).decode(), m.created_at,
+                     m.updated_at, index, ids[m.parent] if m.parent else None,
+                     dumps([ids[s] for s in sibs]).decode(), sibs.index(m.id)))
+        used: set[str] = set()
+        for a in m.attachments:
+            key = a.key
+            while key in used:
+                key += "_"
+            used.add(key)
+            atts.append((f"{mid}-att-{key}", mid, a.type, a.file_id, a.original_url,
+                         a.local_path, a.filename, a.mime_type, a.size, a.width, a.height,
+                         m.created_at, m.created_at))
+    return rows, atts
 
 
 def _sort_key(m: MessageRecord, position: int) -> tuple[bool, int, int]:
