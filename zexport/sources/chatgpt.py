@@ -93,6 +93,9 @@ class ChatGPTSource(Source):
 
 
 def _ts(value: Any) -> int | None:
+    kind = type(value)
+    if kind is float or kind is int:  # JSON's own numbers: the common case, first
+        return int(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -164,25 +167,30 @@ def convert_conversation(key: str | None, conv: dict[str, Any],
         if kind != TURN:
             continue
         msg = messages[k]
-        folded: list[str] = []
         up = parent[k]
-        while up is not None and kinds[up] != TURN:
-            if kinds[up] == FOLD:
-                folded.append(up)
-            up = parent[up]
         parts: list[dict[str, Any]] = []
         atts = []
-        for f in reversed(folded):
-            fparts, fatts = convert_content(messages[f], f, FOLD, assets)
-            parts += fparts
-            atts += fatts
+        if up is not None and kinds[up] != TURN:  # reasoning or tool calls above it
+            folded: list[str] = []
+            while up is not None and kinds[up] != TURN:
+                if kinds[up] == FOLD:
+                    folded.append(up)
+                up = parent[up]
+            for f in reversed(folded):
+                fparts, fatts = convert_content(messages[f], f, FOLD, assets)
+                parts += fparts
+                atts += fatts
         is_fold = own_kind[k] == FOLD
         own, own_atts = convert_content(msg, k, FOLD if is_fold else TURN, assets)
+        if parts:
+            own = parts + own
+        if atts:
+            own_atts = atts + own_atts
         created = _ts(msg.get("create_time"))
         records.append(MessageRecord(
-            id=k, role="assistant" if is_fold else roles[k], parts=parts + own,
-            created_at=created if created is not None else conv_created, parent=up,
-            updated_at=_ts(msg.get("update_time")), attachments=atts + own_atts))
+            k, "assistant" if is_fold else roles[k], own,
+            created if created is not None else conv_created, up,
+            _ts(msg.get("update_time")), own_atts))
     current = conv.get("current_node")
     while isinstance(current, str) and current in kinds and kinds[current] != TURN:
         current = parent[current]

@@ -58,8 +58,11 @@ def _start(ref: dict[str, Any]) -> int:
 
 def _spans(text: str, metadata: dict[str, Any]) -> list[tuple[int, int, list[Any]]]:
     """(start, end, sources) of each citation found in ``text``, in text order."""
-    spans: list[tuple[int, int, list[Any]]] = []
     refs = metadata.get("content_references")
+    cites = metadata.get("citations")
+    if not refs and not cites:  # most messages: nothing to look for
+        return []
+    spans: list[tuple[int, int, list[Any]]] = []
     if isinstance(refs, list):
         cursor = 0
         ordered = sorted((r for r in refs if isinstance(r, dict)), key=_start)
@@ -74,7 +77,6 @@ def _spans(text: str, metadata: dict[str, Any]) -> list[tuple[int, int, list[Any
                 continue
             spans.append((at, at + len(matched), _sources_of(ref)))
             cursor = at + len(matched)
-    cites = metadata.get("citations")
     if isinstance(cites, list):
         for c in cites:
             if not isinstance(c, dict):

@@ -73,7 +73,6 @@ def convert_content(msg: dict[str, Any], msg_id: str, kind: str, assets: AssetIn
     content = _dict(msg.get("content"))
     meta = _dict(msg.get("metadata"))
     ctype = content.get("content_type")
-    author = _dict(msg.get("author"))
     atts: list[AttachmentRecord] = []
     if ctype == "user_editable_context":
         lines = ["Custom instructions"]
@@ -85,7 +84,8 @@ def convert_content(msg: dict[str, Any], msg_id: str, kind: str, assets: AssetIn
     if ctype in _REASONING:
         return [{"type": "reasoning", "text": _reasoning_text(content)}], atts
     if kind == FOLD:
-        return _tool_parts(msg, content, meta, author, assets, msg_id, atts), atts
+        return _tool_parts(msg, content, meta, _dict(msg.get("author")), assets, msg_id,
+                           atts), atts
     if ctype == "code":
         fence = "```"
         lang = content.get("language") if isinstance(content.get("language"), str) else ""
@@ -122,7 +122,7 @@ def _text_parts(content: dict[str, Any], meta: dict[str, Any], msg_id: str,
     for fid in hints:  # uploads listed but not pointed at in the parts
         if isinstance(fid, str) and fid not in pointed:
             atts.append(_attachment(fid, {}, hints, assets))
-    text = "\n\n".join(t for t in texts if t)
+    text = "\n\n".join([t for t in texts if t])
     parts = cite_parts(text, meta, msg_id) if text.strip() else []
     return parts + other
 
