@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import sqlite3
@@ -15,6 +16,7 @@ from zexport.sources.bundle import open_bundle
 from zexport.sources.chatgpt import ChatGPTSource, _parents
 from zexport.sources.chatgpt_cites import cite_parts
 from zexport.sources.claude import ClaudeSource
+from zexport.sources.collector import THRESHOLDS, fewer_collections
 from zexport.sources.ownyourchat import OwnYourChatSource
 from zexport.sources.records import ConversationRecord, MessageRecord
 from zexport.sources.writer import ArchiveWriter, latest_leaf, ordered
@@ -85,6 +87,36 @@ def test_message_ids_reused_across_conversations_stay_unique(tmp_path: Path) -> 
     assert rows == [("c2:root", None), ("c2:a", "c2:root")]
     assert con.execute("SELECT current_node_id FROM conversations WHERE id='c2'").fetchone() == (
         "c2:a",)
+
+
+def test_a_message_id_taken_after_new_ones_renames_it_and_keeps_the_others_once(
+        tmp_path: Path) -> None:
+    # c2's first message is new, its second one's id is c1's: the rows c2 had already
+    # written before the clash are not left behind twice, nor under another name.
+    w = ArchiveWriter(str(tmp_path / "a.db"))
+    w.add(ConversationRecord("c1", "c1", "chatgpt", 1, 1, None, [
+        MessageRecord("root", "user", [], 1, None)]))
+    w.add(ConversationRecord("c2", "c2", "chatgpt", 2, 2, "root", [
+        MessageRecord("fresh", "user", [{"type": "text", "text": "q"}], 1, None),
+        MessageRecord("root", "assistant", [{"type": "text", "text": "a"}], 2, "fresh")]))
+    w.close()
+    con = sqlite3.connect(tmp_path / "a.db")
+    rows = con.execute("SELECT id, conversation_id, parent_id, parts, sibling_ids FROM messages"
+                       " ORDER BY rowid").fetchall()
+    assert rows == [
+        ("root", "c1", None, "[]", '["root"]'),
+        ("fresh", "c2", None, '[{"type":"text","text":"q"}]', '["fresh"]'),
+        ("c2:root", "c2", "fresh", '[{"type":"text","text":"a"}]', '["c2:root"]')]
+    assert con.execute("SELECT id, message_count, current_node_id FROM conversations"
+                       " ORDER BY rowid").fetchall() == [("c1", 1, "root"), ("c2", 2, "c2:root")]
+
+
+def test_fewer_collections_raises_the_thresholds_and_puts_them_back() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), fewer_collections():
+        assert gc.get_threshold() == THRESHOLDS != before
+        raise RuntimeError("a conversion that fails")
+    assert gc.get_threshold() == before
 
 
 @pytest.mark.parametrize(("path", "expected"), [
