@@ -87,7 +87,7 @@ def test_dry_run_after_a_run_sees_what_is_unchanged_and_what_moves(
     assert said["moved"] == 1 and said["render"] == 1
     report = real(isolated_env, db, out, "--no-attachments")
     assert report["counts"]["exported"] == 1
-    assert any("moved 1 folders" in note for note in report["notes"])
+    assert "moved 1 folder of a conversation whose title changed" in report["notes"]
 
 
 def test_dry_run_text_and_refusals(isolated_env: dict[str, str], sample_db: Path,

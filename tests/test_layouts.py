@@ -194,7 +194,7 @@ def test_title_change_moves_the_note_and_its_attachments(
     moved = 2
     what = "folders" if layout == FOLDERS_TEMPLATE else "notes (with their attachments)"
     report = json.loads((out / ".zexport" / "report.json").read_text())
-    assert report["notes"] == [f"moved {moved} {what} of conversations whose title changed"]
+    assert report["notes"] == [f"moved {moved} {what} of conversations whose titles changed"]
     # c1 and c6 changed; a moved note is rendered again (its links name its attachments
     # folder), a moved folder is not.
     exported = 3 if layout == "note" else 2

@@ -121,8 +121,11 @@ def plan_run(setup: RunSetup, conn: apsw.Connection, plan: Plan, report: RunRepo
         report.failure(quoted, "", f"the conversation row's id ({quoted}) is not"
                        f" UTF-8 text: it cannot be exported (title {title!r})")
     if resume.moved:
-        what = "folders" if layout.folders else "notes (with their attachments)"
-        report.notes.append(f"moved {resume.moved} {what} of conversations whose title changed")
+        one = resume.moved == 1
+        what = (("folder" if one else "folders") if layout.folders
+                else "note (with its attachments)" if one else "notes (with their attachments)")
+        whose = "a conversation whose title" if one else "conversations whose titles"
+        report.notes.append(f"moved {resume.moved} {what} of {whose} changed")
     for cid, path, reason in resume.kept_folders:
         report.conflict(cid, path, reason, None)
     batches: list[tuple[int, int]] = []
