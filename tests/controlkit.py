@@ -30,13 +30,11 @@ T = TypeVar("T")
 def wait_for(cond: Callable[[], T], timeout: float, what: str, step: float = 0.02) -> T:
     """Poll ``cond`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
+    while not (value := cond()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
+    return value
 
 
 def worker_processes() -> list[tuple[int, int, str]]:

@@ -27,7 +27,7 @@ from zexport.plugins import load_registry
 pytestmark = pytest.mark.timeout(120)
 
 PROBE = '''
-import time
+import threading
 from zexport import Format, Option, hookimpl
 
 
@@ -53,9 +53,10 @@ class Probe(Format):
         if conversation.id == o["fail_on"]:
             raise RuntimeError("boom on purpose")
         if conversation.id == o["hang_on"]:
+            never = threading.Event()
             while True:  # a hostile hang: swallows even the exceptions a timeout might raise
                 try:
-                    time.sleep(0.05)
+                    never.wait()
                 except BaseException:
                     pass
         if conversation.id == o["escape_on"]:

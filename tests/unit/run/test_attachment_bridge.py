@@ -78,13 +78,18 @@ async def settle(bridge: AttachmentBridge, w: Peer, timeout: float = 5.0) -> Non
     """Until the bridge has nothing left to do: no answer queued for ``w``, and every
     task it runs is a download blocked on the fake service's ``release``."""
     service = bridge.service
+
+    def settled() -> bool:
+        # Blocked: on a release not given yet, and not being cancelled.
+        blocked = (service.waiting if isinstance(service, Service)
+                   and not service.release.is_set() else 0)
+        return (not w.outbox and len(bridge.tasks) == blocked
+                and not any(task.cancelling() for task in bridge.tasks))
+
     deadline = time.monotonic() + timeout
-    while True:
-        await asyncio.sleep(0)  # let the loop run what is ready
-        waiting = service.waiting if isinstance(service, Service) else 0
-        if not w.outbox and len(bridge.tasks) == waiting:
-            return
+    while not settled():
         assert time.monotonic() < deadline, "the bridge never settled"
+        await asyncio.sleep(0)  # let the loop run what is ready
 
 
 def test_answers_ready_together_leave_in_one_frame_and_a_download_in_its_own() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 
 import pytest
 
@@ -26,10 +25,18 @@ class Run:
         self.hard_stops = 0
         self.hangups = 0
         self.said: list[str] = []
+        self.cancelled: asyncio.Event | None = None  # set by each cancel, inside a loop
 
     def cancel(self, reason: str) -> tuple[str, bool]:
         self.cancels.append(reason)
+        if self.cancelled is not None:
+            self.cancelled.set()
         return "cancelling", len(self.cancels) > 1
+
+    async def queued_cancel_ran(self) -> None:
+        """Until the cancel the handlers queued on the loop has run (5 s at most)."""
+        assert self.cancelled is not None
+        await asyncio.wait_for(self.cancelled.wait(), 5)
 
     def over(self) -> bool:
         return bool(self.cancels)
@@ -51,10 +58,11 @@ def test_ctrl_c_queues_the_cancel_then_a_second_one_stops_hard() -> None:
 
     async def main() -> None:
         handlers.loop = asyncio.get_running_loop()
+        run.cancelled = asyncio.Event()
         handlers.interrupt()
         assert run.cancels == []  # queued on the loop, not run inside the handler
         handlers.interrupt()  # before the queued cancel ran: still the second Ctrl-C
-        await asyncio.sleep(0)
+        await run.queued_cancel_ran()
         handlers.interrupt()  # a third changes nothing more
 
     asyncio.run(main())
@@ -77,9 +85,10 @@ def test_hangup_silences_the_terminal_and_cancels_once() -> None:
 
     async def main() -> None:
         handlers.loop = asyncio.get_running_loop()
+        run.cancelled = asyncio.Event()
         handlers.hangup()
         handlers.hangup()
-        await asyncio.sleep(0)
+        await run.queued_cancel_ran()
         handlers.interrupt()  # the cancel is under way: a hard stop, said to nobody
 
     asyncio.run(main())
@@ -97,11 +106,9 @@ def test_real_signals_reach_the_handlers_and_are_given_back_after() -> None:
 
     async def main() -> None:
         handlers.install(asyncio.get_running_loop())
+        run.cancelled = asyncio.Event()
         os.kill(os.getpid(), signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while not run.cancels:  # queued by the handler, run by the loop
-            assert time.monotonic() < deadline, "SIGTERM never reached the handlers"
-            await asyncio.sleep(0)
+        await run.queued_cancel_ran()  # queued by the handler, run by the loop
         handlers.hold()
         # A marker signal sent after SIGHUP reaches the loop after it (signals are handled
         # in the order they arrive): once the marker is in, the held SIGHUP has been dealt with.
