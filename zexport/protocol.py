@@ -169,8 +169,19 @@ class ResultShape(Map):
     test of the usual case (a result per conversation: the controller's hottest check).
 
     The fast test accepts only what the :class:`Map` accepts; anything it does not
-    accept goes through the :class:`Map`, which decides and says what is wrong.
+    accept goes through the :class:`Map`, which decides and says what is wrong. It
+    names the fields itself, so a field added to the map but not to it is refused at
+    import: the fast test can never pass what the map would refuse.
     """
+
+    FAST_FIELDS = frozenset({"id", "ok", "title", "error", "warnings", "attachments_ok",
+                             "attachments_failed", "skipped", "files", "conflicts"})
+
+    def __init__(self, required: dict[str, Shape], optional: dict[str, Shape]) -> None:
+        super().__init__(required, optional)
+        if set(required) | set(optional) != self.FAST_FIELDS:
+            raise TypeError("ResultShape's fast test does not check the same fields as its"
+                            " map: change both")
 
     def problem(self, value: Any) -> str | None:
         get = value.get if type(value) is dict else None

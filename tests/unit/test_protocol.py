@@ -92,6 +92,16 @@ def test_a_done_result_with_every_optional_field_is_accepted() -> None:
         "results"] == [full]
 
 
+def test_the_fast_result_check_refuses_a_map_with_a_field_it_does_not_check() -> None:
+    """A field added to ``done`` results but not to the fast test would pass unchecked:
+    the shape refuses to be built instead."""
+    with pytest.raises(TypeError, match="change both"):
+        protocol.ResultShape({**protocol.RESULT.required, "extra": protocol.STR},
+                             protocol.RESULT.optional)
+    with pytest.raises(TypeError, match="change both"):
+        protocol.ResultShape(protocol.RESULT.required, {})
+
+
 def test_a_boolean_is_not_version_1() -> None:
     with pytest.raises(ProtocolError, match="unsupported protocol version True"):
         protocol.decode(msgpack.packb({"v": True, "t": "hb"}))
