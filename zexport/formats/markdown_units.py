@@ -20,17 +20,29 @@ before a digit (money) is escaped so that it never pairs with one of ours.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 ROLE_HEADING_LEVEL = 2
 
-_PARSER = MarkdownIt("commonmark")
-_PARSER.core.ruler.disable(["inline"])
+
+@functools.cache
+def _parser() -> MarkdownIt:
+    """The block parser, made on first use: importing markdown-it-py costs ~40 ms, and
+    most runs' messages never need it (the controller never does; see the module doc)."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark")
+    parser.core.ruler.disable(["inline"])
+    return parser
+
 
 # What could need the parse: a fence, an HTML block, a heading (ATX or setext).
 _MAY_LEAK = re.compile(r"^ {0,3}(?:`{3,}|~{3,}|<|#{1,6}(?:[ \t]|$)|=+[ \t]*$|-+[ \t]*$)",
@@ -109,7 +121,7 @@ def _may_leak(text: str) -> bool:
 def _parsed_unit(text: str, math: bool) -> tuple[str, list[str]]:
     """The general case, on markdown-it-py's block parse."""
     lines = text.split("\n")
-    tokens = _PARSER.parse(text)
+    tokens = _parser().parse(text)
     if math:
         _convert_math(lines, tokens)  # keeps the line count: the tokens' maps stay valid
     closers = _closers(lines, tokens)
