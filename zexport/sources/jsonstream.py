@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import orjson
@@ -172,22 +172,34 @@ def _shapes(value: Any, is_conversation: IsConversation) -> Iterator[tuple[str |
         return
     if not isinstance(value, dict):
         raise JSONBroken("the file holds no conversations (not a JSON array or object)")
-    found = keyed = False
+    yield from _object_pairs(value.items(), is_conversation)
+
+
+def _object_pairs(pairs: Iterable[tuple[str | None, Any]],
+                  is_conversation: IsConversation) -> Iterator[tuple[str | None, Conv]]:
+    """The conversations of a top-level object, from its ``(key, value)`` pairs, parsed or
+    streamed: a ``conversations`` array, conversations keyed by name, or the object itself
+    as one conversation. A ``None`` key is an item of ``conversations`` already taken out
+    (the eager stream)."""
     loose: Conv = {}
-    for key, item in value.items():
-        if key == "conversations" and isinstance(item, list):
+    found = keyed = False
+    for key, value in pairs:
+        if key is None:
             found = True
-            yield from ((None, c) for c in item)
-        elif is_conversation(item):
+            yield None, value
+        elif key == "conversations" and isinstance(value, list):
+            found = True
+            yield from ((None, item) for item in value)
+        elif is_conversation(value):
             if not keyed:  # conversations keyed by name: the maps before this one too
                 keyed = True
                 yield from _broken_maps(loose)
             found = True
-            yield key, item
-        elif keyed and isinstance(item, dict):
-            yield key, item  # broken: reading it says why
+            yield key, value
+        elif keyed and isinstance(value, dict):
+            yield key, value  # broken: reading it says why
         else:
-            loose[key] = item
+            loose[key] = value
     if not found and is_conversation(loose):
         yield None, loose
 
@@ -219,28 +231,8 @@ def _streamed(stream: IO[bytes] | _Limited, is_conversation: IsConversation,
                 raise JSONBroken("the file is empty", 0)
             raise JSONBroken("the file holds no conversations (not a JSON array or object)",
                              len(head) - len(head.lstrip(b"\xef\xbb\xbf" + _WHITESPACE)))
-        loose: Conv = {}
-        found = keyed = False
         pairs = _eager_pairs(counted) if eager else ijson.kvitems(counted, "", use_float=True)
-        for key, value in pairs:
-            if key is None:  # an item of "conversations", as it ended (eager)
-                found = True
-                yield None, value
-            elif key == "conversations" and isinstance(value, list):
-                found = True
-                yield from ((None, item) for item in value)
-            elif is_conversation(value):
-                if not keyed:  # conversations keyed by name: the maps before this one too
-                    keyed = True
-                    yield from _broken_maps(loose)
-                found = True
-                yield key, value
-            elif keyed and isinstance(value, dict):
-                yield key, value  # broken: reading it says why
-            else:
-                loose[key] = value
-        if not found and is_conversation(loose):
-            yield None, loose
+        yield from _object_pairs(pairs, is_conversation)
     except ijson.JSONError as exc:
         raw = exc.args[0] if exc.args else ""
         text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip()
