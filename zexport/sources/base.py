@@ -86,6 +86,15 @@ class Source:
         """Whether ``bundle`` is this source's input, judged by its content."""
         raise NotImplementedError
 
+    def explain_refusal(self, bundle: Bundle) -> str | None:
+        """What ``bundle`` is, when it is part of this source's input but not one it reads.
+
+        Asked only when no source recognises the input, so that a side file of
+        an export given alone (Claude's ``users.json``) is refused with what it
+        is and what to give instead, not as an unknown file. Optional.
+        """
+        return None
+
     def archive(self, bundle: Bundle) -> str | None:
         """The input's own path when it already is an archive in the app's schema."""
         return None

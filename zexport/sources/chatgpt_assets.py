@@ -19,11 +19,10 @@ from typing import Any
 import orjson
 
 from zexport.sources.bundle import Bundle
+from zexport.sources.sniff import SNIFF_BYTES, sniff_mime
 
 NAME_MAP = "conversation_asset_file_names.json"
 _ID = re.compile(r"(file[-_][A-Za-z0-9]+)")
-_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
-          (b"%PDF", "application/pdf"), (b"RIFF", "audio/wav"))
 
 
 @dataclass(slots=True)
@@ -118,9 +117,6 @@ def _s(value: Any) -> str | None:
 def _sniff(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            return sniff_mime(f.read(SNIFF_BYTES))
     except OSError:
         return None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return next((mime for magic, mime in _MAGIC if head.startswith(magic)), None)

@@ -20,7 +20,13 @@ from zexport.sources.records import ConversationRecord, MessageRecord
 
 ROOT = "00000000-0000-4000-8000-000000000000"
 _NESTED = re.compile(r"(?:.*/)?conversations-\d+\.zip")
-_KEYS = {"chat_messages", "sender", "parent_message_uuid"}
+# Not "sender" alone: Grok's responses have one too.
+_KEYS = {"chat_messages", "parent_message_uuid"}
+# The other files of a Claude export, by keys only they have: what each is, if given alone.
+_SIDE_FILES = (({"email_address", "full_name"}, "users.json (the account)"),
+               ({"conversations_memory"}, "memories.json (Claude's memory)"),
+               ({"is_starter_project"}, "projects.json (projects and their documents)"),
+               ({"prompt_template", "docs"}, "projects.json (projects and their documents)"))
 
 
 def _bundles(bundle: Bundle) -> list[tuple[Bundle, str]]:
@@ -60,6 +66,15 @@ class ClaudeSource(Source):
             with inner.open(name) as f:
                 return bool(sniff_keys(f) & _KEYS)
         return False
+
+    def explain_refusal(self, bundle: Bundle) -> str | None:
+        if not isinstance(bundle, FileBundle):
+            return None
+        with bundle.open(bundle.names()[0]) as f:
+            keys = sniff_keys(f)
+        what = next((what for needs, what in _SIDE_FILES if needs <= keys), None)
+        return (f"this is a Claude export's {what}, which holds no conversations; give the"
+                " export's ZIP or folder, or its conversations.json" if what else None)
 
     def convert(self, bundle: Bundle, into: Conversion) -> None:
         for inner, name in _bundles(bundle):

@@ -46,6 +46,13 @@ def _pick(bundle: Bundle, path: str, sources: dict[str, Source]) -> Source:
             raise ArchiveError(f"the ZIP is damaged or truncated ({exc}): {path}") from None
         except Exception:  # a third-party source's bug must not hide the others
             continue
+    for source in sources.values():
+        try:
+            what = source.explain_refusal(bundle)
+        except Exception:  # as above: a third-party source's bug must not hide the refusal
+            continue
+        if what:
+            raise ArchiveError(f"{what}: {path}")
     names = ", ".join(sources)
     raise ArchiveError(f"not an export or archive any source recognises ({names}): {path}")
 
