@@ -13,7 +13,6 @@ import posixpath
 
 from zexport import hookimpl
 from zexport.sources import Bundle, Conversion, Source, sniff_keys
-
 from zexport_grok.assets import AssetIndex
 from zexport_grok.convert import convert_conversation, is_conversation
 

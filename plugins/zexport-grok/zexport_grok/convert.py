@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from zexport.sources import AttachmentRecord, ConversationRecord, MessageRecord
-
 from zexport_grok.assets import AssetIndex
 from zexport_grok.content import response_parts
 from zexport_grok.times import unix_seconds
@@ -68,9 +67,8 @@ def convert_conversation(entry: dict[str, Any], assets: AssetIndex) -> Conversat
             parent=_kept_parent(response, responses, kept),
             attachments=_attachments(response, assets)))
     times = [m.created_at for m in records if m.created_at is not None]
-    title = meta.get("title") if isinstance(meta.get("title"), str) else ""
-    if not title.strip() and isinstance(meta.get("summary"), str):
-        title = meta["summary"]
+    title = next((t for t in (meta.get("title"), meta.get("summary"))
+                  if isinstance(t, str) and t.strip()), "")
     return ConversationRecord(
         id=cid, title=title.strip(), provider=PROVIDER,
         created_at=created if created is not None else min(times, default=None),

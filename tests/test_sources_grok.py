@@ -1,0 +1,230 @@
+"""Grok exports through the first-party source plugin, installed with pip as a user would.
+
+``.ci/run`` installs ``plugins/zexport-grok`` (not editable) before pytest; these
+tests fail, not skip, when it is not installed, then run real ``zexport run
+--input`` processes on the shared Grok fixture (as the ZIP xAI sends, with its
+doubled slash, the unpacked folder and the JSON alone) and on exports built here
+for what the fixture lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+from exportkit import CLAUDE, FIXTURES, jsons, markdowns, report, sections
+
+pytestmark = pytest.mark.timeout(120)
+
+GROK = FIXTURES / "grok" / "synthetic-2026"
+USER_DIR = "ttl/30d/export_data/00000000-0000-4000-8000-00000000e000"
+BACKEND = GROK / USER_DIR / "prod-grok-backend.json"
+ASSET_ID = "0380cd07-a199-4623-bcd8-5f42cc28a9be"
+ASSET = GROK / USER_DIR / "prod-mc-asset-server" / ASSET_ID / "content"
+
+
+def export(cli: Any, inp: Path, out: Path, *extra: str, status: int = 0) -> Any:
+    res = cli("run", "--input", str(inp), "--out", str(out), "--tz", "UTC", "--workers", "2",
+              "--progress", "none", *extra)
+    assert res.returncode == status, res.stdout + res.stderr
+    assert "not loaded" not in res.stderr, res.stderr
+    return res
+
+
+def grok_zip(target: Path, backend: bytes | None = None) -> Path:
+    """The fixture as xAI ships it: every member under ``ttl/30d/export_data/<uuid>/``,
+    assets as ``prod-mc-asset-server//<id>/content`` (a doubled slash, kept by
+    writing the names as they are, not normalised as ``ZipFile.write`` would)."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{USER_DIR}/prod-grok-backend.json",
+                    BACKEND.read_bytes() if backend is None else backend)
+        zf.writestr(f"{USER_DIR}/prod-mc-auth-mgmt-api.json", b'{"accounts": []}')
+        zf.writestr(zipfile.ZipInfo(f"{USER_DIR}/prod-mc-asset-server//{ASSET_ID}/content"),
+                    ASSET.read_bytes())
+    return target
+
+
+def test_the_plugin_is_installed_as_a_distribution_with_an_entry_point() -> None:
+    eps = {ep.name: ep for ep in entry_points(group="zexport")}
+    assert "grok" in eps, ("no entry point 'grok' in group 'zexport': install it:"
+                           " .venv/bin/pip install ./plugins/zexport-grok (as .ci/run does)")
+    assert eps["grok"].dist is not None and eps["grok"].dist.name == "zexport-grok"
+    assert "site-packages" in str(eps["grok"].load().__file__)
+
+
+def test_formats_lists_the_grok_source(cli: Any) -> None:
+    res = cli("formats")
+    assert res.returncode == 0, res.stderr
+    listing = res.stdout.split("Sources (", 1)[1].splitlines()[1:]
+    assert "  grok         Grok data export (ZIP, its folder, or prod-grok-backend.json)" \
+           "  [zexport-grok 0.1.0]" in listing
+
+
+@pytest.mark.parametrize("shape", ["zip", "folder"])
+def test_the_fixture_exports_its_latest_branch_with_its_image(
+        cli: Any, tmp_path: Path, shape: str) -> None:
+    inp = grok_zip(tmp_path / "grok.zip") if shape == "zip" else GROK
+    export(cli, inp, tmp_path / "md")
+    (md,) = markdowns(tmp_path / "md").values()
+    assert sections(md) == ["User", "Assistant"]
+    # No active response in the export: the latest leaf (r2b, 03:26:00) wins over r2a.
+    assert "Ravello." in md and "Positano." not in md
+    assert f"![{ASSET_ID}.png](attachments/{ASSET_ID}.png)" in md
+    (copied,) = (tmp_path / "md").glob(f"*/attachments/{ASSET_ID}.png")
+    assert copied.read_bytes() == ASSET.read_bytes()
+    assert '"# Plan"' in md  # the artifact, whole, as its own part
+    export(cli, inp, tmp_path / "json", "--format", "json")
+    (doc,) = jsons(tmp_path / "json").values()
+    assert (doc["id"], doc["title"], doc["provider"]) == ("g-1", "Amalfi", "grok")
+    assert (doc["created_at"], doc["updated_at"]) == (1783999509, 1783999800)  # ISO strings
+    assert doc["current_node_id"] == "r2b" and doc["active_branch"] == ["r1", "r2b"]
+    r1, r2a, r2b = doc["messages"]
+    assert [m["role"] for m in (r1, r2a, r2b)] == ["user", "assistant", "assistant"]
+    # Both Mongo $date forms: canonical {"$numberLong": ms} and relaxed ISO.
+    assert (r1["created_at"], r2a["created_at"], r2b["created_at"]) == (
+        1783999510, 1783999520, 1783999560)
+    assert r2a["sibling_ids"] == ["r2a", "r2b"] and r2a["sibling_index"] == 0
+    assert r2a["parts"] == [
+        {"type": "reasoning", "text": "..."}, {"type": "text", "text": "Positano."},
+        {"type": "source-url", "sourceId": "r2a-src-0", "url": "https://example.com/p",
+         "title": "P"}]
+    assert r2b["parts"] == [
+        {"type": "text", "text": "Ravello. "},
+        {"type": "data-artifact", "artifactId": "a1", "versionId": "v1", "title": "plan.md",
+         "contentType": "text/markdown", "content": "# Plan"}]
+    (att,) = r1["attachments"]
+    assert (att["type"], att["mime_type"], att["size"]) == ("image", "image/png", 4)
+    export(cli, inp, tmp_path / "all", "--branches", "all")
+    # The other branch, its search result an inline source.
+    assert 'Positano.[\\[1\\]](<https://example.com/p> "P")' in markdowns(
+        tmp_path / "all")["2026-07-14 Amalfi"]
+
+
+def test_the_json_alone_exports_with_a_placeholder_naming_the_missing_image(
+        cli: Any, tmp_path: Path) -> None:
+    """Not claimed by the Claude source either (its responses have a ``sender`` too)."""
+    out = tmp_path / "md"
+    res = export(cli, BACKEND, out)
+    (md,) = markdowns(out).values()
+    assert f"> ⚠ Attachment unavailable: {ASSET_ID}: file not on disk" in md
+    (note,) = report(out)["notes"]
+    assert note.endswith("1 files referenced by conversations are not in the export:"
+                         f" prod-mc-asset-server/{ASSET_ID}/content")
+    assert f"zexport: warning: {note}" in res.stderr.splitlines()
+
+
+def _response(rid: str, sender: str, text: str, when: Any, parent: str | None = None,
+              **extra: Any) -> dict[str, Any]:
+    response = {"_id": rid, "sender": sender, "message": text, "create_time": when, **extra}
+    if parent is not None:
+        response["parent_response_id"] = parent
+    return {"response": response, "share_link": None}
+
+
+def _ms(ms: int) -> dict[str, Any]:
+    return {"$date": {"$numberLong": str(ms)}}
+
+
+def _export(folder: Path, conversations: list[dict[str, Any]]) -> Path:
+    backend = folder / USER_DIR / "prod-grok-backend.json"
+    backend.parent.mkdir(parents=True)
+    backend.write_text(json.dumps({"conversations": conversations, "projects": [],
+                                   "tasks": [], "media_posts": []}))
+    return folder
+
+
+RETRIED = {
+    "conversation": {"id": "g-retried", "title": "", "summary": "Recovering a script",
+                     "create_time": "2026-07-15T10:00:00.5Z"},
+    "responses": [
+        _response("t1", "human", "Complete this script.", _ms(1784102400000)),
+        _response("t2", "ASSISTANT", "", _ms(1784102410000), "t1", partial=True),  # aborted
+        _response("t3", "assistant", "Here it is.", _ms(1784102420000), "t2"),
+        _response("t4", "human", "Complete this script.", _ms(1784102430000)),  # a retry
+        _response("t5", "ASSISTANT", "Second attempt.", {"$date": "2026-07-15T10:01:00Z"},
+                  "t4"),
+        _response("t6", "assistant", "Orphan.", _ms(1784102450000), "missing-response"),
+    ]}
+
+
+def test_roots_retries_dangling_parents_and_aborted_responses(cli: Any,
+                                                               tmp_path: Path) -> None:
+    inp = _export(tmp_path / "export", [RETRIED])
+    export(cli, inp, tmp_path / "json", "--format", "json")
+    (doc,) = jsons(tmp_path / "json").values()
+    assert doc["title"] == "Recovering a script"  # the summary, when the title is empty
+    assert doc["created_at"] == 1784109600
+    by_id = {m["id"]: m for m in doc["messages"]}
+    assert sorted(by_id) == ["t1", "t3", "t4", "t5", "t6"]  # the empty t2 is no message
+    assert by_id["t3"]["parent_id"] == "t1"  # hangs from its nearest kept ancestor
+    assert by_id["t5"]["created_at"] == 1784109660
+    assert by_id["t4"]["parent_id"] is None and by_id["t6"]["parent_id"] is None
+    assert by_id["t1"]["sibling_ids"] == ["t1", "t4", "t6"]  # roots in creation order
+    assert doc["active_branch"] == ["t4", "t5"]  # the latest leaf (10:01, after t6)
+
+
+def test_a_broken_conversation_is_reported_and_the_rest_exported(cli: Any,
+                                                                 tmp_path: Path) -> None:
+    broken = {"conversation": {"id": "g-broken", "title": "Broken"}, "responses": "nope"}
+    inp = _export(tmp_path / "export", [broken, RETRIED])
+    out = tmp_path / "out"
+    res = export(cli, inp, out, status=1)
+    rep = report(out)
+    assert rep["counts"]["exported"] == 1
+    (error,) = rep["run_errors"]
+    assert error.endswith("prod-grok-backend.json conversation #1 ('Broken'): cannot read:"
+                          " no responses list"), error
+    assert f"zexport: error: {error}" in res.stderr.splitlines()
+    assert list(markdowns(out)) == ["2026-07-15 Recovering a script"]
+
+
+def test_a_backend_json_cut_short_exports_what_precedes_the_break(cli: Any,
+                                                                  tmp_path: Path) -> None:
+    whole = json.dumps({"conversations": [RETRIED, json.loads(BACKEND.read_text())[
+        "conversations"][0]]}).encode()
+    cut = whole[:whole.index(b'"Amalfi"')]
+    out = tmp_path / "out"
+    res = export(cli, grok_zip(tmp_path / "cut.zip", cut), out, status=1)
+    assert list(markdowns(out)) == ["2026-07-15 Recovering a script"]
+    (error,) = report(out)["run_errors"]
+    assert f"prod-grok-backend.json: the JSON breaks off at byte {len(cut):,}" in error
+    assert f"zexport: error: {error}" in res.stderr.splitlines()
+
+
+def _refused(cli: Any, inp: Path, tmp_path: Path, says: str) -> None:
+    out = tmp_path / "out"
+    res = cli("run", "--input", str(inp), "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], res.stderr
+    assert not out.exists()
+
+
+def test_a_truncated_grok_zip_is_refused_creating_nothing(cli: Any, tmp_path: Path) -> None:
+    whole = grok_zip(tmp_path / "whole.zip").read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole[:len(whole) * 2 // 3])
+    _refused(cli, cut, tmp_path, "not a readable ZIP file")
+
+
+def test_a_grok_side_file_alone_is_refused_saying_what_it_is(cli: Any,
+                                                              tmp_path: Path) -> None:
+    side = tmp_path / "prod-mc-auth-mgmt-api.json"
+    side.write_text('{"accounts": []}')
+    _refused(cli, side, tmp_path, "this is a Grok export's account file, which holds no"
+             " conversations; give the export's ZIP or folder, or its prod-grok-backend.json")
+
+
+@pytest.mark.parametrize(("name", "what"), [
+    ("users", "users.json (the account)"),
+    ("memories", "memories.json (Claude's memory)"),
+    ("projects", "projects.json (projects and their documents)")])
+def test_a_claude_side_file_alone_is_refused_saying_what_to_give(
+        cli: Any, tmp_path: Path, name: str, what: str) -> None:
+    _refused(cli, CLAUDE / f"yaleman-anthropic-data--tests-data-{name}.json", tmp_path,
+             f"this is a Claude export's {what}, which holds no conversations; give the"
+             " export's ZIP or folder, or its conversations.json")
