@@ -228,3 +228,64 @@ def test_a_claude_side_file_alone_is_refused_saying_what_to_give(
     _refused(cli, CLAUDE / f"yaleman-anthropic-data--tests-data-{name}.json", tmp_path,
              f"this is a Claude export's {what}, which holds no conversations; give the"
              " export's ZIP or folder, or its conversations.json")
+
+
+# -- the conversion's pieces, on the installed package ------------------------------------
+
+def _cite(n: int) -> str:
+    return ('<grok:render card_id="c4274c" card_type="citation_card" type="render_inline_citation">'
+            f'\n<argument name="citation_id">{n}</argument>\n</grok:render>')
+
+
+def test_inline_citations_are_sources_at_their_cuts_whitespace_kept() -> None:
+    from zexport_grok.content import response_parts
+
+    response = {"message": f"DNS maps names.{_cite(1)} Ports are not in it.{_cite(7)}"
+                           ' Really.<grok-card data-id="9" data-plain-type="render_inline_citation"'
+                           ' ></grok-card>\n',
+                "web_search_results": [{"url": "https://a.example", "title": "A"},
+                                       {"url": "https://b.example", "title": "B"}]}
+    assert response_parts(response, "m") == [
+        {"type": "text", "text": "DNS maps names."},
+        {"type": "source-url", "sourceId": "m-src-1", "url": "https://b.example", "title": "B"},
+        # citation 7 names no result and the card none: removed, the text around them one.
+        {"type": "text", "text": " Ports are not in it. Really.\n"}]
+
+
+def test_search_results_are_sources_after_a_text_that_cites_nothing() -> None:
+    from zexport_grok.content import response_parts
+
+    response = {"message": "Go.", "thinking_trace": "  ",
+                "web_search_results": [{"url": "https://a.example"}, {"title": "no url"},
+                                       {"url": "https://a.example", "title": "again"}]}
+    assert response_parts(response, "m") == [
+        {"type": "text", "text": "Go."},
+        {"type": "source-url", "sourceId": "m-src-0", "url": "https://a.example"}]
+
+
+def test_an_artifact_is_a_part_between_the_texts_around_it() -> None:
+    from zexport_grok.content import response_parts
+
+    text = ('See:\n<xaiArtifact artifact_id="a" artifact_version_id="v" title="x.py"'
+            ' contentType="text/python">\nprint(1)\n\n</xaiArtifact>\nDone.')
+    assert response_parts({"message": text}, "m") == [
+        {"type": "text", "text": "See:\n"},
+        {"type": "data-artifact", "artifactId": "a", "versionId": "v", "title": "x.py",
+         "contentType": "text/python", "content": "print(1)\n"},
+        {"type": "text", "text": "\nDone."}]
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ({"$date": {"$numberLong": "1783999510820"}}, 1783999510),
+    ({"$date": "2026-07-14T03:26:00.000Z"}, 1783999560),
+    ({"$date": 1783999560999}, 1783999560),
+    ("2026-07-14T03:25:09.401949Z", 1783999509),
+    ("2026-07-14T03:25:09.4Z", 1783999509),
+    ("2026-07-14T05:25:09+02:00", 1783999509),
+    (1783999509, 1783999509),
+    ({"$date": {"$numberLong": "soon"}}, None), ("yesterday", None), (True, None), (None, None),
+])
+def test_both_mongo_date_forms_and_iso_times(value: Any, seconds: int | None) -> None:
+    from zexport_grok.times import unix_seconds
+
+    assert unix_seconds(value) == seconds

@@ -33,7 +33,8 @@ PROJECT: Final = "zexport"
 # it was built for with a module attribute ``ZEXPORT_PLUGIN_API = 1`` (absent: 1);
 # one built for another major version is named and skipped, not half-run. Minor
 # versions only add (optional methods, new fields), so they never refuse a plugin.
-PLUGIN_API: Final = (1, 0)
+# 1.1: zexport.sources.sniff_keys and sniff_mime, and the optional Source.explain_refusal.
+PLUGIN_API: Final = (1, 1)
 
 # pluggy's markers are typed (overloads returning the decorated function's
 # own type), so ``mypy --strict`` checks implementations as written.
@@ -76,5 +77,6 @@ def zexport_sources() -> list[Source]:  # type: ignore[empty-body]
     controller only, before the run: a source recognises an input by its
     content and converts it into a private archive in the app's schema,
     which the workers then read like any archive. Built-in sources
-    (``ownyourchat``, ``chatgpt``, ``claude``) are tried first.
+    (``ownyourchat``, ``chatgpt``, ``claude``) are tried first; the first-party
+    ``grok`` source is a plugin (``plugins/zexport-grok``).
     """
