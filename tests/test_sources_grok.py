@@ -289,3 +289,34 @@ def test_both_mongo_date_forms_and_iso_times(value: Any, seconds: int | None) ->
     from zexport_grok.times import unix_seconds
 
     assert unix_seconds(value) == seconds
+
+
+class _Reads:
+    """A stream that remembers how far it has been read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.data) if size < 0 else self.at + size
+        chunk, self.at = self.data[self.at:end], min(end, len(self.data))
+        return chunk
+
+
+def test_an_object_whose_first_key_is_the_list_is_streamed_not_built_whole() -> None:
+    """Grok's ``{"conversations": [...], "projects": ...}``: the first conversation comes
+    out after reading about its own bytes, not the whole list (flat memory)."""
+    from zexport_grok.convert import is_conversation
+
+    from zexport.sources.jsonstream import iter_conversations
+
+    entry = json.loads(BACKEND.read_text())["conversations"][0]
+    many = [{**entry, "conversation": {**entry["conversation"], "id": f"g-{n}"}}
+            for n in range(2000)]
+    data = json.dumps({"conversations": many, "projects": [{"name": "p"}]}).encode()
+    stream = _Reads(data)
+    found = iter_conversations(stream, is_conversation)  # type: ignore[arg-type]  # a stream
+    key, first = next(found)
+    assert (key, first["conversation"]["id"]) == (None, "g-0")
+    assert stream.at < len(data) // 10, (stream.at, len(data))
+    assert [c["conversation"]["id"] for _k, c in found] == [f"g-{n}" for n in range(1, 2000)]

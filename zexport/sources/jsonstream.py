@@ -3,7 +3,8 @@
 Exports come in several top-level shapes: an array of conversations (both
 providers' ``conversations.json``), ``{"conversations": [...]}``, one
 conversation object (single-conversation dumps) or an object keyed by name
-(some tools' fixtures). Each is streamed: only one conversation is in memory.
+(some tools' fixtures). Each is streamed: only one conversation is in memory
+(the object form too, when its first key is the list: Grok's export).
 A file known to be small (a 2026 shard holds about 100 conversations) is
 parsed whole by orjson instead, which is faster and still bounded.
 
@@ -15,6 +16,7 @@ not the input: every conversation before the break has been yielded when
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +29,7 @@ IsConversation = Callable[[Any], bool]
 
 WHOLE_LIMIT = 4 << 20  # bytes: a file up to this size is parsed in one orjson call
 _WHITESPACE = b" \t\r\n"
+_LIST_FIRST = re.compile(rb'(?:\xef\xbb\xbf)?\s*\{\s*"conversations"\s*:\s*\[')
 
 
 class JSONBroken(Exception):
@@ -224,6 +227,13 @@ def _streamed(stream: IO[bytes] | _Limited, is_conversation: IsConversation,
     try:
         if first == b"[":
             for item in ijson.items(counted, "item", use_float=True):
+                yield None, item
+            return
+        if not eager and _LIST_FIRST.match(head):
+            # {"conversations": [...], ...} (Grok's export): kvitems would build the whole
+            # list before yielding it; its items are streamed instead, the keys after it
+            # (projects, tasks) are not conversations.
+            for item in ijson.items(counted, "conversations.item", use_float=True):
                 yield None, item
             return
         if first != b"{":
