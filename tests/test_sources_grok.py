@@ -320,3 +320,18 @@ def test_an_object_whose_first_key_is_the_list_is_streamed_not_built_whole() -> 
     assert (key, first["conversation"]["id"]) == (None, "g-0")
     assert stream.at < len(data) // 10, (stream.at, len(data))
     assert [c["conversation"]["id"] for _k, c in found] == [f"g-{n}" for n in range(1, 2000)]
+
+
+def test_without_the_plugin_a_grok_export_is_refused_naming_the_plugin(tmp_path: Path) -> None:
+    from zexport.errors import ArchiveError
+    from zexport.sources.builtin import zexport_sources
+    from zexport.sources.resolve import prepare_input
+
+    builtin = {s.name: s for s in zexport_sources()}
+    with pytest.raises(ArchiveError) as refused:
+        prepare_input(str(GROK), None, builtin, str(tmp_path / "cache"))
+    assert str(refused.value) == (
+        "this looks like a Grok export (prod-grok-backend.json), which the 'grok' source"
+        " plugin reads: install it from zexport's repository (pip install"
+        f" ./plugins/zexport-grok): {GROK}")
+    assert not (tmp_path / "cache").exists()

@@ -20,6 +20,10 @@ from zexport.sources.bundle import Bundle, open_bundle
 from zexport.sources.cache import NothingConverted, converted
 from zexport.sources.jsonstream import JSONBroken
 
+# Exports read by first-party source plugins, by a member only they have: when the plugin
+# is not installed, the refusal says which to install instead of "not an export".
+PLUGIN_INPUTS = {"prod-grok-backend.json": ("Grok", "grok", "zexport-grok")}
+
 
 @dataclass
 class PreparedInput:
@@ -54,6 +58,12 @@ def _pick(bundle: Bundle, path: str, sources: dict[str, Source]) -> Source:
         if what:
             raise ArchiveError(f"{what}: {path}")
     names = ", ".join(sources)
+    for member, (provider, source_name, package) in PLUGIN_INPUTS.items():
+        if source_name not in sources and any(
+                n.rsplit("/", 1)[-1] == member for n in bundle.names()):
+            raise ArchiveError(f"this looks like a {provider} export ({member}), which the"
+                               f" {source_name!r} source plugin reads: install it from zexport's"
+                               f" repository (pip install ./plugins/{package}): {path}")
     raise ArchiveError(f"not an export or archive any source recognises ({names}): {path}")
 
 
