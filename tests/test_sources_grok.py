@@ -335,3 +335,23 @@ def test_without_the_plugin_a_grok_export_is_refused_naming_the_plugin(tmp_path:
         " plugin reads: install it from zexport's repository (pip install"
         f" ./plugins/zexport-grok): {GROK}")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_newer_export_updates_only_the_conversation_that_changed(cli: Any,
+                                                                   tmp_path: Path) -> None:
+    amalfi = json.loads(BACKEND.read_text())["conversations"][0]
+    out = tmp_path / "out"
+    export(cli, _export(tmp_path / "v1", [RETRIED, amalfi]), out)
+    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/conversation.md")}
+    newer = json.loads(json.dumps(amalfi))
+    newer["conversation"]["modify_time"] = "2026-07-20T09:00:00Z"
+    newer["responses"].append(_response("r3", "human", "And in winter?", _ms(1784538000000),
+                                        "r2b"))
+    export(cli, _export(tmp_path / "v2", [RETRIED, newer]), out)
+    counts = report(out)["counts"]
+    assert (counts["exported"], counts["skipped"]) == (1, 1)
+    mds = markdowns(out)
+    assert sorted(mds) == ["2026-07-14 Amalfi", "2026-07-15 Recovering a script"]
+    assert "And in winter?" in mds["2026-07-14 Amalfi"]  # same folder, now the latest leaf
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/conversation.md")}
+    assert after["2026-07-15 Recovering a script"] == before["2026-07-15 Recovering a script"]
