@@ -25,6 +25,7 @@ USER_DIR = "ttl/30d/export_data/00000000-0000-4000-8000-00000000e000"
 BACKEND = GROK / USER_DIR / "prod-grok-backend.json"
 ASSET_ID = "0380cd07-a199-4623-bcd8-5f42cc28a9be"
 ASSET = GROK / USER_DIR / "prod-mc-asset-server" / ASSET_ID / "content"
+UNUSED_ID = "11111111-2222-4333-8444-555555555555"
 
 
 def export(cli: Any, inp: Path, out: Path, *extra: str, status: int = 0) -> Any:
@@ -45,6 +46,8 @@ def grok_zip(target: Path, backend: bytes | None = None) -> Path:
         zf.writestr(f"{USER_DIR}/prod-mc-auth-mgmt-api.json", b'{"accounts": []}')
         zf.writestr(zipfile.ZipInfo(f"{USER_DIR}/prod-mc-asset-server//{ASSET_ID}/content"),
                     ASSET.read_bytes())
+        zf.writestr(zipfile.ZipInfo(f"{USER_DIR}/prod-mc-asset-server//{UNUSED_ID}/content"),
+                    b"%PDF-1.4 referenced by no conversation")
     return target
 
 
@@ -66,9 +69,15 @@ def test_formats_lists_the_grok_source(cli: Any) -> None:
 
 @pytest.mark.parametrize("shape", ["zip", "folder"])
 def test_the_fixture_exports_its_latest_branch_with_its_image(
-        cli: Any, tmp_path: Path, shape: str) -> None:
+        cli: Any, tmp_path: Path, isolated_env: dict[str, str], shape: str) -> None:
     inp = grok_zip(tmp_path / "grok.zip") if shape == "zip" else GROK
     export(cli, inp, tmp_path / "md")
+    (entry,) = (Path(isolated_env["XDG_CACHE_HOME"]) / "zexport" / "sources").iterdir()
+    # Only the referenced asset is copied out of a ZIP; a folder's is used in place.
+    if shape == "zip":
+        assert sorted(p.name for p in (entry / "files").iterdir()) == [ASSET_ID]
+    else:
+        assert not (entry / "files").exists()
     (md,) = markdowns(tmp_path / "md").values()
     assert sections(md) == ["User", "Assistant"]
     # No active response in the export: the latest leaf (r2b, 03:26:00) wins over r2a.
