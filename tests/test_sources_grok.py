@@ -113,11 +113,15 @@ def test_the_fixture_exports_its_latest_branch_with_its_image(
         tmp_path / "all")["2026-07-14 Amalfi"]
 
 
+@pytest.mark.parametrize("name", ["prod-grok-backend.json", "my grok chats.json"])
 def test_the_json_alone_exports_with_a_placeholder_naming_the_missing_image(
-        cli: Any, tmp_path: Path) -> None:
-    """Not claimed by the Claude source either (its responses have a ``sender`` too)."""
+        cli: Any, tmp_path: Path, name: str) -> None:
+    """Recognised by its content, whatever its name, and not claimed by the Claude
+    source (Grok's responses have a ``sender`` too)."""
+    alone = tmp_path / name
+    alone.write_bytes(BACKEND.read_bytes())
     out = tmp_path / "md"
-    res = export(cli, BACKEND, out)
+    res = export(cli, alone, out)
     (md,) = markdowns(out).values()
     assert f"> ⚠ Attachment unavailable: {ASSET_ID}: file not on disk" in md
     (note,) = report(out)["notes"]
