@@ -183,15 +183,18 @@ def test_roots_retries_dangling_parents_and_aborted_responses(cli: Any,
 def test_a_broken_conversation_is_reported_and_the_rest_exported(cli: Any,
                                                                  tmp_path: Path) -> None:
     broken = {"conversation": {"id": "g-broken", "title": "Broken"}, "responses": "nope"}
-    inp = _export(tmp_path / "export", [broken, RETRIED])
+    inp = _export(tmp_path / "export", [broken, 7, RETRIED])
     out = tmp_path / "out"
     res = export(cli, inp, out, status=1)
     rep = report(out)
     assert rep["counts"]["exported"] == 1
-    (error,) = rep["run_errors"]
-    assert error.endswith("prod-grok-backend.json conversation #1 ('Broken'): cannot read:"
-                          " no responses list"), error
-    assert f"zexport: error: {error}" in res.stderr.splitlines()
+    first, second = rep["run_errors"]
+    assert first.endswith("prod-grok-backend.json conversation #1 ('Broken'): cannot read:"
+                          " no responses list"), first
+    assert second.endswith("prod-grok-backend.json conversation #2: cannot read: not a"
+                           " conversation object but int"), second
+    for error in (first, second):
+        assert f"zexport: error: {error}" in res.stderr.splitlines()
     assert list(markdowns(out)) == ["2026-07-15 Recovering a script"]
 
 
@@ -222,6 +225,14 @@ def test_a_truncated_grok_zip_is_refused_creating_nothing(cli: Any, tmp_path: Pa
     cut = tmp_path / "cut.zip"
     cut.write_bytes(whole[:len(whole) * 2 // 3])
     _refused(cli, cut, tmp_path, "not a readable ZIP file")
+
+
+def test_an_empty_backend_json_is_refused_saying_so(cli: Any, tmp_path: Path) -> None:
+    inp = _export(tmp_path / "export", [])
+    (inp / USER_DIR / "prod-grok-backend.json").write_bytes(b"")
+    _refused(cli, inp, tmp_path, f"as a grok export: {USER_DIR}/prod-grok-backend.json: the"
+             " JSON breaks off at byte 0 (the file is empty); no conversation of the file could"
+             " be exported")
 
 
 def test_a_grok_side_file_alone_is_refused_saying_what_it_is(cli: Any,

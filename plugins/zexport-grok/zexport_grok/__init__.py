@@ -47,7 +47,8 @@ class GrokSource(Source):
             with bundle.open(name) as f:
                 keys = sniff_keys(f)
             if posixpath.basename(name) == BACKEND:
-                return bool(keys & {"conversations", "responses"})
+                # Named so, and empty or broken from its first byte: read, to say why.
+                return not keys or bool(keys & {"conversations", "responses"})
             return {"responses", "response"} <= keys
         return False
 

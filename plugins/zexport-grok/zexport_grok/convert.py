@@ -38,7 +38,9 @@ def _shows_something(response: dict[str, Any]) -> bool:
         response.get("file_attachments"))
 
 
-def convert_conversation(entry: dict[str, Any], assets: AssetIndex) -> ConversationRecord:
+def convert_conversation(entry: Any, assets: AssetIndex) -> ConversationRecord:
+    if not isinstance(entry, dict):
+        raise ValueError(f"not a conversation object but {type(entry).__name__}")
     meta = entry.get("conversation")
     if not isinstance(meta, dict):
         raise ValueError("no conversation object")
