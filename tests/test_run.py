@@ -213,6 +213,17 @@ def test_usage_errors_exit_2(cli: Any, sample_db: Path, tmp_path: Path) -> None:
     assert re.search(r"available: (.+, )?json, (.+, )?markdown", res.stderr)
 
 
+def test_format_given_twice_is_refused_not_cut_to_the_last(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    """Asked for markdown and json, a run must not write json alone and say "ok"."""
+    out = tmp_path / "out"
+    res = cli("run", "--db", str(sample_db), "--out", str(out), "--format", "markdown",
+              "--format", "json")
+    assert res.returncode == 2, res.stderr
+    assert "'--format': given 2 times (markdown, json); a run writes one format" in res.stderr
+    assert not out.exists()
+
+
 def test_no_arguments_in_an_empty_folder_uses_the_builtin_sample(
         cli: Any, tmp_path: Path) -> None:
     work = tmp_path / "empty"

@@ -167,6 +167,17 @@ def _prepare_input(path: str, source: str | None, processes: int,
             prepared.source != "ownyourchat")
 
 
+def _one_format(ctx: click.Context, param: click.Parameter,
+                value: tuple[str, ...]) -> str | None:
+    """The one ``--format`` of a run: given twice, click would keep the last in silence,
+    and someone who asked for markdown and json would get json alone."""
+    if len(value) > 1:
+        raise click.BadParameter(
+            f"given {len(value)} times ({', '.join(value)}); a run writes one format: run"
+            " once for each, into the same --out (their files live side by side)")
+    return value[0] if value else None
+
+
 @cli.command()
 @click.option("--db", "db", type=click.Path(), default=None,
               help="Archive to export (default: OwnYourChat's, else the built-in sample).")
@@ -177,9 +188,9 @@ def _prepare_input(path: str, source: str | None, processes: int,
               help="Read --input with this source instead of recognising it.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: the app's saved export folder, else ./zexport-out).")
-@click.option("--format", "format_name", default=None,
+@click.option("--format", "format_name", multiple=True, callback=_one_format,
               help="Output format (see `zexport formats`; default: the app's saved format,"
-                   " else markdown).")
+                   " else markdown). One a run: run again for another, into the same --out.")
 @click.option("-o", "format_options", multiple=True, metavar="KEY=VALUE",
               help="A format option (repeatable).")
 @click.option("--layout", default="folder", show_default=True, metavar="LAYOUT",
