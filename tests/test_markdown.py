@@ -40,6 +40,31 @@ def test_unknown_parts_are_kept_in_a_fence_longer_than_their_content() -> None:
     assert "````json" in body and '"text": "```python\\nx\\n```"' in body
 
 
+def test_a_prose_document_is_an_open_callout_closed_like_a_message() -> None:
+    """A canvas the assistant wrote is read, not a JSON string: its Markdown in an open
+    callout, headings below the role's, a fence it leaves open closed inside it."""
+    body = render([{"type": "data-canvas", "name": "Amalfi\nplan", "textdoc_type": "document",
+                    "content": "# Day 1\n\nWalk.\n\n```py\nx = 1\n"},
+                   {"type": "text", "text": "Hi"}])
+    assert ("> [!note]+ Canvas: Amalfi plan\n> ### Day 1\n>\n> Walk.\n>\n> ```py\n"
+            "> x = 1\n> ```\n\nHi") in body
+    assert "data-canvas" not in body and "textdoc_type" not in body
+
+
+def test_a_code_document_is_a_fence_in_its_language_longer_than_its_content() -> None:
+    body = render([{"type": "data-artifact", "title": "x.py", "contentType": "text/x-python",
+                    "content": "s = '```'\nprint(s)\n"},
+                   {"type": "data-canvas", "name": "", "textdoc_type": "code/java`x",
+                    "content": "class A {}"}])
+    assert "*Artifact: x.py*\n\n````python\ns = '```'\nprint(s)\n````" in body
+    assert "*Canvas*\n\n```javax\nclass A {}\n```" in body  # a backtick never in the info
+
+
+def test_a_document_part_without_text_stays_a_json_block() -> None:
+    body = render([{"type": "data-artifact", "title": "img", "content": None, "url": "u"}])
+    assert "*[data-artifact part]*" in body and '"url": "u"' in body
+
+
 def test_reasoning_is_a_folded_callout_and_both_kinds_can_be_hidden() -> None:
     parts: list[dict[str, object]] = [
         {"type": "reasoning", "text": "First, think.\n\n```py\nx = 1\n```\n"},

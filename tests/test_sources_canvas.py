@@ -58,6 +58,7 @@ def test_a_canvas_document_is_a_document_part_of_the_answer(cli: Any, tmp_path: 
     assert parts[1]["type"] == "tool-result" and "Successfully created" in parts[1]["output"]
     assert parts[-1] == {"type": "text", "text": "Hi there"}
     (md,) = markdowns(tmp_path / "markdown").values()
-    assert "*[data-canvas part]*" in md
-    assert json.dumps(DOCUMENT) in md  # the whole document, in the part's JSON block
+    # The whole document, read as Markdown in an open callout (its headings below the turn's).
+    quoted = "\n".join(f"> {line}" if line else ">" for line in DOCUMENT.split("\n"))
+    assert "> [!note]+ Canvas: Amalfi plan\n" + quoted.replace("> # ", "> ### ") in md
     assert md.index("Amalfi plan") < md.index("Hi there")

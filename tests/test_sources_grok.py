@@ -85,7 +85,8 @@ def test_the_fixture_exports_its_latest_branch_with_its_image(
     assert f"![{ASSET_ID}.png](attachments/{ASSET_ID}.png)" in md
     (copied,) = (tmp_path / "md").glob(f"*/attachments/{ASSET_ID}.png")
     assert copied.read_bytes() == ASSET.read_bytes()
-    assert '"# Plan"' in md  # the artifact, whole, as its own part
+    # The artifact, whole, read as Markdown after the text it was cut from.
+    assert md.endswith("Ravello. \n\n> [!note]+ Artifact: plan.md\n> ### Plan\n")
     export(cli, inp, tmp_path / "json", "--format", "json")
     (doc,) = jsons(tmp_path / "json").values()
     assert (doc["id"], doc["title"], doc["provider"]) == ("g-1", "Amalfi", "grok")

@@ -32,6 +32,7 @@ _HEADERS = {role: f"## {name}" for role, name in ROLE_NAMES.items()}
 _BACKTICKS = re.compile(r"`{3,}")
 _LINK_TEXT = re.compile(r"([\[\]\\])")
 _LINE_ENDING = re.compile(r"\r\n?|\n")
+_INFO_UNSAFE = re.compile(r"[^A-Za-z0-9_+.#-]")  # what a fence's language may hold
 _DEFAULT_UNITS = UnitOptions()
 
 
@@ -177,14 +178,42 @@ def _is_tool_part(kind: str) -> bool:
     return kind.startswith(("tool-", "tool_")) or kind in ("tool", "dynamic-tool")
 
 
-def _callout(title: str, text: str) -> str:
-    """An Obsidian callout, folded (``> [!note]- Title``); elsewhere a plain quote.
+def _callout(title: str, text: str, folded: bool = True) -> str:
+    """An Obsidian callout, folded (``> [!note]- Title``) or open (``+``); elsewhere a
+    plain quote.
 
     Every CommonMark line ending (LF, CRLF, a lone CR) starts a quoted line:
     a line left unquoted could open a code fence that swallows the rest.
     """
     lines = _LINE_ENDING.split(text.strip("\r\n"))
-    return f"> [!note]- {title}\n" + "\n".join(f"> {line}" if line else ">" for line in lines)
+    return f"> [!note]{'-' if folded else '+'} {title}\n" + "\n".join(
+        f"> {line}" if line else ">" for line in lines)
+
+
+# Parts holding a whole document the assistant wrote (ChatGPT's canvas, Grok's artifacts):
+# their label, and the fields of the document's name and of its type.
+_DOCUMENTS = {"data-canvas": ("Canvas", "name", "textdoc_type"),
+              "data-artifact": ("Artifact", "title", "contentType")}
+# Document types that are prose, read as Markdown; any other names a code language.
+_PROSE = frozenset({"", "document", "text/markdown", "text/plain", "markdown", "text"})
+
+
+def _document(block: Part, units: UnitOptions) -> str | None:
+    """A document part as people read it: prose as an open callout (rendered, closed like a
+    message), code in a fence named by its language; None when it holds no text."""
+    label, name_field, type_field = _DOCUMENTS[str(block.get("type"))]
+    content, kind = block.get("content"), block.get(type_field)
+    if type(content) is not str or not content.strip():
+        return None
+    name = block.get(name_field)
+    title = f"{label}: {one_line(name)}" if type(name) is str and name.strip() else label
+    kind = kind.strip().lower() if type(kind) is str else ""
+    if kind in _PROSE:
+        return _callout(title, closed_unit(content.strip("\r\n"), units), folded=False)
+    language = kind.rsplit("/", 1)[-1].removeprefix("x-")  # code/python, text/x-python
+    fence = _fence(content)
+    return f"*{_link_text(title)}*\n\n{fence}{_INFO_UNSAFE.sub('', language)}\n" \
+        f"{content.strip(chr(10))}\n{fence}"
 
 
 def _message(append: Callable[[str], None], msg: Message, label: str,
@@ -242,6 +271,9 @@ def _blocks(append: Callable[[str], None], blocks: list[str | Part],
             if block["text"].strip():
                 append(_callout("Reasoning", block["text"]))
                 append("")
+        elif kind in _DOCUMENTS and (document := _document(block, units)) is not None:
+            append(document)
+            append("")
         else:
             body = orjson.dumps(block, option=orjson.OPT_INDENT_2).decode()
             fence = _fence(body)
