@@ -58,8 +58,9 @@ class MarkdownFormat(Format):
     extension = "md"
     # 2: reasoning parts as a folded callout, not a JSON block. 3: text parts joined as
     # one text, each source a numbered link where the app cut the text. 4: each message a
-    # closed unit, math in dollars, Obsidian properties (aliases, source, tags).
-    version = "4"
+    # closed unit, math in dollars, Obsidian properties (aliases, source, tags). 5: documents
+    # (canvas, artifacts) as a callout or a fence of their language, not a JSON block.
+    version = "5"
     description = "Markdown with YAML front matter (Obsidian-friendly)"
     options = {
         "reasoning": Option(
