@@ -137,3 +137,18 @@ def test_what_the_rust_parser_cannot_do_goes_to_markdown_it_py() -> None:
                  "a\n\n\\[\n\\sqrt{2}\n\\]\n", "[a](https://e.com)\n", "See\ue0001\ue001 here\n",
                  "| a |\n|---|\n| b |\n", "$x$ at the start of a line\n", "1. $x$ item\n"]:
         assert engine.render_fast(text) is not None, text
+
+
+def test_an_ordered_item_on_a_quote_s_lazy_line_takes_the_engine() -> None:
+    """After a block quote's paragraph, a line starting an ordered item not numbered 1 is
+    the paragraph's lazy continuation for markdown-it-pyrs (CommonMark) and a new list
+    after the quote for markdown-it-py: such text takes markdown-it-py."""
+    for text in ['> —1. ![i](https://e.com/i.png "t")x^21. \n===\n91. %\n',
+                 "> a\n===\n91. b\n", "> a\nb\n91. b\n", "> a\n2) b\n", "> a\n 2.\tb\n",
+                 "- > a\n  2. b\n", "> 1. a\n2. b\n", "> a\n> b\n123456789. c\n"]:
+        assert engine.render(text) == engine.render_parsed(text), text
+        assert engine.render_fast(text) is None, text
+    # Numbered lists with no quote paragraph right above still take the Rust parser.
+    for text in ["1. a\n2. b\n", "> a\n\n2. b\n", "> a\n1. b\n", "> a\n01) b\n",
+                 "x > y\n\n1. a\n2. b\n"]:
+        assert engine.render_fast(text) is not None, text

@@ -71,6 +71,13 @@ _SPACE = re.compile("[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u20
 _EMPTY_ITEM = re.compile(r"\n[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*(?:\n|\Z)")
 _EMPTY_FIRST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*(?:\n|\Z)")
 _TAB_IN_MARKER = re.compile(r"^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t", re.M)
+# - an ordered list item not numbered 1 on a line after a block quote's paragraph (its
+#   lazy continuation): markdown-it-py ends the quote there and opens the list,
+#   markdown-it-pyrs (as CommonMark says: such an item cannot interrupt a paragraph)
+#   keeps the line in the paragraph. So any such line after a line holding a quote
+#   marker, with no blank line between, goes to the engine;
+_ORDERED_NOT_ONE = re.compile(r"\n[ \t]*(?!0*1[.)])\d{1,9}[.)](?=[ \t\n]|\Z)")
+_QUOTE_LINE = re.compile(r"[ \t]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)*>")
 # - a delimiter run where the engines disagree on whether it opens or closes emphasis:
 #   markdown-it-py counts Unicode symbols (£, ≥, emoji: categories S*) as punctuation,
 #   as CommonMark 0.31 does, markdown-it-pyrs not (see _emphasis_differs).
@@ -120,6 +127,24 @@ def _run_differs(text: str, start: int, end: int) -> bool:
     return not (other == "s" or (other == "S" and text[start] != "_"))
 
 
+def _ordered_after_quote(text: str) -> bool:
+    """Whether a line starting an ordered item not numbered 1 follows, with no blank line
+    between, a line starting (after list markers) with a quote marker."""
+    checked = 0  # text before this is known to hold no quote line reaching a later item
+    for m in _ORDERED_NOT_ONE.finditer(text):
+        end = m.start()  # the line break before the item's line
+        while end > checked:
+            start = text.rfind("\n", 0, end) + 1
+            line = text[start:end]
+            if not line.strip():
+                break
+            if _QUOTE_LINE.match(line):
+                return True
+            end = start - 1
+        checked = m.start()
+    return False
+
+
 def _needs_engine(text: str) -> bool:
     """Whether ``text`` holds something only the engine renders right (above). Each test
     runs only when the character it needs is there, and the ones that look for
@@ -137,6 +162,8 @@ def _needs_engine(text: str) -> bool:
     if "\t" in text and _TAB_IN_MARKER.search(text):
         return True
     if _EMPTY_ITEM.search(text) or _EMPTY_FIRST_ITEM.match(text):
+        return True
+    if ">" in text and _ordered_after_quote(text):
         return True
     if text.isascii():
         return False
