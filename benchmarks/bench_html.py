@@ -61,7 +61,7 @@ def compare(n: int, repeats: int, workers: int) -> None:
     for r in range(repeats):
         order = ["markdown", "html"] if r % 2 == 0 else ["html", "markdown"]
         for fmt in order:
-            wall, cpu = _run(db, ROOT / f"out-{fmt}", fmt, workers)
+            wall, cpu = _run(db, ROOT / f"out-{os.getpid()}-{fmt}", fmt, workers)
             times[fmt].append((wall, cpu))
             print(f"  repeat {r + 1} {fmt:8s} wall {wall:6.2f} s  cpu {cpu:6.2f} s", flush=True)
     md_wall = statistics.median(w for w, _ in times["markdown"])
@@ -75,7 +75,7 @@ def compare(n: int, repeats: int, workers: int) -> None:
     print(f"| html | {html_wall:.2f} | {html_cpu:.2f} |")
     print(f"| html / markdown | {html_wall / md_wall:.2f}x | {html_cpu / md_cpu:.2f}x |")
     for fmt in times:
-        shutil.rmtree(ROOT / f"out-{fmt}", ignore_errors=True)
+        shutil.rmtree(ROOT / f"out-{os.getpid()}-{fmt}", ignore_errors=True)
 
 
 def _size(path: Path) -> int:
