@@ -145,6 +145,20 @@ def _ordered_after_quote(text: str) -> bool:
     return False
 
 
+_SCHEME_ENDS = ("script", "file", "data")  # how the schemes _SCHEME refuses end
+
+
+def _scheme_before_colon(text: str) -> bool:
+    """Whether some ':' has the end of a refused scheme before it, in any case: a few
+    colons a text are looked at, not a lower-case copy of the whole text made."""
+    colon = text.find(":")
+    while colon >= 0:
+        if text[max(colon - 6, 0):colon].lower().endswith(_SCHEME_ENDS):
+            return True
+        colon = text.find(":", colon + 1)
+    return False
+
+
 def _needs_engine(text: str) -> bool:
     """Whether ``text`` holds something only the engine renders right (above). Each test
     runs only when the character it needs is there, and the ones that look for
@@ -155,10 +169,8 @@ def _needs_engine(text: str) -> bool:
     if ("\\(" in text or "^[" in text or "~~~" in text
             or "&" in text and _ENTITY_REF.search(text)):
         return True
-    if ":" in text:
-        low = text.lower()
-        if ("script:" in low or "file:" in low or "data:" in low) and _SCHEME.search(text):
-            return True
+    if ":" in text and _scheme_before_colon(text) and _SCHEME.search(text):
+        return True
     if "\t" in text and _TAB_IN_MARKER.search(text):
         return True
     if _EMPTY_ITEM.search(text) or _EMPTY_FIRST_ITEM.match(text):
@@ -297,19 +309,23 @@ def _closing(text: str, pos: int, line_end: int) -> int | None:
 def _display_math(text: str) -> tuple[str, list[str]]:
     """``text`` with each display block written the simple way replaced by a placeholder
     paragraph, and those blocks' sources (see :func:`_display_end`)."""
+    if not (text.startswith(_DISPLAY) or "\n$$" in text or "\n\\[" in text):
+        return text, []  # no line starts a block
     lines = text.split("\n")
     out: list[str] = []
     blocks: list[str] = []
-    i = 0
-    while i < len(lines):
+    copied = 0  # lines before this one are in ``out`` or in a block
+    for i in [i for i, line in enumerate(lines) if line.startswith(_DISPLAY)]:
+        if i < copied:
+            continue  # inside a block taken already
         j = _display_end(lines, i)
         if j is None:
-            out.append(lines[i])
-            i += 1
             continue
+        out += lines[copied:i]
         out.append(f"{BLOCK_OPEN}{len(blocks)}{BLOCK_CLOSE}")
         blocks.append("\n".join(lines[i:j + 1]))
-        i = j + 1
+        copied = j + 1
+    out += lines[copied:]
     return "\n".join(out), blocks
 
 
@@ -436,7 +452,10 @@ def render(text: str, link_open: Callable[[str, str | None], str],
         nonlocal depth
         kind = m.lastgroup
         if kind == "code":
-            return _MATH.sub(math_in_code, m.group(0))
+            code = m.group(0)
+            if MATH_OPEN not in code and BLOCK_OPEN not in code:
+                return code
+            return _MATH.sub(math_in_code, code)
         if kind == "cite":
             return cite(int(m.group("cite")), depth > 0)
         if kind == "math":
