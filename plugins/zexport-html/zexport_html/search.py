@@ -25,7 +25,9 @@ import os
 import re
 import unicodedata
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from itertools import chain, pairwise
 
 # Combining marks removed by folding; index.js uses the same class.
 MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f\u3099\u309a"
@@ -50,9 +52,11 @@ def words(text: str) -> Iterator[str]:
         yield word[:MAX_WORD]
 
 
-# Bytes of UTF-8 text that can be in a word: ASCII letters and digits, and every byte of a
-# character outside ASCII (those are decided by _WORD); the others become spaces.
-_TOKEN_BYTES = bytes(b if b >= 0x80 or chr(b).isalnum() else 0x20 for b in range(256))
+# Bytes of UTF-8 text that can be in a word: ASCII letters (in lower case) and digits, and
+# every byte of a character outside ASCII (those are decided by _WORD); the others become
+# spaces.
+_TOKEN_BYTES = bytes(b if b >= 0x80 else ord(chr(b).lower()) if chr(b).isalnum() else 0x20
+                     for b in range(256))
 
 
 def record(texts: Iterable[str]) -> bytes:
@@ -60,12 +64,13 @@ def record(texts: Iterable[str]) -> bytes:
     :func:`words` of each text in turn.
 
     A conversation repeats its words many times, and folding and the word regex cost
-    per character, so the text is first cut at ASCII's non-word characters (a bytes
-    translation and split, in C) and only its distinct pieces are folded and searched
-    for words. That gives the same words in the same order, because folding works
-    character by character and ASCII characters are never part of what it changes,
-    except for capital sigma, whose lower case depends on its neighbours: text holding
-    one is folded whole first.
+    per character, so the text is first cut at ASCII's non-word characters and its ASCII
+    letters put in lower case (one bytes translation and a split, in C), and only its
+    distinct pieces are folded and searched for words. That gives the same words in the
+    same order, because folding works character by character and puts ASCII letters in
+    lower case, and ASCII characters are never part of what else it changes, except for
+    capital sigma, whose lower case depends on its neighbours: text holding one is
+    folded whole first.
     """
     text = "\n".join(texts)
     if "\u03a3" in text:
@@ -87,7 +92,8 @@ def page_comment(data: bytes) -> str:
 
 
 def page_record(path: str) -> bytes:
-    """The record kept in an exported page (never following a symlink); empty if none."""
+    """The record kept in an exported page (never following a symlink), each word once
+    (the page may have been edited); empty if none."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with open(fd, "rb") as fh:
@@ -98,7 +104,8 @@ def page_record(path: str) -> bytes:
     end = page.find(WORDS_CLOSE.encode(), start)
     if start < 0 or end < 0:
         return b""
-    return page[start + len(WORDS_OPEN):end]
+    words = page[start + len(WORDS_OPEN):end].decode("utf-8", "replace").split()
+    return " ".join(dict.fromkeys(words)).encode("utf-8")
 
 
 def _b36(n: int) -> str:
@@ -111,34 +118,35 @@ def _b36(n: int) -> str:
             return out
 
 
-def _encode(postings: array[int]) -> str:
-    prev = 0
-    out = []
-    for n in postings:
-        out.append(_b36(n - prev))
-        prev = n
-    return ",".join(out)
+def _numbers() -> array[int]:
+    return array("I")
+
+
+def _encode(postings: array[int], digits: list[str]) -> str:
+    """The deltas of increasing ``postings`` in base 36, comma-separated; ``digits[n]`` is
+    ``n`` in base 36 (made once for every delta there can be, then looked up)."""
+    return ",".join([digits[n - prev] for prev, n in pairwise(chain((0,), postings))])
 
 
 class IndexBuilder:
     """Collects word -> conversation numbers, then writes the shards."""
 
     def __init__(self) -> None:
-        self.postings: dict[str, array[int]] = {}
+        self.postings: defaultdict[str, array[int]] = defaultdict(_numbers)
         self.last = -1
         self.unordered = False
+        self.highest = 0
 
     def add(self, number: int, data: bytes) -> None:
-        """Add conversation ``number``'s record (each number once; fastest in increasing order)."""
+        """Add conversation ``number``'s record (each number once, each word once in a
+        record, as :func:`record` and :func:`page_record` give them; fastest in increasing
+        order)."""
         self.unordered |= number < self.last
         self.last = number
+        self.highest = max(self.highest, number)
         postings = self.postings
         for word in data.decode("utf-8", "replace").split():
-            found = postings.get(word)
-            if found is None:
-                postings[word] = array("I", (number,))
-            elif found[-1] != number:
-                found.append(number)
+            postings[word].append(number)
 
     def shards(self) -> list[tuple[str, str]]:
         """(first word, body) of each shard; a body is ``word:deltas`` lines.
@@ -153,8 +161,9 @@ class IndexBuilder:
         out: list[tuple[str, str]] = []
         lines: list[str] = []
         size = 0
+        digits = [_b36(n) for n in range(self.highest + 1)]
         for word in sorted(self.postings, key=lambda w: w.encode("utf-16-be")):
-            line = f"{word}:{_encode(self.postings[word])}"
+            line = f"{word}:{_encode(self.postings[word], digits)}"
             if lines and size + len(line) > SHARD_BYTES:
                 out.append((lines[0].partition(":")[0], "\n".join(lines)))
                 lines, size = [], 0
