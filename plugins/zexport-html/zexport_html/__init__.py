@@ -14,6 +14,7 @@ escaped the escaping, it could not run.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -51,6 +52,7 @@ def _sha(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
+@functools.lru_cache(maxsize=4)  # the same for every page: hashing the CSS once is enough
 def _csp(script: str | None) -> str:
     # 'strict-dynamic': the index's own script (trusted by hash) may add the
     # search shards' <script> elements; nothing parser-inserted runs.
@@ -79,7 +81,10 @@ def _when(ts: int | None, tz: tzinfo, full: bool = True) -> tuple[str, str]:
         dt = datetime.fromtimestamp(ts, tz)
     except (OverflowError, OSError, ValueError):
         return "", ""
-    return dt.isoformat(), dt.strftime("%Y-%m-%d %H:%M" if full else "%Y-%m-%d")
+    iso = dt.isoformat()  # YYYY-MM-DDTHH:MM:SS...
+    if dt.year < 1000:  # (strftime's %Y has no leading zeros there)
+        return iso, dt.strftime("%Y-%m-%d %H:%M" if full else "%Y-%m-%d")
+    return iso, f"{iso[:10]} {iso[11:16]}" if full else iso[:10]
 
 
 class HtmlFormat(Format):
