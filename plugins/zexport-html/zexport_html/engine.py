@@ -22,6 +22,7 @@ the sentence, list item or table cell they belong to.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Sequence
@@ -55,6 +56,10 @@ def escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+# A conversation cites the same sources and links the same pages again and again, and
+# urlsplit is the slow part of a link: the last answers are kept (they depend on nothing
+# but the text given).
+@functools.lru_cache(maxsize=1024)
 def safe_url(url: str) -> bool:
     """True only for http(s) URLs with a host: the only targets a page links to."""
     try:
@@ -70,6 +75,7 @@ def _validate_link(url: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1024)
 def link_open(href: str, title: str | None) -> str:
     """A link's opening tag: an ``href`` only for http(s) targets, else an inert ``<a>``."""
     title_attr = f' title="{escape(title)}"' if title else ""
@@ -276,8 +282,12 @@ def cite_mark(source: Source) -> str:
 def without_sentinels(parts: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
     """``parts``, with the sentinel characters (private use) removed from any text that
     holds them, so that no text can pass for a citation."""
-    if not any(isinstance(p.get("text"), str) and (CITE_OPEN in p["text"] or CITE_CLOSE
-               in p["text"]) for p in parts):
+    if len(parts) == 1:  # most messages: one part, tested without a generator
+        text = parts[0].get("text")
+        if not isinstance(text, str) or (CITE_OPEN not in text and CITE_CLOSE not in text):
+            return parts
+    elif not any(isinstance(p.get("text"), str) and (CITE_OPEN in p["text"] or CITE_CLOSE
+                 in p["text"]) for p in parts):
         return parts
     return [{**p, "text": p["text"].replace(CITE_OPEN, "").replace(CITE_CLOSE, "")}
             if isinstance(p.get("text"), str) else p for p in parts]

@@ -52,6 +52,8 @@ BLOCK_OPEN, BLOCK_CLOSE = "\ue004", "\ue005"  # around a display placeholder's n
 _DISPLAY = ("$$", "\\[")  # left after _display_math: the engine decides
 _DISPLAY_ENDS = {"$$": "$$", "\\[": "\\]"}
 _FENCE_LINE = re.compile(r" {0,3}(?:```|~~~)")
+# (all of "\(", "[^", "^[", "[ ]", "[x]" and "~~~" are looked for in one pass)
+_ENGINE_ONLY = re.compile(r"\[\^|\[[ xX]\]|\\\(|\^\[|~~~")
 # - entities ("&#..;", "&name;"): an encoded "javascript&colon;" decides a link's fate;
 _ENTITY_REF = re.compile(r"&(?:#|[A-Za-z][A-Za-z0-9]*;)")
 # - a link destination (after "(", "<" or "]:") starting with a scheme markdown-it's
@@ -164,10 +166,7 @@ def _needs_engine(text: str) -> bool:
     runs only when the character it needs is there, and the ones that look for
     characters outside ASCII only on text that has some: most texts are scanned a few
     times in C, never character by character in Python."""
-    if "[" in text and ("[^" in text or "[ ]" in text or "[x]" in text or "[X]" in text):
-        return True
-    if ("\\(" in text or "^[" in text or "~~~" in text
-            or "&" in text and _ENTITY_REF.search(text)):
+    if _ENGINE_ONLY.search(text) or "&" in text and _ENTITY_REF.search(text):
         return True
     if ":" in text and _scheme_before_colon(text) and _SCHEME.search(text):
         return True
@@ -196,6 +195,14 @@ _SPECIAL = re.compile(  # (each alternative starts with a character: re scans fo
     f"|{BLOCK_OPEN}(?P<display>)"
     f"|{CITE_OPEN}(?P<cite>\\d+){CITE_CLOSE}"
     f"|\\${MATH_OPEN}(?P<math>\\d+){MATH_CLOSE}\\$", re.S)
+
+
+# The same for output with no citation and no math: only links and images to rewrite (code
+# cannot hold a tag: its '<' are escaped), so code and closing tags need no look.
+_LINKS = re.compile(
+    r'<(?:(?P<link>a href="(?P<href>[^"]*)"(?: title="(?P<title>[^"]*)")?>)'
+    r'|(?P<img>img src="(?P<src>[^"]*)" alt="(?P<alt>[^"]*)"(?: title="[^"]*")? />)'
+    r"|(?P<refused>a [^>]*>|img [^>]*>))")
 
 
 class _EngineDecides(Exception):
@@ -427,7 +434,8 @@ def render(text: str, link_open: Callable[[str, str | None], str],
             raise
         return None  # markdown-it-pyrs failed on this text: the engine renders it
     # The one difference in block rendering: an empty quote is written without a line break.
-    out = out.replace("<blockquote>\n</blockquote>", "<blockquote></blockquote>")
+    if ">" in text:  # (no quote without one)
+        out = out.replace("<blockquote>\n</blockquote>", "<blockquote></blockquote>")
     if not _tables_agree(text, out) or _BLANK_CODE.search(out):
         return None  # (markdown-it-pyrs trims a code span of spaces only; the engine not)
     if undecided and "$" in _MARK.sub("", _CODE.sub("", out)):
@@ -475,8 +483,9 @@ def render(text: str, link_open: Callable[[str, str | None], str],
         # take it whole, a link or image markdown-it-pyrs does not write: the engine decides.
         raise _EngineDecides
 
+    special = _SPECIAL if latex or blocks or CITE_OPEN in out else _LINKS
     try:
-        html = _SPECIAL.sub(rewrite, out)
+        html = special.sub(rewrite, out)
     except _EngineDecides:
         return None
     # Sentinels left in code, attributes or math are plain numbers, as the engine leaves them.
