@@ -22,7 +22,10 @@ def test_record_is_the_words_of_each_text_in_turn() -> None:
               # looks past "." and "'"; fullwidth and enclosed forms fold to ASCII
               # separators; a combining mark after a separator or at a text's start.
               "'", ":", "ΑΣ", "Β", "ｆｏｏ．ｂａｒ", "⑴", "½", "A", "-", "\u3000", ".\u0301",
-              "\u00a0", "é", "E\u0301", "日"]
+              "\u00a0", "é", "E\u0301", "日",
+              # ASCII letters of either case (lowered with the cut), and letters outside
+              # ASCII whose case folding gives ASCII ones (Kelvin sign, long s).
+              "ABC", "aBc", "Z9", "\u212a", "\u017f", "\u212aA"]
     rng = random.Random(14)
     for _ in range(5000):
         texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
@@ -49,3 +52,38 @@ def test_record_of_real_and_sample_texts() -> None:
                 assert search.record(group) == _by_text(group)
                 checked += 1
     assert checked > 50
+
+
+def _postings(builder: search.IndexBuilder) -> dict[str, list[int]]:
+    """The index's shards read back as the page reads them: base-36 deltas, summed."""
+    out: dict[str, list[int]] = {}
+    for _, body in builder.shards():
+        for line in body.split("\n"):
+            word, _, deltas = line.partition(":")
+            numbers, total = [], 0
+            for delta in deltas.split(","):
+                total += int(delta, 36)
+                numbers.append(total)
+            out[word] = numbers
+    return out
+
+
+def test_the_index_lists_each_word_s_conversations() -> None:
+    """Numbers far apart (deltas of one, two and four base-36 digits), given in any order."""
+    builder = search.IndexBuilder()
+    for number, data in [(1300, b"b a"), (0, b"a"), (5, b"a c"), (50_000, b"a"),
+                         (40, b"c")]:
+        builder.add(number, data)
+    assert _postings(builder) == {"a": [0, 5, 1300, 50_000], "b": [1300], "c": [5, 40]}
+
+
+def test_an_edited_page_s_words_count_once(tmp_path: Path) -> None:
+    """A page whose kept record was edited to repeat words still lists its conversation once
+    for each word."""
+    page = tmp_path / "conversation.html"
+    words = "soup soup Soup soup\u3000stew"  # (an ideographic space: a space when read)
+    page.write_text("<html></html>\n" + search.page_comment(words.encode("utf-8")))
+    builder = search.IndexBuilder()
+    builder.add(0, b"soup")
+    builder.add(3, search.page_record(str(page)))
+    assert _postings(builder) == {"soup": [0, 3], "Soup": [3], "stew": [3]}

@@ -307,12 +307,11 @@ class _Thread:
 
     def _message(self, msg: Message) -> str:
         self.shown.add(msg.id)
-        role = ROLE_NAMES.get(msg.role, msg.role.capitalize() or "Unknown")
-        cls = msg.role if msg.role in ROLE_NAMES else "other"
+        cls, role = _role(msg.role)
         iso, text = _when(msg.created_at, self.ctx.tz)
         when = f' <time datetime="{iso}">{text}</time>' if iso else ""
         out = [f'<article class="msg {cls}" id="m-{escape(msg.id)}">\n'
-               f'<div class="role">{escape(role)}{when}</div>\n<div class="body">\n']
+               f'<div class="role">{role}{when}</div>\n<div class="body">\n']
         if msg.parts_error:
             out.append(f'<p class="missing">The stored parts of this message are not valid '
                        f"JSON ({escape(msg.parts_error)}); the raw text follows.</p>\n"
@@ -341,7 +340,7 @@ class _Thread:
             for src in sources:
                 label = escape(src.title or src.url or "source without a URL")
                 if src.url and safe_url(src.url):
-                    host = escape(urlsplit(src.url).hostname or "")
+                    host = _host(src.url)
                     out.append(f'<li><a href="{escape(src.url)}" rel="noopener noreferrer">'
                                f'{label}</a> <span class="domain">{host}</span></li>')
                 else:
@@ -350,6 +349,19 @@ class _Thread:
             out.append("</ol></div>\n")
         out.append("</div>\n</article>\n")
         return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _role(role: str) -> tuple[str, str]:
+    """A message role's (class, escaped name) on the page (a handful of roles, made once)."""
+    name = ROLE_NAMES.get(role, role.capitalize() or "Unknown")
+    return (role if role in ROLE_NAMES else "other"), escape(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _host(url: str) -> str:
+    """A source's host name, escaped (sources are cited again and again)."""
+    return escape(urlsplit(url).hostname or "")
 
 
 def _attachment(att: Attachment) -> str:

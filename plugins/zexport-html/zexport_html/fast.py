@@ -436,15 +436,18 @@ def render(text: str, link_open: Callable[[str, str | None], str],
     # The one difference in block rendering: an empty quote is written without a line break.
     if ">" in text:  # (no quote without one)
         out = out.replace("<blockquote>\n</blockquote>", "<blockquote></blockquote>")
-    if not _tables_agree(text, out) or _BLANK_CODE.search(out):
+    if not _tables_agree(text, out) or "`" in text and _BLANK_CODE.search(out):
         return None  # (markdown-it-pyrs trims a code span of spaces only; the engine not)
     if undecided and "$" in _MARK.sub("", _CODE.sub("", out)):
         return None  # a '$' outside code the engine may have taken as math
     if blocks:
         out = _BLOCK_PARAGRAPH.sub(lambda m: display(display_latex(blocks[int(m.group(1))])),
                                    out)
-    if ("<a href" not in out and "<img" not in out and not latex and CITE_OPEN not in out
-            and BLOCK_OPEN not in out):
+    # (Tests on the text first: no link without '[' or '<', no citation in the output
+    # without a sentinel in the text, no display placeholder without a display block.)
+    if (not ("[" in text or "<" in text) or "<a href" not in out and "<img" not in out) \
+            and not latex and (CITE_OPEN not in text or CITE_OPEN not in out) \
+            and (not blocks or BLOCK_OPEN not in out):
         return out
     if "%EE%80%8" in out:
         return None  # a placeholder or sentinel inside a URL: the engine decides
