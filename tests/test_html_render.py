@@ -220,7 +220,13 @@ def xss_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  {"type": "source-url", "url": "javascript:window.pwned=1", "title": "<b>x</b>"},
                  {"type": "text", "text": " and"},
                  {"type": "source-url", "url": 'https://ok.example/"><script>x</script>',
-                  "title": "ok"}])])]
+                  "title": "ok"}])]),
+             Conv("doc", "Hostile document", [("assistant", [
+                 {"type": "data-canvas", "name": XSS_TITLE, "textdoc_type": "document",
+                  "content": "# Plan\n\n<script>window.pwned=1</script>"},
+                 {"type": "data-artifact", "title": "x.py",
+                  "contentType": 'text/x-python"><script>window.pwned=1</script>',
+                  "content": "</code></pre><script>window.pwned=1</script>"}])])]
     db = make_archive(tmp / "xss.db", convs)
     out = tmp / "out"
     export_html(tmp, db, out)
@@ -233,7 +239,7 @@ _ATTR_URL = re.compile(
 
 def test_xss_payloads_stay_text(xss_out: Path) -> None:
     pages = sorted(xss_out.glob("*/conversation.html"))
-    assert len(pages) == 2
+    assert len(pages) == 3
     for page in pages:
         html = page.read_text()
         lowered = html.lower()
@@ -255,6 +261,21 @@ def test_xss_payloads_stay_text(xss_out: Path) -> None:
     data = index.split('<script id="data" type="application/json">')[1].split("</script>")[0]
     assert "<" not in data and ">" not in data
     assert XSS_TITLE in [row[0] for row in json.loads(data)]
+
+
+def test_documents_are_read_prose_rendered_and_code_in_its_language(xss_out: Path) -> None:
+    """A canvas or artifact is shown as the document it is, not as a JSON part, and its
+    text stays text however hostile (see test_xss_payloads_stay_text for the whole page)."""
+    (body,) = bodies(page_of(xss_out, "Hostile document")).values()
+    title = XSS_TITLE.replace("<", "&lt;").replace(">", "&gt;")
+    assert body.startswith(
+        f'<section class="document"><div class="doc-title">Canvas: {title}</div>\n'
+        "<h1>Plan</h1>\n<p>&lt;script&gt;window.pwned=1&lt;/script&gt;</p>\n</section>\n"
+        '<section class="document"><div class="doc-title">Artifact: x.py</div>\n'
+        '<pre><code class="language-script">'
+        "&lt;/code&gt;&lt;/pre&gt;&lt;script&gt;window.pwned=1&lt;/script&gt;</code></pre>"
+        "</section>\n"), body
+    assert "data-canvas" not in body and "part</summary>" not in body
 
 
 def test_citations_of_the_apps_table_come_out_as_one_table_with_links_in_cells(

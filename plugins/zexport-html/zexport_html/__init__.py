@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from importlib.resources import files
@@ -92,7 +93,7 @@ class HtmlFormat(Format):
 
     name = "html"
     extension = "html"
-    version = "2"
+    version = "3"  # 3: documents (canvas, artifacts) rendered, not a JSON part
     description = "Readable HTML pages, offline, with a searchable index.html"
     # No conversation folder may take the place of the index or its search shards.
     reserved_names = ("index.html", SEARCH_DIR)
@@ -329,6 +330,10 @@ class _Thread:
             if isinstance(run, str):
                 self.docs += 1
                 out.append(engine.render(run, sources, doc_id=f"m{self.docs}"))
+            elif (document := _document(run, f"m{self.docs + 1}")) is not None:
+                self.docs += 1
+                self.texts.append(str(run["content"]))
+                out.append(document)
             else:
                 body = json.dumps(run, ensure_ascii=False, indent=2, sort_keys=True)
                 out.append(f'<details class="part"><summary>{escape(str(run.get("type")))} '
@@ -349,6 +354,35 @@ class _Thread:
             out.append("</ol></div>\n")
         out.append("</div>\n</article>\n")
         return "".join(out)
+
+
+# Parts holding a whole document the assistant wrote (ChatGPT's canvas, Grok's artifacts):
+# their label, and the fields of the document's name and of its type.
+_DOCUMENTS = {"data-canvas": ("Canvas", "name", "textdoc_type"),
+              "data-artifact": ("Artifact", "title", "contentType")}
+# Document types that are prose, read as Markdown; any other names a code language.
+_PROSE = frozenset({"", "document", "text/markdown", "text/plain", "markdown", "text"})
+_LANGUAGE_UNSAFE = re.compile(r"[^a-z0-9_+#-]")
+
+
+def _document(part: dict[str, object], doc_id: str) -> str | None:
+    """A document part as people read it: prose rendered as the messages are, code in a
+    block marked with its language; None when it is no document or holds no text."""
+    fields = _DOCUMENTS.get(str(part.get("type")))
+    content = part.get("content")
+    if fields is None or type(content) is not str or not content.strip():
+        return None
+    label, name_field, type_field = fields
+    name, kind = part.get(name_field), part.get(type_field)
+    title = escape(f"{label}: {name.strip()}" if type(name) is str and name.strip() else label)
+    kind = kind.strip().lower() if type(kind) is str else ""
+    if kind in _PROSE:
+        return (f'<section class="document"><div class="doc-title">{title}</div>\n'
+                f"{engine.render(content, (), doc_id=doc_id)}</section>\n")
+    language = _LANGUAGE_UNSAFE.sub("", kind.rsplit("/", 1)[-1].removeprefix("x-"))
+    return (f'<section class="document"><div class="doc-title">{title}</div>\n'
+            f'<pre><code class="language-{language}">{escape(content.strip(chr(10)))}'
+            "</code></pre></section>\n")
 
 
 @functools.lru_cache(maxsize=64)
