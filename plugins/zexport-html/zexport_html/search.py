@@ -77,7 +77,7 @@ def record(texts: Iterable[str]) -> bytes:
         text = fold(text)
     pieces = dict.fromkeys(text.encode("utf-8").translate(_TOKEN_BYTES).split())
     seen = dict.fromkeys(_WORD.findall(fold(b" ".join(pieces).decode("utf-8"))))
-    if any(len(word) > MAX_WORD for word in seen):
+    if seen and max(map(len, seen)) > MAX_WORD:  # in C: a record has ~100s of words
         seen = dict.fromkeys(word[:MAX_WORD] for word in seen)
     return " ".join(seen).encode("utf-8")
 
