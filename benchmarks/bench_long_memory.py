@@ -72,7 +72,7 @@ def measure_parts(db: Path, fmt_name: str) -> None:
     conn.close()
     gc.collect()
     steps = [("start (interpreter, plugins)", rss_mib())]
-    reader = BatchReader(str(db), None)
+    reader = BatchReader(str(db))
     convs = reader.read([(cid, "folder")])
     gc.collect()
     steps.append(("conversation read and built (model objects)", rss_mib()))

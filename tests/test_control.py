@@ -382,7 +382,7 @@ def test_worker_survives_bad_frames_on_its_control_and_task_sockets(
         fake.send(fake.pair, "config", config={
             "db": str(sample_db), "out": str(out), "format": "markdown", "format_options": {},
             "tz": "UTC", "branches": "active", "exported_at": "2024-01-01T00:00:00+00:00",
-            "attachments": "off", "attachment_index": None, "downloads": False,
+            "attachments": "off", "downloads": False,
             "hb_interval": 0.1, "hb_timeout": 30})
         for frame in BAD_FRAMES:
             fake.tasks.send(frame)
@@ -422,7 +422,7 @@ def test_worker_asks_in_fetch_many_and_takes_fetched_many_answers(
         fake.send(fake.pair, "config", config={
             "db": str(sample_db), "out": str(out), "format": "markdown", "format_options": {},
             "tz": "UTC", "branches": "active", "exported_at": "2024-01-01T00:00:00+00:00",
-            "attachments": "copy", "attachment_index": str(index), "downloads": True,
+            "attachments": "copy", "index_parts": [str(index)], "downloads": True,
             "hb_interval": 0.1, "hb_timeout": 30})
         fake.send(fake.tasks, "batch", batch=0, items=[[cid, f"f-{cid}"] for cid in cids])
         asked = fake.recv(fake.pair, "fetch_many")

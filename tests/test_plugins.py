@@ -359,7 +359,7 @@ def test_worker_with_a_wrong_format_hint_still_finds_a_plugin_format(
         fake.send(fake.pair, "config", config={
             "db": str(sample_db), "out": str(out), "format": "probe", "format_options": {},
             "tz": "UTC", "branches": "active", "exported_at": "2024-01-01T00:00:00+00:00",
-            "attachments": "off", "attachment_index": None, "downloads": False,
+            "attachments": "off", "downloads": False,
             "hb_interval": 0.1, "hb_timeout": 30})
         fake.send(fake.tasks, "batch", batch=0, items=[[cid, "folder"]])
         done = fake.recv(fake.results, "done", batch=0)

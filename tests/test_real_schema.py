@@ -135,8 +135,8 @@ def test_message_index_covers_every_message_in_runs_and_never_writes_the_archive
     runs = side.execute("SELECT count(*) FROM runs").fetchall()[0][0]
     # together: a run per conversation, plus one where the deleted message left a gap
     assert runs == (len(expected) if interleaved else 7 + 1 + 1)
-    assert side.execute("SELECT max_rid FROM scanned").fetchall() == side.execute(
-        "SELECT max(rowid) FROM a.messages").fetchall()
+    assert side.execute("SELECT stop - 1 FROM built WHERE what = 'runs'").fetchall() == (
+        side.execute("SELECT max(rowid) FROM a.messages").fetchall())
     assert side.execute("PRAGMA encoding").fetchall() == [(encoding,)]
 
 
@@ -151,7 +151,7 @@ def test_no_message_index_when_the_archive_has_its_own(tmp_path: Path) -> None:
 
 def read_with_counters(db: Path, index: Path | None,
                        ids: list[str]) -> tuple[list[Conversation], dict[str, int]]:
-    reader = BatchReader(str(db), None, str(index) if index else None)
+    reader = BatchReader(str(db), [str(index)] if index else [])
     try:
         reader.read([(ids[0], "warm-up")])  # attaches the index (outside the counted read)
         with statement_counters(reader.conn) as counters:
@@ -215,8 +215,8 @@ def test_reads_follow_what_the_app_writes_during_the_run(tmp_path: Path) -> None
                           *r[4:]) for r in rows])
         app.execute("DELETE FROM messages WHERE id = 'trimmed-m1'")
     try:
-        through_index = BatchReader(str(db), None, str(index))
-        by_column = BatchReader(str(db), None, None)
+        through_index = BatchReader(str(db), [str(index)])
+        by_column = BatchReader(str(db))
         items = [(cid, cid) for cid in ids]
         got, want = through_index.read(items), by_column.read(items)
         through_index.close()
@@ -235,7 +235,7 @@ def test_reads_follow_what_the_app_writes_during_the_run(tmp_path: Path) -> None
 def test_claude_all_zero_parent_is_a_root() -> None:
     """realistic.db's Claude conversation (made by the app's transforms) hangs its first
     message under the all-zero uuid: no warning, and the branch logic starts there."""
-    reader = BatchReader(str(REALISTIC), None, None)
+    reader = BatchReader(str(REALISTIC))
     try:
         (conv,) = reader.read([(CLAUDE_ID, "claude")])
     finally:

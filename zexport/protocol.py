@@ -232,7 +232,7 @@ CONFIG = Map(
     required={"db": STR, "out": STR, "format": STR, "tz": STR, "branches": STR,
               "exported_at": STR},
     optional={"format_options": MapOf(STR), "attachments": STR,
-              "attachment_index": OPT_STR, "message_index": OPT_STR, "downloads": BOOL,
+              "index_parts": ListOf(STR), "downloads": BOOL,
               "refused_providers": MapOf(STR), "render_timeout": NUMBER,
               "hb_interval": NUMBER, "hb_timeout": NUMBER, "controller_pid": INT,
               "log": STR, "overwrite_edited": BOOL, "conflicts_exist": BOOL,
@@ -243,10 +243,13 @@ CONFIG = Map(
 SCHEMA: dict[str, tuple[dict[str, Shape], dict[str, Shape]]] = {
     # t<N> sockets (controller PUSH -> worker N's PULL)
     "batch": ({"batch": INT, "items": ListOf(BATCH_ITEM)}, {}),
+    "index": ({"part": INT}, {"messages": Pair(INT, INT), "attachments": Pair(INT, INT)}),
     # results socket (worker PUSH -> controller PULL)
     "ready": ({"w": INT}, {}),
     "took": ({"w": INT, "batch": INT}, {}),
     "done": ({"w": INT, "batch": INT, "results": ListOf(RESULT)}, {}),
+    "indexed": ({"w": INT, "part": INT}, {"messages_error": OPT_STR,
+                                          "attachments_error": OPT_STR}),
     # per-worker control channel (PAIR, both directions)
     "hello": ({"w": INT, "pid": INT}, {}),
     "config": ({"config": CONFIG}, {}),

@@ -33,8 +33,9 @@ class WorkerSettings:
     overwrite_edited: bool = False
     conflicts_exist: bool = False  # .zexport/conflicts exists: tidy what is resolved
     render_timeout: float = 0.0  # seconds per conversation, 0 for none
-    attachment_index: str | None = None
-    message_index: str | None = None
+    # The side index parts (zexport.sources.archive.index_parts), by part number: each
+    # built by a worker told ``index`` before the first batch is sent.
+    index_parts: tuple[str, ...] = ()
     downloads: bool = False  # missing attachments may be asked of the controller
     refused_providers: Mapping[str, str] = field(default_factory=dict)
     attachment_roots: tuple[str, ...] = ()

@@ -63,13 +63,14 @@ from zexport.run.launch import EarlyWorkers, start_worker
 from zexport.run.ledger import RunLedger
 from zexport.run.outfolder import OutputFolder
 from zexport.run.plan import Plan
-from zexport.run.planning import SideIndexes, has_run_steps, plan_run
+from zexport.run.planning import has_run_steps, plan_run
 from zexport.run.pool import WorkerHandle, WorkerPool
 from zexport.run.progress import NullProgress, ProgressSink
 from zexport.run.report import RunReport
 from zexport.run.setup import RunSetup
 from zexport.run.signals import CancelSignals, handlers_restored
 from zexport.run.steps import FormatSteps
+from zexport.sources.archive import plan_parts
 
 if TYPE_CHECKING:
     from zexport.net.service import AttachmentService
@@ -120,7 +121,6 @@ class Controller:
         self.internal_error = False  # a controller loop failed (see _loop_ended)
         self.planning_cut = False  # cancelled while planning
         self.start_failed = False  # the format's start step raised
-        self.index_unreadable = False  # the attachment side index could not be built
         self.dispatch: Dispatcher | None = None
         self.run_id = self.run_dir = ""
         self.exit_status = 1
@@ -296,10 +296,13 @@ class Controller:
                 self.report.run_errors.append(error)
 
     async def _plan(self) -> None:
-        """Plan in a thread while two more build the archive's side indexes (SQLite
-        runs without the GIL): the loop answers status, cancel and hello meanwhile."""
+        """Plan in a thread while the workers build the archive's side indexes, a part
+        each (:mod:`zexport.run.indexing`): the loop answers status, cancel and hello
+        meanwhile."""
         loop = asyncio.get_running_loop()
-        indexes = SideIndexes(loop, self.setup.db, self.run_dir)
+        assert self.dispatch is not None
+        self.dispatch.start_index(plan_parts(self.setup.db, self.setup.index_parts),
+                                  self.run_dir)
         try:
             batches = await loop.run_in_executor(None, self._plan_now)
             for first, end in batches:  # here, not in the thread: the loop reads the table
@@ -309,8 +312,6 @@ class Controller:
             self.report.notes.append("cancelled while planning: nothing was exported")
         except apsw.Error as exc:
             raise ArchiveError(f"cannot list the archive's conversations: {exc}") from None
-        finally:
-            self.index_unreadable = not await indexes.wait(self.report)
 
     def _plan_now(self) -> list[tuple[int, int]]:
         """Plan the run (in a thread); the batches' plan-row ranges."""
@@ -349,7 +350,7 @@ class Controller:
 
     def _greeting(self, w: WorkerHandle) -> list[bytes]:
         """``config`` for a worker that said hello, and ``cancel`` if the run is ending."""
-        settings = self.setup.worker_settings(self.run_dir, not self.index_unreadable)
+        settings = self.setup.worker_settings(self.run_dir)
         frames = [protocol.encode(
             "config", config=settings.for_worker(self.setup.worker_log(w.id)).to_wire())]
         if self.cancelled or (self.pool is not None and self.pool.stopping):

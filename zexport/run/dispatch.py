@@ -23,14 +23,23 @@ import zmq.asyncio
 from zexport import protocol
 from zexport.errors import ProtocolError
 from zexport.run.batches import Batch, BatchTable, Failure
+from zexport.run.indexing import IndexTable, record_errors
 from zexport.run.ledger import RunLedger
 from zexport.run.pool import WorkerHandle, WorkerPool
 from zexport.run.setup import RunSetup
+from zexport.sources.archive import (
+    IndexInterrupted,
+    IndexPart,
+    PartErrors,
+    PlannedParts,
+    build_part,
+    part_path,
+)
 
 log = logging.getLogger("zexport.run.dispatch")
 
 # What workers send on the results socket (each with its id, ``w``).
-RESULT_TYPES = frozenset(("ready", "took", "done", "hb", "timed_out"))
+RESULT_TYPES = frozenset(("ready", "took", "done", "hb", "timed_out", "indexed"))
 # Workers that die one after another without the run moving forward (at start-up,
 # or idle) before no more are started: then the run ends, saying why.
 FUTILE_DEATHS = 3
@@ -54,6 +63,15 @@ class Dispatcher:
         self.futile_deaths = 0  # deaths in a row that moved nothing forward
         self.progress_seen = 0  # table.progress when a death last counted
         self.feed_later: asyncio.TimerHandle | None = None
+        self.index: IndexTable | None = None  # the side index parts; None: none planned
+        self.run_dir = ""
+
+    def start_index(self, planned: PlannedParts, run_dir: str) -> None:
+        """Queue the side index parts: the first work of every worker that asks."""
+        self.run_dir = run_dir
+        self.index = IndexTable(planned.parts)
+        record_errors(self.ledger.report, planned.errors)
+        self.feed()
 
     def lost(self, w: WorkerHandle, why: str) -> None:
         """A worker died: put back what it held and maybe replace it."""
@@ -63,7 +81,10 @@ class Dispatcher:
         self._fail(self.table.worker_lost(w.id, why).failures)
         if self.table.finished:
             return
-        if self.table.progress != self.progress_seen:
+        here = self.index.worker_lost(w.id) if self.index is not None else []
+        for part in here:
+            self._build_here(part)
+        if self.table.progress != self.progress_seen or here:
             self.progress_seen = self.table.progress
             self.futile_deaths = 0  # it died working: its batch was split or failed
         else:
@@ -104,20 +125,37 @@ class Dispatcher:
         """
         if self.over():
             return
+        index = self.index
         for w in self.pool.live():
             while w.credit > 0:
+                if index is not None and not index.complete:
+                    part = index.next_for(w.id)
+                    if part is None:
+                        break  # every part is out: batches wait until all are built
+                    if not self._send(w, _index_frame(part)):
+                        index.unsent(part.number)
+                        break
+                    w.credit -= 1
+                    continue
                 batch = self.table.next_for(w.id, time.monotonic())
                 if batch is None:
                     return
                 frame = protocol.encode("batch", batch=batch.id, items=self._wire_items(batch))
-                fut = cast("asyncio.Future[Any]", w.tasks.send(frame, zmq.NOBLOCK))
-                if fut.done() and fut.exception() is not None:
+                if not self._send(w, frame):
                     self.table.unsent(batch)
-                    if self.feed_later is None:
-                        self.feed_later = asyncio.get_running_loop().call_later(
-                            0.01, self._feed_again)
                     break
                 w.credit -= 1
+
+    def _send(self, w: WorkerHandle, frame: bytes) -> bool:
+        """Send on ``w``'s task pipe without blocking; False (and a feed tried again
+        shortly) when it is not connected yet."""
+        fut = cast("asyncio.Future[Any]", w.tasks.send(frame, zmq.NOBLOCK))
+        if fut.done() and fut.exception() is not None:
+            if self.feed_later is None:
+                self.feed_later = asyncio.get_running_loop().call_later(
+                    0.01, self._feed_again)
+            return False
+        return True
 
     def _feed_again(self) -> None:
         self.feed_later = None
@@ -169,6 +207,9 @@ class Dispatcher:
             w.credit += 1
             w.asked = True
             self.feed()
+        elif kind == "indexed":
+            self._indexed(msg["part"], w.id, PartErrors(msg.get("messages_error"),
+                                                        msg.get("attachments_error")))
         elif kind == "took":
             self.table.took(msg["batch"], w.id)
         else:
@@ -196,6 +237,34 @@ class Dispatcher:
         self._fail(out.failures)
         self.lost(w, f"timed out rendering conversation {cid}")
 
+    def _indexed(self, number: int, wid: int | None, errors: PartErrors) -> None:
+        """A part is built (by worker ``wid``, or here: None); the last one lets batches go."""
+        if self.index is None or not self.index.done(number, wid):
+            return  # late word about a part taken from that worker
+        record_errors(self.ledger.report, errors)
+        if self.index.complete:
+            self.feed()
+
+    def _build_here(self, part: IndexPart) -> None:
+        """Build a part that workers keep dying on in a thread of the controller (SQLite
+        runs without the GIL), stopping at a cancel."""
+        fut = asyncio.get_running_loop().run_in_executor(
+            None, build_part, self.setup.db, part_path(self.run_dir, part.number), part,
+            self.over)
+        fut.add_done_callback(lambda done: self._built_here(part, done))
+
+    def _built_here(self, part: IndexPart, fut: asyncio.Future[PartErrors]) -> None:
+        if fut.cancelled() or self.over():
+            return
+        exc = fut.exception()
+        if isinstance(exc, IndexInterrupted):
+            return
+        if exc is not None:  # the part file itself could not be written: both unbuilt
+            why = f"{type(exc).__name__}: {exc}"
+            self._indexed(part.number, None, PartErrors(why, why))
+        else:
+            self._indexed(part.number, None, fut.result())
+
     def _fail(self, failures: list[Failure]) -> None:
         if failures:  # (and no "finished" check: while planning, the table is still empty)
             self.ledger.fail(failures)
@@ -209,3 +278,13 @@ class Dispatcher:
         """Cancel a feed that was to be tried again."""
         if self.feed_later is not None:
             self.feed_later.cancel()
+
+
+def _index_frame(part: IndexPart) -> bytes:
+    """``index``: build one part (docs/protocol.md); a range left out is not built."""
+    fields: dict[str, Any] = {"part": part.number}
+    if part.messages is not None:
+        fields["messages"] = list(part.messages)
+    if part.attachments is not None:
+        fields["attachments"] = list(part.attachments)
+    return protocol.encode("index", **fields)

@@ -8,7 +8,6 @@ what the controller keeps in memory is one small entry per batch.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -17,20 +16,16 @@ from dataclasses import dataclass
 import apsw
 
 from zexport.core.runfiles import PlanWriter
-from zexport.errors import ArchiveError
 from zexport.formats.base import Format
 from zexport.run.batches import cut
 from zexport.run.checkpoints import checked, checkpoint
 from zexport.run.manifest import Resume, source_fingerprint
 from zexport.run.plan import Plan
 from zexport.run.report import RunReport
-from zexport.run.setup import ATTACHMENT_INDEX, RunSetup
+from zexport.run.setup import RunSetup
 from zexport.run.spec import env_seconds
 from zexport.sources.archive import (
-    MESSAGE_INDEX,
     ConversationHead,
-    build_attachment_index,
-    build_message_index,
     list_conversations,
     unaddressable_conversations,
 )
@@ -135,42 +130,6 @@ def plan_run(setup: RunSetup, conn: apsw.Connection, plan: Plan, report: RunRepo
         batches = [(first, end) for first, end, _ in cut(
             plan.todo_sizes(), size, BATCH_MESSAGES, LONG_CONVERSATION)]
     return Planned(resume, total + len(rejected), total - todo + len(rejected), batches)
-
-
-class SideIndexes:
-    """The archive's two side indexes, built in threads while the run plans.
-
-    The attachment index lets workers find a conversation's attachments without
-    a scan; the message index lets them read messages by rowid. Neither stops
-    the run when it cannot be built: without attachments the run is partial,
-    without the message index only slower, and the report says which.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, db: str, run_dir: str) -> None:
-        self.attachments = loop.run_in_executor(
-            None, build_attachment_index, db, os.path.join(run_dir, ATTACHMENT_INDEX))
-        self.messages = loop.run_in_executor(
-            None, build_message_index, db, os.path.join(run_dir, MESSAGE_INDEX))
-
-    async def wait(self, report: RunReport) -> bool:
-        """Wait for both; say in ``report`` what failed. False: no attachment index."""
-        readable = True
-        try:
-            await self.attachments
-        except apsw.Error as exc:  # unreadable attachments must not stop the export
-            # ... but they are missing from it: the run is partial, not "ok".
-            readable = False
-            report.run_errors.append(
-                f"the archive's attachments could not be read ({exc}); conversations"
-                " were exported without their attachment files")
-        try:
-            await self.messages
-        except (apsw.Error, ArchiveError, OSError) as exc:
-            # Without it workers read by conversation_id: right, but a scan per batch.
-            report.notes.append(
-                f"the message index could not be built ({exc}); messages were read by"
-                " conversation, which is slow on an archive without its own index")
-        return readable
 
 
 def manifest_copy(state_dir: str, into: str) -> str:

@@ -28,10 +28,7 @@ from zexport.net.cache import AttachmentCache
 from zexport.plugins import load_registry
 from zexport.run.manifest import check_layout, options_fingerprint, tz_identity
 from zexport.run.spec import RunSpec
-from zexport.sources.archive import MESSAGE_INDEX, open_archive
-
-# The attachment side index, in the run folder (zexport.sources.archive).
-ATTACHMENT_INDEX = "attachments.db"
+from zexport.sources.archive import open_archive, part_path
 
 if TYPE_CHECKING:
     import apsw
@@ -125,6 +122,12 @@ class RunSetup:
         """Who renders, for the manifest: a new version renders everything again."""
         return f"zexport {__version__}; {self.fmt.name} {self.fmt.version}"
 
+    @property
+    def index_parts(self) -> int:
+        """How many parts the side indexes are cut into: one per worker, so each
+        builds one while the controller plans."""
+        return max(1, self.spec.workers)
+
     def worker_log(self, wid: int) -> str:
         return os.path.join(self.state_dir, f"worker-{wid}.log")
 
@@ -173,12 +176,11 @@ class RunSetup:
                                                   self.attachment_cache())
         return self._refused
 
-    def worker_settings(self, run_dir: str, attachment_index: bool) -> WorkerSettings:
+    def worker_settings(self, run_dir: str) -> WorkerSettings:
         """What every worker is told (``config``); credentials never go in it.
 
-        ``attachment_index``: the side index could be built. The message index is
-        named before it exists: it appears (renamed into place) before the first
-        batch, or never (then workers read messages by column).
+        The side index parts are named before they exist: workers build them
+        (``index``) before the first batch is sent (:meth:`index_parts`).
         """
         spec = self.spec
         sources = self.attachment_sources()
@@ -189,9 +191,8 @@ class RunSetup:
             layout=self.layout.spec, overwrite_edited=spec.overwrite_edited,
             conflicts_exist=os.path.isdir(os.path.join(self.state_dir, CONFLICTS_DIR)),
             render_timeout=spec.render_timeout,
-            attachment_index=os.path.join(run_dir, ATTACHMENT_INDEX) if attachment_index
-            else None,
-            message_index=os.path.join(run_dir, MESSAGE_INDEX), downloads=spec.downloads_on,
+            index_parts=tuple(part_path(run_dir, i) for i in range(self.index_parts)),
+            downloads=spec.downloads_on,
             refused_providers=self.refused_providers(), attachment_roots=tuple(sources.roots),
             app_attachments=tuple(sources.app_dirs), attachment_cache=sources.cache,
             hb_interval=spec.hb_interval, hb_timeout=spec.hb_timeout / 2,

@@ -5,9 +5,10 @@ interpreter: no inherited ZeroMQ context, no fork hazards; FORMAT, a hint,
 lets it load only the built-in plugins when it names a built-in format). It
 
 - connects its PAIR control channel, says ``hello`` and waits for ``config``;
-- asks for work with ``ready`` (one batch at a time, so no batch ever waits
-  behind this worker while it is busy), pulls the ``batch`` frames sent to it
-  alone, announces each with ``took`` and answers with ``done``;
+- asks for work with ``ready`` (one task at a time, so no batch ever waits
+  behind this worker while it is busy), pulls the frames sent to it alone:
+  ``index`` (build a part of the side indexes, answered with ``indexed``) and
+  ``batch`` (announced with ``took``, answered with ``done``);
 - sends a heartbeat every interval, and exits by itself when the controller
   falls silent past the deadline (and, on Linux, when its parent dies);
 - stops at the next conversation boundary on ``cancel``; SIGTERM (the
@@ -46,7 +47,7 @@ from zexport.core.settings import WorkerSettings
 from zexport.errors import ProtocolError
 from zexport.model import Conversation
 from zexport.plugins import BUILTIN_FORMATS, load_registry
-from zexport.sources.archive import BatchReader
+from zexport.sources.archive import BatchReader, IndexInterrupted, IndexPart, build_part
 from zexport.work.exporter import ConversationExporter, ExportSettings, Outcome
 from zexport.work.fetch import FetchPipeline
 from zexport.work.watchdog import RenderWatchdog
@@ -98,11 +99,26 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Interrupted()
 
 
-def _test_delay() -> float:
+def _test_delay(name: str = "ZEXPORT_TEST_DELAY_PER_CONVERSATION") -> float:
     try:
-        return max(0.0, float(os.environ.get("ZEXPORT_TEST_DELAY_PER_CONVERSATION", "0")))
+        return max(0.0, float(os.environ.get(name, "0")))
     except ValueError:
         return 0.0
+
+
+def _test_dies_indexing() -> bool:
+    """``ZEXPORT_TEST_DIE_INDEXING`` (test-only): ``always``, or a path that the first
+    worker to create it takes as its cue to die in the middle of an index part."""
+    cue = os.environ.get("ZEXPORT_TEST_DIE_INDEXING", "")
+    if cue == "always":
+        return True
+    if not cue:
+        return False
+    try:
+        os.close(os.open(cue, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError:
+        return False
+    return True
 
 
 def _die_with_parent() -> None:
@@ -169,6 +185,8 @@ class Worker:
         self.parent = os.getppid()
         self.interrupted = False
         self.delay = _test_delay()
+        self.index_delay = _test_delay("ZEXPORT_TEST_INDEX_DELAY")  # per interrupt check
+        self.settings: WorkerSettings | None = None
         self.next_pump = 0.0
         self.watchdog: RenderWatchdog | None = None
 
@@ -235,7 +253,7 @@ class Worker:
                     config = msg["config"]
                 elif self.cancelled:
                     return 0
-        wire = WorkerSettings.from_wire(config)
+        wire = self.settings = WorkerSettings.from_wire(config)
         if wire.log:
             _log_to(wire.log)
         self.hb_interval = float(wire.hb_interval)
@@ -263,7 +281,7 @@ class Worker:
             kill_after=max(5.0, 2 * self.hb_timeout))
         exporter.guard = watchdog.guard
         watchdog.start()
-        reader = BatchReader(wire.db, wire.attachment_index, wire.message_index)
+        reader = BatchReader(wire.db, wire.index_parts)
         self.tasks.connect(endpoint(self.run_dir, f"t{self.index}"))
         self.results.connect(endpoint(self.run_dir, "results"))
         self.ask_for_work()
@@ -303,6 +321,9 @@ class Worker:
             log.warning("worker %d: dropped bad task frame: %s", self.index, exc)
             self.ask_for_work()  # the frame took a credit: ask again
             return
+        if msg["t"] == "index":
+            self.build_index(msg)
+            return
         if msg["t"] != "batch":
             self.ask_for_work()
             return
@@ -339,6 +360,47 @@ class Worker:
                     outcome.ok, outcome.error = False, error
         self.results.send(protocol.encode(
             "done", w=self.index, batch=batch, results=[o.to_wire() for o in outcomes]))
+
+    def build_index(self, msg: dict[str, Any]) -> None:
+        """Build one part of the side indexes and say so (``indexed``), then ask for work.
+
+        The build checks the control channel every few milliseconds (SQLite's
+        progress handler), so a cancel stops it at once and heartbeats go on;
+        cancelled, it leaves no file and sends nothing.
+        """
+        assert self.settings is not None
+        paths, number = self.settings.index_parts, msg["part"]
+        if not 0 <= number < len(paths):
+            log.warning("worker %d: no index part %d in config", self.index, number)
+            self.ask_for_work()
+            return
+        messages, attachments = msg.get("messages"), msg.get("attachments")
+        part = IndexPart(number, None if messages is None else (messages[0], messages[1]),
+                         None if attachments is None else (attachments[0], attachments[1]))
+        dies = _test_dies_indexing()
+        try:
+            errors = build_part(self.settings.db, paths[number], part,
+                                lambda: self.index_interrupt(dies))
+        except IndexInterrupted:
+            return
+        if dies:
+            os._exit(3)  # test-only: (a small part ends before any check) died unanswered
+        self.results.send(protocol.encode(
+            "indexed", w=self.index, part=number, messages_error=errors.messages,
+            attachments_error=errors.attachments))
+        self.ask_for_work()
+
+    def index_interrupt(self, dies: bool = False) -> bool:
+        """Between SQLite steps of an index part: whether to stop (cancelled)."""
+        if dies:
+            os._exit(3)  # test-only: a worker dying in the middle of a part
+        now = time.monotonic()
+        if now >= self.next_pump:
+            self.next_pump = now + PUMP_INTERVAL
+            self.pump_control()
+        if self.index_delay:
+            time.sleep(self.index_delay)  # test-only: a part as slow as a huge archive's
+        return self.cancelled
 
     def watchdog_socket(self) -> zmq.Socket[bytes]:
         """The watchdog thread's own PUSH to the results socket (sockets are per thread)."""

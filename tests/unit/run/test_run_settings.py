@@ -57,15 +57,15 @@ def test_worker_settings_come_from_the_spec_and_survive_the_wire(tmp_path: Path)
                     attachment_roots=(str(tmp_path),), overwrite_edited=True)
     setup, conn = RunSetup.prepare(spec)
     conn.close()
-    settings = setup.worker_settings(str(tmp_path / "run"), attachment_index=False)
+    settings = setup.worker_settings(str(tmp_path / "run"))
     assert (settings.db, settings.out) == (str(REALISTIC), str(tmp_path / "out"))
     assert (settings.format, settings.tz, settings.branches) == ("markdown", "Europe/Paris",
                                                                  "all")
     assert (settings.layout, settings.format_options) == ("note", {"properties": "basic"})
     assert (settings.hb_interval, settings.hb_timeout) == (0.2, 2.0)  # half: it leaves first
     assert (settings.render_timeout, settings.overwrite_edited) == (7.5, True)
-    assert settings.attachment_index is None
-    assert settings.message_index == str(tmp_path / "run" / "messages.db")
+    assert settings.index_parts == tuple(  # a part of the side indexes per worker
+        str(tmp_path / "run" / f"index-{i}.db") for i in range(spec.workers))
     assert str(tmp_path) in settings.attachment_roots
     assert settings.exported_at == datetime.fromtimestamp(
         int(setup.started), ZoneInfo("Europe/Paris")).isoformat()

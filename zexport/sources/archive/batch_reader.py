@@ -2,8 +2,9 @@
 
 Why batched: one query for a batch's conversations, one (or two) for their
 messages, one for their attachments, instead of three per conversation.
-Messages come through the controller's message runs (rowid ranges) when
-the archive has no index of its own, attachments from the controller's copy.
+Messages come through the message runs (rowid ranges) when the archive has
+no index of its own, attachments from the attachment copy: side files built
+in parts (:mod:`.index_parts`), all attached to the archive connection.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import apsw
 
 from zexport.model import Attachment, Conversation, Message
-from zexport.sources.archive.attachment_copy import ATTACHMENT_SELECT
+from zexport.sources.archive.attachment_copy import ATTACHMENT_COLUMNS
+from zexport.sources.archive.index_parts import MIN_ROWID
 from zexport.sources.archive.opening import for_encoding, is_utf8, open_archive
 from zexport.sources.archive.repair import as_int, as_text, message_from_row, note_tree_faults
 
@@ -28,46 +30,67 @@ _MESSAGE_ORDER = operator.attrgetter("order_index", "id")  # C-level sort key
 class BatchReader:
     """A worker's reader: fetches whole conversations for a batch of ids."""
 
-    def __init__(self, archive_path: str, attachment_index: str | None,
-                 message_index: str | None = None) -> None:
+    def __init__(self, archive_path: str, indexes: Sequence[str] = ()) -> None:
         self.conn = open_archive(archive_path)
         self.archive_dir = os.path.dirname(os.path.abspath(archive_path))
-        self.att: apsw.Connection | None = None
-        self.attachment_index = attachment_index
-        self.message_index = message_index
-        self.scanned_rowid: int | None = None  # set once the message index is attached
-        utf8 = is_utf8(self.conn)  # the side index is UTF-16 too when the archive is
-        self._conversation_select = for_encoding(_conversation_select(self.conn), utf8)
-        self._message_select = for_encoding(_MESSAGE_SELECT, utf8)
-        self._tolerant_select = for_encoding(_TOLERANT_MESSAGE_SELECT, utf8)
-        self._indexed_select = for_encoding(_INDEXED_MESSAGE_SELECT, utf8)
-        self._tolerant_indexed_select = for_encoding(_TOLERANT_INDEXED_MESSAGE_SELECT, utf8)
-        self._attachment_select = for_encoding(ATTACHMENT_SELECT, utf8)
+        self.indexes: list[str] | None = list(dict.fromkeys(indexes))  # None: attached
+        self.scanned_rowid: int | None = None  # set when the message runs are usable
+        self.utf8 = is_utf8(self.conn)  # the side files are UTF-16 too when the archive is
+        self._conversation_select = for_encoding(_conversation_select(self.conn), self.utf8)
+        self._message_select = for_encoding(_MESSAGE_SELECT, self.utf8)
+        self._tolerant_select = for_encoding(_TOLERANT_MESSAGE_SELECT, self.utf8)
+        self._indexed_select = self._tolerant_indexed_select = ""
+        self._attachment_select = ""  # empty: no attachment copy to read
 
-    def _attach_message_index(self) -> bool:
-        """Attach the message index to the archive connection (once); False without one.
+    def _attach_indexes(self) -> bool:
+        """Attach the side files to the archive connection (once); whether the message
+        runs are usable.
 
         Attached, not opened apart: the join to ``messages`` by rowid then runs
-        inside SQLite, in the batch's one read transaction.
+        inside SQLite, in the batch's one read transaction. Each kind (runs,
+        attachment copy) is used only when its parts cover every rowid without
+        a gap (:mod:`.index_parts`); else messages are read by column and
+        attachments not at all, as when their index could not be built.
         """
-        if self.scanned_rowid is None and self.message_index:
-            path, self.message_index = self.message_index, None  # tried once
-            if os.path.isfile(path):  # absent: the archive has its own index, or none
-                try:
-                    self.conn.execute("ATTACH DATABASE ? AS mi", (path,))
-                    row = self.conn.execute("SELECT max_rid FROM mi.scanned").fetchone()
-                except apsw.Error as exc:  # reading by column is slow, never wrong
-                    log.warning("message index %s unusable (%s); reading by conversation",
-                                path, exc)
-                else:
-                    self.scanned_rowid = int(row[0]) if row and type(row[0]) is int else 0
+        if self.indexes is None:
+            return self.scanned_rowid is not None
+        paths, self.indexes = self.indexes, None  # tried once
+        built: dict[str, list[tuple[int, int, str]]] = {"runs": [], "att": []}
+        for number, path in enumerate(paths):
+            if not os.path.isfile(path):  # absent: the archive has its own index, or none
+                continue
+            schema = f"ix{number}"
+            try:
+                self.conn.execute(f"ATTACH DATABASE ? AS {schema}", (path,))
+                self.conn.execute(f"PRAGMA {schema}.cache_size ="
+                                  f" -{max(256, 4096 // len(paths))}").fetchall()
+                rows = self.conn.execute(f"SELECT what, first, stop FROM {schema}.built")
+                for what, first, stop in rows:
+                    if what in built and type(first) is int and type(stop) is int:
+                        built[what].append((first, stop, schema))
+            except apsw.Error as exc:  # reading by column is slow, never wrong
+                log.warning("side index %s unusable (%s)", path, exc)
+        runs, last = _covering(built["runs"])
+        if runs:
+            source = _union(runs, "conversation_id, first, stop", "runs")
+            self._indexed_select = for_encoding(_BY_ROWID.format(
+                _MESSAGE_COLUMNS, source), self.utf8)
+            self._tolerant_indexed_select = for_encoding(_BY_ROWID.format(
+                _TOLERANT_MESSAGE_COLUMNS, source), self.utf8)
+            self.scanned_rowid = last - 1
+        att, _ = _covering(built["att"])
+        if att:
+            self._attachment_select = for_encoding(
+                ATTACHMENT_COLUMNS + _union(att, "*", "att"), self.utf8)
+        elif paths:
+            log.warning("no complete attachment copy in %s: attachments are not read", paths)
         return self.scanned_rowid is not None
 
     def _message_rows(self, ids: list[str], marks: str, tolerant: bool, indexed_reads: bool,
                       ) -> list[Iterable[Sequence[Any]]]:
-        """A batch's message rows: through the message index when there is one (its
-        runs, then the rows inserted after it was made: a rowid range, cheap), else
-        by ``conversation_id`` (the archive's own index, or a scan)."""
+        """A batch's message rows: through the message runs when there are some (then
+        the rows inserted after they were made: a rowid range, cheap), else by
+        ``conversation_id`` (the archive's own index, or a scan)."""
         select = self._tolerant_select if tolerant else self._message_select
         by_column = select + f" WHERE conversation_id IN ({marks})"
         if not indexed_reads:
@@ -79,10 +102,8 @@ class BatchReader:
                 self.conn.execute(by_column + " AND rowid > ?", [*ids, self.scanned_rowid])]
 
     def close(self) -> None:
-        """Close both connections."""
+        """Close the archive connection (and with it the side files)."""
         self.conn.close()
-        if self.att is not None:
-            self.att.close()
 
     def read(self, items: Sequence[tuple[str, str]],
              tolerant: bool = False) -> list[Conversation]:
@@ -106,7 +127,7 @@ class BatchReader:
         marks = ",".join("?" * len(ids))
         conversations: dict[str, Conversation] = {}
         folders = dict(items)
-        indexed_reads = self._attach_message_index()  # (not inside a transaction)
+        indexed_reads = self._attach_indexes()  # (not inside a transaction)
         with self.conn:  # one snapshot for the batch
             for row in self.conn.execute(self._conversation_select + f" ({marks})", ids):
                 cid, title, provider, created, updated, count, current, *sync = row
@@ -127,14 +148,11 @@ class BatchReader:
             messages: dict[str, Message] = {}
             for rows in self._message_rows(ids, marks, tolerant, indexed_reads):
                 self._add_messages(rows, conversations, messages, tolerant)
-        if self.att is None and self.attachment_index:
-            # Opened on first use: the controller builds it while workers start.
-            self.att = apsw.Connection(self.attachment_index, flags=apsw.SQLITE_OPEN_READONLY)
-        if self.att is not None:
+        if self._attachment_select:
             # Text read as bytes and decoded here: the index is a plain SQL copy, and
             # bytes that are not UTF-8 cost a replacement character, never the batch.
-            for row in self.att.execute(self._attachment_select + f" WHERE conversation_id IN"
-                                        f" ({marks}) ORDER BY conversation_id, id", ids):
+            for row in self.conn.execute(self._attachment_select + f" WHERE conversation_id IN"
+                                         f" ({marks}) ORDER BY conversation_id, id", ids):
                 aid, mid, kind, file_id, url, local, name, mime = (
                     None if v is None else as_text(v) if type(v) is bytes else str(v)
                     for v in row[:8])
@@ -196,10 +214,26 @@ _TOLERANT_MESSAGE_COLUMNS = (
     " order_index, CAST(parent_id AS BLOB), CAST(sibling_ids AS BLOB), sibling_index")
 _MESSAGE_SELECT = f"SELECT conversation_id, {_MESSAGE_COLUMNS} FROM messages"
 _TOLERANT_MESSAGE_SELECT = f"SELECT conversation_id, {_TOLERANT_MESSAGE_COLUMNS} FROM messages"
-# Through the message index (build_message_index), by rowid range; completed with
+# Through the message runs (index_parts), by rowid range; completed with
 # " WHERE s.conversation_id IN (...) AND m.conversation_id = s.conversation_id" (a
 # rowid may since hold another conversation's message). CROSS JOIN: runs first.
-_BY_ROWID = ("SELECT m.conversation_id, {} FROM mi.runs s CROSS JOIN messages m"
+_BY_ROWID = ("SELECT m.conversation_id, {} FROM {} s CROSS JOIN messages m"
              " ON m.rowid >= s.first AND m.rowid < s.stop")
-_INDEXED_MESSAGE_SELECT = _BY_ROWID.format(_MESSAGE_COLUMNS)
-_TOLERANT_INDEXED_MESSAGE_SELECT = _BY_ROWID.format(_TOLERANT_MESSAGE_COLUMNS)
+
+
+def _covering(parts: list[tuple[int, int, str]]) -> tuple[list[str], int]:
+    """The schemas of parts that together cover every rowid from the first one
+    (:data:`MIN_ROWID`) without a gap, and where they stop; none if they do not."""
+    parts = sorted(parts)
+    if not parts or parts[0][0] != MIN_ROWID or any(
+            later[0] != earlier[1] for earlier, later in zip(parts, parts[1:], strict=False)):
+        return [], 0
+    return [schema for _, _, schema in parts], parts[-1][1]
+
+
+def _union(schemas: list[str], columns: str, table: str) -> str:
+    """One table, or every part's as one (SQLite pushes the WHERE into each arm)."""
+    if len(schemas) == 1:
+        return f"{schemas[0]}.{table}"
+    return "(" + " UNION ALL ".join(f"SELECT {columns} FROM {schema}.{table}"
+                                    for schema in schemas) + ")"

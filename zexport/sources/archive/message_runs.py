@@ -2,19 +2,13 @@
 
 Why: the app's schema has no index on ``messages.conversation_id``, so a
 worker's ``WHERE conversation_id IN (...)`` would scan the whole table per
-batch (quadratic in the archive). The controller writes this once per run
-(one scan); workers join it to the archive and read by rowid range.
+batch (quadratic in the archive). Each run writes it once, in parts
+(:mod:`.index_parts`); workers join it to the archive and read by rowid range.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 import apsw
-
-from zexport.sources.archive.opening import open_archive
-from zexport.sources.archive.side_file import open_side_file
 
 
 def has_conversation_index(conn: apsw.Connection) -> bool:
@@ -28,59 +22,25 @@ def has_conversation_index(conn: apsw.Connection) -> bool:
     return False
 
 
-MESSAGE_INDEX = "messages.db"  # the message index's name in the run folder
+def write_runs(side: apsw.Connection, first: int, stop: int) -> None:
+    """Write the runs of the messages whose rowids are in ``[first, stop)`` into ``side``
+    (the archive attached as ``src``), all in SQL: no per-row Python.
 
-
-def build_message_index(archive_path: str, target: str) -> bool:
-    """Write where each conversation's messages are, as runs of rowids, to ``target``.
-
-    Why: without an index on ``messages.conversation_id`` (the app's schema),
-    a worker's ``WHERE conversation_id IN (...)`` scans the whole table per
-    batch. The app inserts a conversation's messages together, so in rowid
-    order they form a few runs (one, until a re-sync appends more). One scan
-    here finds where runs start (a row whose rowid-1 belongs to another
-    conversation, or is gone); workers then read each run as a rowid range: a
-    batch costs what it costs with an index. All in SQL, no per-row Python: the
-    controller runs it in a thread, without the GIL, while it plans; the file
-    holds a row per run (a few megabytes for 100,000 conversations).
-
-    Runs cover rowids up to the highest one seen (kept, read in the same
-    snapshot); workers also read the rows above it by ``conversation_id``, so
-    the messages the app inserts during the run are seen too.
-
-    The file is written beside ``target`` and renamed into place when
-    complete: a worker finds the whole index or none (then it reads by
-    ``conversation_id``). Returns False, and writes nothing, when the archive
-    has its own index: then workers use it.
+    A run starts at each row whose predecessor (rowid - 1) is missing, another
+    conversation's, or before ``first``; so ranges are independent and a
+    conversation that crosses a range boundary has one run more. Runs cover
+    rowids up to ``stop``; workers also read the rows above the last range by
+    ``conversation_id``, so messages the app inserts during the run are seen.
     """
-    conn = open_archive(archive_path)
-    try:
-        if has_conversation_index(conn):
-            return False
-    finally:
-        conn.close()
-    partial = target + ".partial"
-    side, _ = open_side_file(archive_path, partial)
-    try:
-        side.execute(
-            "CREATE TABLE runs (conversation_id TEXT NOT NULL, first INTEGER NOT NULL,"
-            " stop INTEGER NOT NULL, PRIMARY KEY (conversation_id, first)) WITHOUT ROWID")
-        side.execute("CREATE TABLE scanned (max_rid INTEGER)")
-        side.execute("CREATE TABLE starts (first INTEGER PRIMARY KEY, conversation_id TEXT)")
-        with side:  # one transaction: one snapshot of the archive for every statement
-            side.execute("INSERT INTO scanned SELECT max(rowid) FROM src.messages")
-            side.execute(_RUN_STARTS)
-            side.execute(_RUNS)
-            side.execute("DROP TABLE starts")
-        side.execute("DETACH DATABASE src")
-    except BaseException:
-        side.close()
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
-    side.close()
-    os.replace(partial, target)
-    return True
+    side.execute(
+        "CREATE TABLE runs (conversation_id TEXT NOT NULL, first INTEGER NOT NULL,"
+        " stop INTEGER NOT NULL, PRIMARY KEY (conversation_id, first)) WITHOUT ROWID")
+    side.execute("CREATE TABLE starts (first INTEGER PRIMARY KEY, conversation_id TEXT)")
+    rowids = {"first": first, "stop": stop}
+    with side:  # one transaction: one snapshot of the archive for both statements
+        side.execute(_RUN_STARTS, rowids)
+        side.execute(_RUNS, rowids)
+        side.execute("DROP TABLE starts")
 
 
 # A run starts at each row whose predecessor (rowid - 1) is missing or another
@@ -88,13 +48,13 @@ def build_message_index(archive_path: str, target: str) -> bool:
 _RUN_STARTS = """
 INSERT INTO starts SELECT m.rowid, m.conversation_id FROM src.messages m
 LEFT JOIN src.messages p ON p.rowid = m.rowid - 1
-WHERE p.rowid IS NULL OR p.conversation_id IS NOT m.conversation_id
+WHERE m.rowid >= :first AND m.rowid < :stop
+  AND (p.rowid IS NULL OR m.rowid = :first OR p.conversation_id IS NOT m.conversation_id)
 """
 # A run stops where the next one starts (a rowid seek: no sort, memory stays flat), the
-# last one past the highest rowid seen.
+# last one at the range's end.
 _RUNS = """
 INSERT INTO runs SELECT s.conversation_id, s.first, ifnull(
-    (SELECT n.first FROM starts n WHERE n.first > s.first ORDER BY n.first LIMIT 1),
-    (SELECT ifnull(max_rid, 0) + 1 FROM scanned))
+    (SELECT n.first FROM starts n WHERE n.first > s.first ORDER BY n.first LIMIT 1), :stop)
 FROM starts s WHERE s.conversation_id IS NOT NULL
 """
