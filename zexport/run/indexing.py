@@ -68,7 +68,7 @@ class IndexTable:
         if not 0 <= number < len(self.parts):
             return False
         state = self.parts[number]
-        if state.done or (state.here if wid is None else state.worker != wid):
+        if state.done or (not state.here if wid is None else state.worker != wid):
             return False
         state.done, state.worker, state.here = True, None, False
         self.left -= 1

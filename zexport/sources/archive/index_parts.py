@@ -151,6 +151,8 @@ def build_part(archive_path: str, target: str, part: IndexPart,
         for what, rowids in (("runs", part.messages), ("att", part.attachments)):
             if rowids is None:
                 continue
+            if check():  # (also before the first SQLite step: a small part has few)
+                raise IndexInterrupted()
             try:
                 if what == "runs":
                     write_runs(side, *rowids)
