@@ -4,13 +4,14 @@ One asyncio loop (``zmq.asyncio``) serves every socket, so the dispatcher,
 the result reader, the per-worker control channels and the monitor never
 block one another:
 
-- **t<N>** (one PUSH per worker, bound): batches of ``[conversation_id,
-  folder]``, sent only to a worker that asked for one (``ready``): no batch
-  ever waits behind a busy worker. What is queued, sent, taken, done, split
-  or failed, and who is to blame when a worker dies, is
-  :class:`~zexport.run.batches.BatchTable`'s business.
-- **results** (PULL, bound): ``ready``, ``took`` and ``done`` from every worker,
-  recorded by :class:`~zexport.run.ledger.RunLedger`.
+- **t<N>** (one PUSH per worker, bound): first the parts of the archive's
+  side indexes to build (``index``, :mod:`zexport.run.indexing`), then
+  batches of ``[conversation_id, folder]``, each sent only to a worker that
+  asked for work (``ready``): no batch ever waits behind a busy worker.
+  What is queued, sent, taken, done, split or failed, and who is to blame
+  when a worker dies, is :class:`~zexport.run.batches.BatchTable`'s business.
+- **results** (PULL, bound): ``ready``, ``indexed``, ``took`` and ``done``
+  from every worker, recorded by :class:`~zexport.run.ledger.RunLedger`.
 - **w<N>** (one PAIR per worker, :class:`~zexport.run.pool.WorkerPool`): ``hello``
   then ``config``, heartbeats both ways, ``cancel``, attachment ``fetch``
   (:class:`~zexport.run.bridge.AttachmentBridge`).
@@ -381,6 +382,8 @@ class Controller:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.dispatch is not None:
+            await self.dispatch.parts_built_here()
 
     async def _close_downloads(self) -> None:
         await self.bridge.close()

@@ -64,6 +64,7 @@ class Dispatcher:
         self.progress_seen = 0  # table.progress when a death last counted
         self.feed_later: asyncio.TimerHandle | None = None
         self.index: IndexTable | None = None  # the side index parts; None: none planned
+        self.built_here: list[asyncio.Future[PartErrors]] = []  # parts workers died on
         self.run_dir = ""
 
     def start_index(self, planned: PlannedParts, run_dir: str) -> None:
@@ -252,6 +253,7 @@ class Dispatcher:
             None, build_part, self.setup.db, part_path(self.run_dir, part.number), part,
             self.over)
         fut.add_done_callback(lambda done: self._built_here(part, done))
+        self.built_here.append(fut)
 
     def _built_here(self, part: IndexPart, fut: asyncio.Future[PartErrors]) -> None:
         if fut.cancelled() or self.over():
@@ -278,6 +280,11 @@ class Dispatcher:
         """Cancel a feed that was to be tried again."""
         if self.feed_later is not None:
             self.feed_later.cancel()
+
+    async def parts_built_here(self) -> None:
+        """Wait for the parts being built in the controller's threads (they stop at a
+        cancel), so none writes into the run folder while it is removed."""
+        await asyncio.gather(*self.built_here, return_exceptions=True)
 
 
 def _index_frame(part: IndexPart) -> bytes:
