@@ -182,8 +182,9 @@ def _one_format(ctx: click.Context, param: click.Parameter,
 @click.option("--db", "db", type=click.Path(), default=None,
               help="Archive to export (default: OwnYourChat's, else the built-in sample).")
 @click.option("--input", "input_path", type=click.Path(), default=None,
-              help="What to export: an OwnYourChat archive, or a ChatGPT or Claude export"
-                   " (its ZIP, unpacked folder or conversations JSON); see `zexport formats`.")
+              help="What to export: an OwnYourChat archive, or a ChatGPT, Claude or (with its"
+                   " plugin) Grok export: its ZIP, unpacked folder or conversations JSON;"
+                   " see `zexport formats`.")
 @click.option("--source", "source", default=None,
               help="Read --input with this source instead of recognising it.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
