@@ -17,6 +17,7 @@ from controlkit import (
     registration_for,
     report,
     start_run,
+    status,
     wait_for,
     worker_processes,
 )
@@ -103,6 +104,8 @@ def test_a_cancel_while_workers_build_the_parts_stops_everything_within_a_second
         reg = registration_for(isolated_env, out)
         wait_for(lambda: len(list(runtime.glob("*/index-*.partial"))) == 2, 30,
                  "both workers building a part")
+        # status says what they are doing (not "idle", as if there were no work yet).
+        assert [w["state"] for w in status(reg)["workers"]] == ["indexing", "indexing"]
         started = time.monotonic()
         reply = ask(reg["control"], {"v": 1, "t": "cancel_request", "id": 1})
         assert reply["t"] == "cancel_reply", reply

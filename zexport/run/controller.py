@@ -152,8 +152,11 @@ class Controller:
         now = time.time()
         counts = self.ledger.counts()
         died = {d.get("worker") for d in self.report.worker_deaths}
+        index = self.dispatch.index if self.dispatch is not None else None
         workers = self.pool.snapshot(self.table.taken_by(), cast("set[int]", died),
-                                     bool(self.cancelled)) if self.pool else []
+                                     bool(self.cancelled),
+                                     index.building() if index is not None else set()
+                                     ) if self.pool else []
         return {
             "run_id": self.run_id, "pid": os.getpid(), "out": self.out, "db": self.setup.db,
             "format": self.setup.fmt.name, "phase": self.phase.value,

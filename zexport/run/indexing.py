@@ -47,6 +47,11 @@ class IndexTable:
         """Every part is built (or failed, and said so): batches may go out."""
         return self.left == 0
 
+    def building(self) -> set[int]:
+        """The workers building a part now (``zexport status`` shows them as indexing)."""
+        return {state.worker for state in self.parts
+                if state.worker is not None and not state.done}
+
     def next_for(self, wid: int) -> IndexPart | None:
         """The next queued part, now worker ``wid``'s; None when none is queued."""
         for state in self.parts:

@@ -266,11 +266,12 @@ class WorkerPool:
             except (OSError, UnsafePathError):
                 continue
 
-    def snapshot(self, taken: dict[int, int], died: set[int],
-                 cancelled: bool) -> list[dict[str, Any]]:
+    def snapshot(self, taken: dict[int, int], died: set[int], cancelled: bool,
+                 indexing: frozenset[int] | set[int] = frozenset()) -> list[dict[str, Any]]:
         """Each worker for ``zexport status`` (docs/protocol.md, ``status_reply``).
 
-        ``taken``: worker -> the batch it is working on; ``died``: workers whose
+        ``taken``: worker -> the batch it is working on; ``indexing``: the workers
+        building a part of the side index; ``died``: workers whose
         death the report counts (they died or went silent while there was work).
         A worker let go at the end of the run, or at a cancel, is stopping, then exited.
         """
@@ -286,7 +287,8 @@ class WorkerPool:
             elif not w.greeted:
                 state = "starting"
             else:
-                state = "busy" if w.id in taken else "idle"
+                state = "busy" if w.id in taken else (
+                    "indexing" if w.id in indexing else "idle")
             workers.append({
                 "id": w.id, "pid": w.proc.pid, "state": state, "batch": taken.get(w.id),
                 "conversations": w.conversations, "last_heard": round(mono - w.last_heard, 3),

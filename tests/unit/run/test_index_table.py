@@ -20,6 +20,20 @@ def test_each_part_goes_to_one_worker_and_the_table_completes_with_the_last() ->
     assert table.done(2, 9) and table.complete
 
 
+def test_the_workers_building_a_part_are_known_until_it_is_done_or_they_die() -> None:
+    table = IndexTable(parts(3))
+    assert table.building() == set()
+    table.next_for(7)
+    table.next_for(8)
+    assert table.building() == {7, 8}
+    table.done(0, 7)
+    assert table.building() == {8}
+    table.worker_lost(8)  # its part is queued again: nobody builds it now
+    assert table.building() == set()
+    table.next_for(9)
+    assert table.building() == {9}
+
+
 def test_word_about_a_part_from_a_worker_that_does_not_hold_it_changes_nothing() -> None:
     table = IndexTable(parts(2))
     table.next_for(1)
