@@ -8,6 +8,7 @@ condition with a deadline.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +26,34 @@ import zmq
 from zexport.core.runtime import pid_alive
 
 T = TypeVar("T")
+
+
+class Gate:
+    """A file the test holds locked: a plugin in another process waits on it with
+    :data:`WAIT_AT_GATE` (a blocking shared lock, no polling) until :meth:`open`, or
+    until the test's process ends and the kernel drops the lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def open(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock: the waiter goes on
+            self.fd = None
+
+
+# The plugin's side of a Gate, as source for the plugins the tests write.
+WAIT_AT_GATE = """
+def wait_at_gate(path):
+    import fcntl, os
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
+"""
 
 
 def wait_for(cond: Callable[[], T], timeout: float, what: str, step: float = 0.02) -> T:

@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
-from controlkit import finish, kill_group, registration_for, start_run, status, wait_for
+from controlkit import (
+    WAIT_AT_GATE,
+    Gate,
+    finish,
+    kill_group,
+    registration_for,
+    start_run,
+    status,
+    wait_for,
+)
 
 from zexport.run.batches import LOST_DELIVERIES, SOLO_ATTEMPTS
 from zexport.run.planning import LONG_CONVERSATION
@@ -29,7 +38,6 @@ HOSTILE = '''
 import ctypes
 import os
 import signal
-import time
 from zexport import Format, Option, hookimpl
 
 
@@ -43,8 +51,9 @@ class Hostile(Format):
         "crash_on": Option("comma-separated ids: SIGKILL the worker", default=""),
         "read_on": Option("block in a read(2) nobody will answer", default=""),
         "lock_on": Option("block on a C mutex locked twice", default=""),
-        "hold_on": Option("wait on this id until the file `release` exists", default=""),
-        "release": Option("path", default=""),
+        "hold_on": Option("wait on this id until the test opens the gate `release`",
+                          default=""),
+        "release": Option("path of a controlkit.Gate", default=""),
     }
 
     def render(self, conversation, ctx):
@@ -61,8 +70,7 @@ class Hostile(Format):
             libc.pthread_mutex_lock(mutex)
             libc.pthread_mutex_lock(mutex)  # a default mutex locked twice: never returns
         if cid == o["hold_on"]:
-            while not os.path.exists(o["release"]):
-                time.sleep(0.01)
+            wait_at_gate(o["release"])
         return f"{conversation.title}\\n"
 
 
@@ -108,7 +116,7 @@ def archive_300(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hostile_env(isolated_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     folder = tmp_path / "plugs"
     folder.mkdir()
-    (folder / "hostile_plugin.py").write_text(HOSTILE)
+    (folder / "hostile_plugin.py").write_text(HOSTILE + WAIT_AT_GATE)
     (folder / "doomed_plugin.py").write_text(DOOMED)
     env = dict(isolated_env)
     env["PYTHONPATH"] = str(folder)
@@ -245,12 +253,12 @@ def test_a_long_conversation_does_not_stall_the_others(
     con.close()
     long_id = add_long_conversation(db, LONG_CONVERSATION + 10, middle)
     total = len(ids_in_order(db))
-    release = tmp_path / "release"
+    release = Gate(tmp_path / "release")
     out = tmp_path / "out"
     env = dict(hostile_env, ZEXPORT_HB_TIMEOUT="60")
     proc = start_run(env, db, out, "--format", "hostile", "--no-attachments",
                      "--render-timeout", "300", "-o", f"hold_on={long_id}",
-                     "-o", f"release={release}")
+                     "-o", f"release={release.path}")
     try:
         reg = registration_for(env, out)
 
@@ -261,9 +269,10 @@ def test_a_long_conversation_does_not_stall_the_others(
         st = wait_for(others_done, 40, "every other conversation to be exported")
         assert [w["state"] for w in st["workers"]].count("busy") == 1  # the long one
         assert not (out / "The very long one").exists()
-        release.touch()
+        release.open()
         code, _, err = finish(proc, timeout=60)
     finally:
+        release.open()
         kill_group(proc)
     assert code == 0, err
     doc = report(out)

@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
-from controlkit import finish, kill_group, registration_for, start_run, status, wait_for
+from controlkit import (
+    WAIT_AT_GATE,
+    Gate,
+    finish,
+    kill_group,
+    registration_for,
+    start_run,
+    status,
+    wait_for,
+)
 
 from zexport.sample import make_sample
 
@@ -22,8 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 
 FAULTY = '''
 import json
-import os
-import time
 
 from zexport import Format, Option, hookimpl
 
@@ -37,7 +44,7 @@ class Indexed(Format):
         "bad_emit_on": Option("emit a set for this conversation id", default=""),
         "start_fails": Option.flag("raise in start"),
         "finish_fails": Option.flag("raise in finish"),
-        "finish_waits_for": Option("finish waits until this file exists", default=""),
+        "finish_waits_for": Option("finish waits until the test opens this gate", default=""),
     }
 
     def start(self, run):
@@ -51,11 +58,8 @@ class Indexed(Format):
         return conversation.title + "\\n"
 
     def finish(self, run):
-        deadline = time.monotonic() + 30
-        while run.options["finish_waits_for"] and time.monotonic() < deadline:
-            if os.path.exists(run.options["finish_waits_for"]):
-                break
-            time.sleep(0.01)
+        if run.options["finish_waits_for"]:
+            wait_at_gate(run.options["finish_waits_for"])
         if run.options["finish_fails"]:
             raise ValueError("finish broke on purpose")
         run.write("index.txt", b"\\n".join(r.data for r in run.records()) + b"\\n")
@@ -72,7 +76,7 @@ LABEL = 'plugin "faulty_plugin" (ZEXPORT_PLUGINS)'
 def env(isolated_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     folder = tmp_path / "plugs"
     folder.mkdir()
-    (folder / "faulty_plugin.py").write_text(FAULTY)
+    (folder / "faulty_plugin.py").write_text(FAULTY + WAIT_AT_GATE)
     (folder / "broken_html.py").write_text("import no_such_module_at_all\n")
     return {**isolated_env, "PYTHONPATH": str(folder), "ZEXPORT_PLUGINS": "faulty_plugin"}
 
@@ -200,9 +204,9 @@ def test_status_after_a_normal_finish_says_exited_not_dead(
     """The finish step runs after every worker has left: status then shows them
     ``exited`` (a normal end), not ``dead``, and no death is counted."""
     out = tmp_path / "out"
-    go = tmp_path / "go"
+    go = Gate(tmp_path / "go")
     proc = start_run(env, db, out, "--format", "indexed", "--no-attachments",
-                     "-o", f"finish_waits_for={go}")
+                     "-o", f"finish_waits_for={go.path}")
     try:
         reg = registration_for(env, out)
 
@@ -216,7 +220,7 @@ def test_status_after_a_normal_finish_says_exited_not_dead(
         try:
             st = wait_for(settled, 30, "every worker gone while finishing", step=0.05)
         finally:
-            go.write_text("")
+            go.open()
         assert [w["state"] for w in st["workers"]] == ["exited", "exited"]
         assert st["worker_deaths"] == 0
         code, _, err = finish(proc)
