@@ -16,18 +16,15 @@ Usage: ``python benchmarks/bench_grok.py 10000 100000 [--repeat 2] [--convert-on
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sources import PNG, convert_only, measure  # noqa: E402
+from bench_sources import PNG, sweep  # noqa: E402
 
 USER_DIR = "ttl/30d/export_data/00000000-0000-4000-8000-0000000be000"
 TEXT = ("Here is a fairly ordinary answer with a few sentences of text. " * 6).strip()
@@ -88,28 +85,7 @@ def make_export(path: Path, count: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sizes", nargs="+", type=int)
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--convert-only", action="store_true",
-                        help="time the conversion alone (streaming the JSON), not the export")
-    parser.add_argument("--root", type=Path, default=Path("/var/tmp/zexport-bench-grok"))
-    opts = parser.parse_args()
-    opts.root.mkdir(parents=True, exist_ok=True)
-    for size in opts.sizes:
-        start = time.perf_counter()
-        export = make_export(opts.root / f"grok-{size}.zip", size)
-        print(json.dumps({"size": size, "zip_mib": round(export.stat().st_size / 2**20, 1),
-                          "generated_in": round(time.perf_counter() - start, 1)}), flush=True)
-        with tempfile.TemporaryDirectory(dir=opts.root) as work:
-            w = Path(work)
-            for _ in range(opts.repeat if opts.convert_only else 0):
-                convert_only(size, export, w / "cache")
-            for _ in range(0 if opts.convert_only else opts.repeat):
-                shutil.rmtree(w / "cache", ignore_errors=True)
-                measure(f"input-cold {size}", ["--input", str(export)], w / "cache", w / "out")
-                measure(f"input-warm {size}", ["--input", str(export)], w / "cache", w / "out")
-
+    sweep(__doc__, make_export, "grok", Path("/var/tmp/zexport-bench-grok"), False)
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -183,18 +184,21 @@ def convert_only(size: int, export: Path, cache: Path) -> None:
                       "load": os.getloadavg()[0]}), flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def sweep(doc: str, make: Callable[[Path, int], Path], stem: str, root: Path,
+          same_db: bool) -> None:
+    """The command line of this script and of its siblings for other providers: make an
+    export of each size with ``make``, then time the runs (``same_db``: also ``db``)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("sizes", nargs="+", type=int)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--convert-only", action="store_true",
                         help="time the conversion alone (the new part), not the export")
-    parser.add_argument("--root", type=Path, default=Path("/var/tmp/zexport-bench-sources"))
+    parser.add_argument("--root", type=Path, default=root)
     opts = parser.parse_args()
     opts.root.mkdir(parents=True, exist_ok=True)
     for size in opts.sizes:
         start = time.perf_counter()
-        export = make_export(opts.root / f"chatgpt-{size}.zip", size)
+        export = make(opts.root / f"{stem}-{size}.zip", size)
         print(json.dumps({"size": size, "zip_mib": round(export.stat().st_size / 2**20, 1),
                           "generated_in": round(time.perf_counter() - start, 1)}), flush=True)
         with tempfile.TemporaryDirectory(dir=opts.root) as work:
@@ -205,12 +209,17 @@ def main() -> None:
                 shutil.rmtree(w / "cache", ignore_errors=True)
                 measure(f"input-cold {size}", ["--input", str(export)], w / "cache", w / "out")
                 measure(f"input-warm {size}", ["--input", str(export)], w / "cache", w / "out")
-                (archive,) = (w / "cache" / "sources").glob("chatgpt-*/archive.db")
+                if not same_db:
+                    continue
+                (archive,) = (w / "cache" / "sources").glob("*/archive.db")
                 db = w / "same-data.db"
                 shutil.copyfile(archive, db)
                 measure(f"db {size}", ["--db", str(db), "--no-downloads"], w / "cache",
                         w / "out")
 
+
+def main() -> None:
+    sweep(__doc__, make_export, "chatgpt", Path("/var/tmp/zexport-bench-sources"), True)
 
 if __name__ == "__main__":
     main()
