@@ -12,6 +12,8 @@ import json
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,20 @@ def test_plugin_is_installed_as_a_distribution_with_an_entry_point(name: str,
     module = ep.load()
     # Installed into site-packages, not imported from the source tree.
     assert "site-packages" in str(module.__file__), module.__file__
+
+
+def test_discovering_the_html_format_does_not_load_its_markdown_engine(
+        tmp_path: Path) -> None:
+    # Every run's controller imports every installed format's package (to check and name
+    # them); markdown-it and its plugins cost it ~45 ms of CPU in a run that writes no page.
+    probe = ("import sys; from zexport.plugins import load_registry; "
+             "formats = load_registry().formats; "
+             "print('html' in formats, sorted(m for m in sys.modules if m.startswith("
+             "('markdown_it', 'mdit_py_plugins', 'latex2mathml', 'zexport_html.'))))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=plugin_env(tmp_path), cwd=tmp_path, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split(None, 1) == ["True", "[]\n"]
 
 
 def test_formats_lists_the_installed_plugins(tmp_path: Path) -> None:

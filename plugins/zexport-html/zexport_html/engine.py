@@ -23,7 +23,6 @@ the sentence, list item or table cell they belong to.
 from __future__ import annotations
 
 import functools
-import html
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -44,16 +43,12 @@ from zexport import Source
 from . import fast
 from .fast import CITE_CLOSE, CITE_OPEN
 from .mathml import to_mathml
+from .shell import escape
 
 # Private-use characters around a citation number in the joined text.
 
 _CITE = re.compile(f"{CITE_OPEN}(\\d+){CITE_CLOSE}")
 _RASTER_DATA = re.compile(r"data:image/(png|jpeg|gif|webp);", re.I)
-
-
-def escape(text: str) -> str:
-    """HTML-escape text for element content and double-quoted attributes."""
-    return html.escape(text, quote=True)
 
 
 # A conversation cites the same sources and links the same pages again and again, and
