@@ -34,7 +34,7 @@ import msgpack
 
 from zexport import protocol
 from zexport.run.ledger import RunLedger
-from zexport.run.manifest import Manifest
+from zexport.run.manifest import Manifest, files_json
 from zexport.run.report import RunReport
 
 
@@ -84,14 +84,12 @@ def manifest_us(n: int, per_commit: int, ordered: bool) -> float:
         start = time.thread_time()
         for first in range(0, n, per_commit):
             chunk = ids[first:first + per_commit]
-            rows = [(c, f"2024-01-01 Title {c[:6]}", "s" * 24, "o" * 24, "r1", None)
+            rows = [(c, f"2024-01-01 Title {c[:6]}", "s" * 24, "o" * 24, "r1", None,
+                     files_json([(f"2024-01-01 Title {c[:6]}/conversation.md", "ab" * 32)]))
                     for c in chunk]
-            files = [(f"2024-01-01 Title {c[:6]}/conversation.md", c, "ab" * 32)
-                     for c in chunk]
             if ordered:
                 rows.sort(key=lambda row: row[0])
-                files.sort(key=lambda row: row[0])
-            manifest.record(rows, files, replace_files=False)
+            manifest.record(rows)
         manifest.close()
         return (time.thread_time() - start) * 1e6 / n
     finally:

@@ -107,3 +107,64 @@ def test_a_whole_export_index_that_comes_out_the_same_is_not_rewritten(
     assert forced.returncode == 0, forced.stderr
     assert counts(out)["exported"] == counts(out)["selected"]
     assert stats(out) == before
+
+
+def downgrade_to_schema_2(manifest: Path) -> int:
+    """Rewrite a manifest as zexport wrote it before schema 3 (files in a table of their
+    own, keyed by path); return how many file rows it holds."""
+    con = apsw.Connection(str(manifest))
+    try:
+        with con:
+            con.execute(
+                "CREATE TABLE files (path TEXT PRIMARY KEY, cid TEXT NOT NULL, hash TEXT NOT NULL);"
+                "CREATE INDEX files_cid ON files (cid);"
+                "INSERT INTO files SELECT j.key, d.id, j.value FROM done d, json_each(d.files) j;"
+                "CREATE TABLE done2 (id TEXT PRIMARY KEY, folder TEXT NOT NULL,"
+                " source TEXT NOT NULL, options TEXT NOT NULL, renderer TEXT NOT NULL, retry TEXT);"
+                "INSERT INTO done2 SELECT id, folder, source, options, renderer, retry FROM done;"
+                "DROP TABLE done; ALTER TABLE done2 RENAME TO done;"
+                "UPDATE meta SET value = '2' WHERE key = 'schema'")
+        return int(con.execute("SELECT count(*) FROM files").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_a_manifest_of_schema_2_is_carried_over_records_and_file_hashes_kept(
+        cli: Any, sample_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--db", str(sample_db), "--out", str(out), "--tz", "UTC", "--progress", "none",
+            "--no-downloads"]
+    first = cli("run", *args)
+    assert first.returncode == 0, first.stderr
+    selected = counts(out)["selected"]
+    manifest = out / ".zexport" / "manifest.db"
+    file_rows = downgrade_to_schema_2(manifest)
+    assert file_rows > selected  # conversation files and attachment copies
+    note = sorted(out.glob("*/conversation.md"))[0]
+    note.write_text(note.read_text() + "\nmy own line\n")
+    before = stats(out)
+
+    # Upgraded, not dropped: the re-run knows every conversation and skips it.
+    again = cli("run", *args)
+    assert again.returncode == 0, again.stderr
+    assert counts(out)["exported"] == 0 and counts(out)["skipped"] == selected
+    assert stats(out) == before
+    con = apsw.Connection(str(manifest), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        assert con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "3"
+        assert con.execute(
+            "SELECT count(*) FROM done d, json_each(d.files)").fetchone()[0] == file_rows
+        assert con.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'files'").fetchone()[0] == 0
+    finally:
+        con.close()
+
+    # The hashes came along: rendering everything again knows the note as zexport's own,
+    # edited since, with nothing new for it (no conflict: a note whose hash was lost would
+    # be "not written by zexport"), leaves it alone and rewrites nothing else.
+    forced = cli("run", *args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert counts(out)["exported"] == selected
+    assert json.loads((out / ".zexport" / "report.json").read_text())["conflicts"] == []
+    assert note.read_text().endswith("\nmy own line\n")
+    assert stats(out) == before

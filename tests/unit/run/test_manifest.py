@@ -39,7 +39,7 @@ def test_a_corrupt_manifest_is_replaced_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "manifest.db"
     path.write_bytes(b"this is not sqlite" * 100)
     m = Manifest(str(path))
-    m.record([("id", "folder", "s", "o", "r", None)])
+    m.record([("id", "folder", "s", "o", "r", None, None)])
     assert m.load()["id"].folder == "folder"
     assert m.notes and "unreadable" in m.notes[0]
     m.close()
@@ -71,3 +71,20 @@ def test_manifest_commits_at_most_once_a_second_and_on_close(
     assert committed() == {"a", "b"}
     resume.close()
     assert committed() == {"a", "b", "c"}
+
+
+def test_files_are_kept_per_conversation_and_a_damaged_value_claims_nothing(
+        tmp_path: Path) -> None:
+    from zexport.run.manifest import files_json
+
+    m = Manifest(str(tmp_path / "manifest.db"))
+    m.record([("a", "A", "s", "o", "r", None, files_json([("A/c.md", "h1"), ("A/x.png", "h2")])),
+              ("b", "B", "s", "o", "r", None, None),
+              ("c", "C", "s", "o", "r", None, b"[not json"),
+              ("d", "D", "s", "o", "r", None, b'{"D/c.md": 7, "D/ok.md": "h3"}')])
+    assert m.known_files(["a", "b", "c", "d", "missing"]) == {
+        "a": {"A/c.md": "h1", "A/x.png": "h2"}, "c": {}, "d": {"D/ok.md": "h3"}}
+    m.set_folders([("a", "A", "A2")])
+    assert m.known_files(["a"]) == {"a": {"A2/c.md": "h1", "A2/x.png": "h2"}}
+    assert m.load()["a"].folder == "A2"
+    m.close()
