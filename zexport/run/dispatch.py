@@ -56,6 +56,7 @@ class Dispatcher:
         self.pool = pool
         self.ledger = ledger
         self.results = results
+        self.queued: zmq.Socket[bytes] = zmq.Socket.shadow(results.underlying)  # same, sync
         self.finished = finished  # set when every batch is done (or the run stops)
         self.over = over  # a cancel is under way, or every conversation is done
         self.stop = stop  # the controller's stop, for a run that cannot go on
@@ -173,18 +174,26 @@ class Dispatcher:
                 for cid, folder in items]
 
     async def serve(self) -> None:
-        """Read ``ready``/``took``/``done`` frames from every worker."""
+        """Read ``ready``/``took``/``done`` frames from every worker: one wakeup, then
+        every frame already queued."""
         while True:
             self.handle(await self.results.recv())
+            self.drain()
 
     def drain(self) -> None:
-        """Take in results already delivered (after workers stopped), so none is lost."""
+        """Take in the frames already delivered, without waiting (after workers stopped:
+        so that none is lost).
+
+        Read through a plain socket sharing the asyncio one's: each asyncio ``recv`` is a
+        future and a callback (11 us a frame against 0.5 us), and the asyncio socket
+        checks the socket's events itself before it waits again.
+        """
         while True:
             try:
-                fut = cast("asyncio.Future[bytes]", self.results.recv(zmq.NOBLOCK))
-                self.handle(fut.result())
-            except (zmq.ZMQError, asyncio.InvalidStateError):
+                frame = self.queued.recv(zmq.NOBLOCK)
+            except zmq.ZMQError:  # zmq.Again: nothing more queued (or the socket closed)
                 return
+            self.handle(frame)
 
     def handle(self, frame: bytes) -> None:
         try:

@@ -31,8 +31,10 @@ from zexport.sources.archive import (
 )
 
 # Batches: at most this many conversations, and messages beyond the first one; a
-# conversation of LONG_CONVERSATION messages or more is exported alone, first.
-BATCH_CONVERSATIONS = 64
+# conversation of LONG_CONVERSATION messages or more is exported alone, first. Each
+# batch costs the controller about a millisecond (its frames, its lease, its commit)
+# whatever its size: at 64 conversations that was a sixth of its CPU on 10,000.
+BATCH_CONVERSATIONS = 128
 BATCH_MESSAGES = 4000
 LONG_CONVERSATION = 2000
 
