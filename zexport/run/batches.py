@@ -35,7 +35,7 @@ start-up, again and again).
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 # A conversation that killed its worker this many times, alone in its batch, fails.
@@ -93,8 +93,8 @@ class Outcome:
     progress: bool = False
 
 
-def cut(sizes: Iterable[int], per_batch: int, max_messages: int,
-        alone_from: int) -> list[tuple[int, int, bool]]:
+def cut(sizes: Sequence[int], per_batch: int, max_messages: int,
+        alone_from: int, taper: int = 0) -> list[tuple[int, int, bool]]:
     """Cut the export order into batches: ``(start, stop, alone)`` ranges.
 
     ``sizes`` are message counts in export order. A batch holds at most
@@ -103,26 +103,45 @@ def cut(sizes: Iterable[int], per_batch: int, max_messages: int,
     more gets a batch of its own (``alone``), so that no other conversation
     waits behind it in a worker, and is listed first, longest first, so that
     it does not start last and keep the run waiting alone.
+
+    ``taper``: batches shrink towards the end, none holding more than 1/``taper``
+    of the conversations from its start on (guided self-scheduling), so that the
+    last ones are small and no worker finishes a long batch alone while the others
+    wait: large batches where they are cheap, small ones where they balance.
     """
     normal: list[tuple[int, int, bool]] = []
     long: list[tuple[int, int, int]] = []
     start = count = messages = 0
-    pos = -1
+    cap = _cap(per_batch, len(sizes), 0, taper)
     for pos, n in enumerate(sizes):
         if n >= alone_from:
             if count:
                 normal.append((start, pos, False))
             long.append((-n, pos, pos + 1))
             start, count, messages = pos + 1, 0, 0
+            cap = _cap(per_batch, len(sizes), start, taper)
             continue
-        if count and (count >= per_batch or messages + n > max_messages):
+        if count and (count >= cap or messages + n > max_messages):
             normal.append((start, pos, False))
             start, count, messages = pos, 0, 0
+            cap = _cap(per_batch, len(sizes), start, taper)
         count += 1
         messages += n
     if count:
-        normal.append((start, pos + 1, False))
+        normal.append((start, len(sizes), False))
     return [(a, b, True) for _, a, b in sorted(long)] + normal
+
+
+# Tapering stops at this many conversations a batch: smaller ones would balance nothing
+# more and each still costs its fixed millisecond.
+TAPER_FLOOR = 8
+
+
+def _cap(per_batch: int, total: int, start: int, taper: int) -> int:
+    """The most conversations a batch starting at ``start`` may hold (see :func:`cut`)."""
+    if taper <= 0:
+        return per_batch
+    return min(per_batch, max(TAPER_FLOOR, -(-(total - start) // taper)))
 
 
 class BatchTable:

@@ -32,10 +32,14 @@ from zexport.sources.archive import (
 
 # Batches: at most this many conversations, and messages beyond the first one; a
 # conversation of LONG_CONVERSATION messages or more is exported alone, first. Each
-# batch costs the controller about a millisecond (its frames, its lease, its commit)
-# whatever its size: at 64 conversations that was a sixth of its CPU on 10,000.
-BATCH_CONVERSATIONS = 128
+# batch costs the controller about a millisecond (its frames and wakeups, its lease,
+# its rows) and a worker about two, whatever its size: at 64 conversations that was a
+# sixth of the controller's CPU on 10,000. BATCH_MESSAGES bounds a worker's memory.
+BATCH_CONVERSATIONS = 256
 BATCH_MESSAGES = 4000
+# Towards the end, no batch holds more than 1/(this x workers) of what is left (see
+# batches.cut): the last batches are small, so no worker finishes a long one alone.
+TAPER_PER_WORKER = 2
 LONG_CONVERSATION = 2000
 
 
@@ -127,10 +131,11 @@ def plan_run(setup: RunSetup, conn: apsw.Connection, plan: Plan, report: RunRepo
         report.conflict(cid, path, reason, None)
     batches: list[tuple[int, int]] = []
     if not dry_run:
-        size = spec.batch_size or max(1, min(BATCH_CONVERSATIONS,
-                                             todo // (max(1, spec.workers) * 8) or 1))
+        workers = max(1, spec.workers)
+        size = spec.batch_size or max(1, min(BATCH_CONVERSATIONS, todo // (workers * 8) or 1))
         batches = [(first, end) for first, end, _ in cut(
-            plan.todo_sizes(), size, BATCH_MESSAGES, LONG_CONVERSATION)]
+            plan.todo_sizes(), size, BATCH_MESSAGES, LONG_CONVERSATION,
+            taper=0 if spec.batch_size else TAPER_PER_WORKER * workers)]
     return Planned(resume, total + len(rejected), total - todo + len(rejected), batches)
 
 

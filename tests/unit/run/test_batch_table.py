@@ -262,3 +262,27 @@ def test_cut_caps_messages_per_batch_but_never_leaves_a_batch_empty() -> None:
     assert cut([40, 40, 40, 90, 5], per_batch=64, max_messages=100, alone_from=1000) == [
         (0, 2, False), (2, 3, False), (3, 5, False)]
     assert cut([], per_batch=4, max_messages=10, alone_from=5) == []
+
+
+def test_batches_taper_towards_the_end_so_no_worker_finishes_a_long_one_alone() -> None:
+    sizes = [1] * 1000
+    batches = cut(sizes, per_batch=256, max_messages=4000, alone_from=2000, taper=4)
+    lengths = [stop - start for start, stop, _ in batches]
+    # Contiguous and complete, in export order.
+    assert [b[0] for b in batches] == [0, *(b[1] for b in batches[:-1])]
+    assert batches[-1][1] == 1000
+    # Full batches while a quarter of what is left exceeds them, then each a quarter of
+    # what is left (rounded up), down to batches of 8 at the very end.
+    assert lengths[:2] == [250, 188]  # ceil(1000 / 4), ceil(750 / 4)
+    left = 1000
+    for n in lengths[:-1]:
+        assert n == min(256, max(8, -(-left // 4)))
+        left -= n
+    assert lengths[-1] == left <= 8
+    assert lengths[-4:-1] == [8, 8, 8]
+    assert max(lengths) <= 256 and sum(lengths) == 1000
+
+
+def test_without_taper_batches_stay_full_to_the_end() -> None:
+    batches = cut([1] * 1000, per_batch=256, max_messages=4000, alone_from=2000)
+    assert [stop - start for start, stop, _ in batches] == [256, 256, 256, 232]
