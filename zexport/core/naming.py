@@ -14,9 +14,10 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import regex
+if TYPE_CHECKING:
+    import regex
 
 MAX_NAME_BYTES = 255
 FALLBACK_TITLE = "Untitled"
@@ -30,8 +31,16 @@ _WINDOWS_RESERVED = frozenset(
     ["con", "prn", "aux", "nul"]
     + [f"{p}{d}" for p in ("com", "lpt") for d in "123456789\u00b9\u00b2\u00b3"]
 )
-_CLUSTER = regex.compile(r"\X")
-_TRAILING_MARKS = regex.compile(r"[\p{M}\u200d]+$")
+
+
+@functools.cache
+def _graphemes() -> tuple[regex.Pattern[str], regex.Pattern[str]]:
+    """The grapheme-cluster pattern and the trailing-marks one, made on first need:
+    ``regex`` costs every process that imports this module ~7 ms, and most names are
+    short or ASCII and never need it."""
+    import regex
+
+    return regex.compile(r"\X"), regex.compile(r"[\p{M}\u200d]+$")
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
@@ -40,15 +49,18 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
     an accent or an Indic syllable's vowel sign)."""
     if len(text.encode("utf-8")) <= max_bytes:
         return text
+    if text.isascii() and "\r\n" not in text:  # each ASCII character is a cluster alone
+        return text[:max_bytes]
+    cluster_pattern, trailing_marks = _graphemes()
     end = used = 0
-    for cluster in _CLUSTER.finditer(text):
+    for cluster in cluster_pattern.finditer(text):
         used += len(cluster.group().encode("utf-8"))
         if used > max_bytes:
             break
         end = cluster.end()
     if end == 0:  # one "character" longer than the cap (Zalgo text): its base alone
         cut = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
-        return _TRAILING_MARKS.sub("", cut)
+        return trailing_marks.sub("", cut)
     return text[:end]
 
 

@@ -42,6 +42,25 @@ def test_truncate_cuts_on_whole_characters() -> None:
     cut.encode("utf-8")  # no lone surrogate
 
 
+def test_the_ascii_cut_is_the_grapheme_cut() -> None:
+    # ASCII text is cut by slicing (without loading `regex`): it must give what cutting on
+    # extended grapheme clusters gives, CR LF (the one cluster of two ASCII characters)
+    # included.
+    import regex
+
+    rng = random.Random(7)
+    alphabet = "ab \r\n\t.-"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        cap = rng.randint(1, 30)
+        by_cluster = ""
+        for cluster in regex.findall(r"\X", text):
+            if len((by_cluster + cluster).encode()) > cap:
+                break
+            by_cluster += cluster
+        assert truncate_utf8(text, cap) == by_cluster, (text, cap)
+
+
 def test_long_cjk_title_fits_255_bytes_with_date_and_suffix() -> None:
     namer = FolderNamer(timezone.utc)
     title = "数据" * 80  # 480 bytes
