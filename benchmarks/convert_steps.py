@@ -40,7 +40,7 @@ from zexport.sources.chatgpt_assets import AssetIndex
 from zexport.sources.writer import ArchiveWriter
 
 try:  # as the converter sets the collector (a build without this module: untouched)
-    from zexport.sources.collector import fewer_collections
+    from zexport.core.collector import fewer_collections
 except ImportError:  # pragma: no cover - older builds, for A/B runs
     from contextlib import nullcontext as fewer_collections
 

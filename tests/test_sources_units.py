@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from exportkit import APP_EMPTY, CLAUDE_2026, PULSAR, SYNTH_2026
 
+from zexport.core.collector import THRESHOLDS, fewer_collections
 from zexport.sources.bundle import open_bundle
 from zexport.sources.chatgpt import ChatGPTSource, _parents
 from zexport.sources.chatgpt_cites import cite_parts
 from zexport.sources.claude import ClaudeSource
-from zexport.sources.collector import THRESHOLDS, fewer_collections
 from zexport.sources.ownyourchat import OwnYourChatSource
 from zexport.sources.records import ConversationRecord, MessageRecord
 from zexport.sources.writer import ArchiveWriter, latest_leaf, ordered

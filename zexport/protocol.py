@@ -18,6 +18,8 @@ are independent requests or answers (``fetch_many``, ``fetched_many``) are
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
@@ -180,6 +182,22 @@ def _strs(value: Any) -> bool:
     return True
 
 
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # (not a bool: the map decides those)
+
+
+def _is_opt_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
 class ResultShape(Map):
     """One conversation's result in ``done``: a :class:`Map`, checked first by one fast
     test of the usual case (a result per conversation: the controller's hottest check).
@@ -187,40 +205,43 @@ class ResultShape(Map):
     The fast test accepts only what the :class:`Map` accepts; anything it does not
     accept goes through the :class:`Map`, which decides and says what is wrong. It
     names the fields itself, so a field added to the map but not to it is refused at
-    import: the fast test can never pass what the map would refuse.
+    import: the fast test can never pass what the map would refuse. It looks only at
+    the fields a result holds (a plain one: ``id``, ``ok``, ``title``, ``files``).
     """
 
-    FAST_FIELDS = frozenset({"id", "ok", "title", "error", "warnings", "attachments_ok",
-                             "attachments_failed", "skipped", "files", "conflicts"})
+    FAST_CHECKS: dict[str, Callable[[Any], bool]] = {
+        "id": _is_str, "ok": _is_bool, "title": _is_str, "error": _is_opt_str,
+        "warnings": _strs, "attachments_ok": _is_int, "attachments_failed": _str_pairs,
+        "skipped": _is_bool, "files": _str_pairs, "conflicts": _str_pairs}
 
     def __init__(self, required: dict[str, Shape], optional: dict[str, Shape]) -> None:
         super().__init__(required, optional)
-        if set(required) | set(optional) != self.FAST_FIELDS:
+        if set(required) | set(optional) != set(self.FAST_CHECKS):
             raise TypeError("ResultShape's fast test does not check the same fields as its"
                             " map: change both")
 
+    def fast_ok(self, value: Any) -> bool:
+        """The fast test: True only for a result the map accepts too."""
+        if type(value) is not dict or "id" not in value or "ok" not in value:
+            return False
+        checks = self.FAST_CHECKS
+        for key, item in value.items():
+            check = checks.get(key)
+            if check is not None and not check(item):
+                return False
+        return True
+
     def problem(self, value: Any) -> str | None:
-        get = value.get if type(value) is dict else None
-        if get is not None and (
-                type(get("id")) is str and type(get("ok")) is bool
-                and type(get("title")) is str and type(get("attachments_ok")) is int
-                and "error" in value and (value["error"] is None or type(value["error"]) is str)
-                and _strs(get("warnings"))
-                and _str_pairs(get("attachments_failed"))
-                and ("skipped" not in value or type(value["skipped"]) is bool)
-                and ("files" not in value or _str_pairs(value["files"]))
-                and ("conflicts" not in value or _str_pairs(value["conflicts"]))):
-            return None
-        return super().problem(value)
+        return None if self.fast_ok(value) else super().problem(value)
 
 
 RESULT = ResultShape(
-    required={"id": STR, "ok": BOOL, "title": STR, "error": OPT_STR,
-              "warnings": ListOf(STR), "attachments_ok": INT,
-              "attachments_failed": ListOf(Pair(STR, STR))},
-    # files: (path, SHA-256) written; conflicts: (path, reason) left alone (edits)
-    optional={"skipped": BOOL, "files": ListOf(Pair(STR, STR)),
-              "conflicts": ListOf(Pair(STR, STR))})
+    required={"id": STR, "ok": BOOL},
+    # Left out when empty, 0, "" or nil (docs/protocol.md, ``done``). files: (path,
+    # SHA-256) written; conflicts: (path, reason) left alone (edits)
+    optional={"title": STR, "error": OPT_STR, "warnings": ListOf(STR), "attachments_ok": INT,
+              "attachments_failed": ListOf(Pair(STR, STR)), "skipped": BOOL,
+              "files": ListOf(Pair(STR, STR)), "conflicts": ListOf(Pair(STR, STR))})
 ATTACHMENT = Map(
     required={"id": STR},
     optional={key: OPT_STR for key in ("provider", "file_id", "original_url", "filename",

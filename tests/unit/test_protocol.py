@@ -78,7 +78,6 @@ def test_a_done_frame_with_one_wrong_nested_field_is_rejected(
 
 @pytest.mark.parametrize("name", sorted(protocol.RESULT.required))
 def test_a_done_result_without_a_required_field_is_rejected(name: str) -> None:
-    # "error" is nil when all went well: missing is still not the same as nil.
     partial = {key: value for key, value in GOOD_RESULT.items() if key != name}
     with pytest.raises(ProtocolError) as caught:
         protocol.decode(protocol.encode("done", w=0, batch=1, results=[partial]))
@@ -90,6 +89,40 @@ def test_a_done_result_with_every_optional_field_is_accepted() -> None:
             "conflicts": [["a/conversation.md", "edited"]]}
     assert protocol.decode(protocol.encode("done", w=0, batch=1, results=[full]))[
         "results"] == [full]
+
+
+def test_a_plain_result_is_its_id_ok_title_and_files() -> None:
+    from zexport.work.exporter import Outcome
+
+    plain = Outcome("c1", True, "t", files=[("a/conversation.md", "ab")]).to_wire()
+    assert plain == {"id": "c1", "ok": True, "title": "t",
+                     "files": [["a/conversation.md", "ab"]]}
+    failed = Outcome("c2", False, error="boom", warnings=["w"],
+                     attachments_failed=[("a1", "gone")]).to_wire()
+    assert failed == {"id": "c2", "ok": False, "error": "boom", "warnings": ["w"],
+                      "attachments_failed": [["a1", "gone"]]}
+    decoded = protocol.decode(protocol.encode("done", w=0, batch=1, results=[plain, failed]))
+    assert decoded["results"] == [plain, failed]
+
+
+def test_the_fast_result_check_never_passes_what_the_map_refuses() -> None:
+    import random
+
+    rng = random.Random(3)
+    values: list[object] = [None, True, False, 0, 1, "s", b"b", [], ["s"], [1], [["a", "b"]],
+                            [["a"]], [["a", 1]], {"k": "v"}, 1.5]
+    slow = protocol.Map(protocol.RESULT.required, protocol.RESULT.optional)
+    names = [*protocol.RESULT.required, *protocol.RESULT.optional, "unknown"]
+    accepted = 0
+    for _ in range(20000):
+        result = {name: rng.choice(values) for name in rng.sample(names, rng.randint(0, 6))}
+        if rng.random() < 0.5:
+            result.update(id="c", ok=True)
+        if protocol.RESULT.fast_ok(result):
+            assert slow.problem(result) is None, result
+            accepted += 1
+        assert (protocol.RESULT.problem(result) is None) == (slow.problem(result) is None)
+    assert accepted > 100  # (the fast test accepts the valid ones)
 
 
 def test_the_fast_result_check_refuses_a_map_with_a_field_it_does_not_check() -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import logging
 import os
 import subprocess
@@ -42,6 +43,7 @@ import zmq
 import zmq.asyncio
 
 from zexport import protocol
+from zexport.core.collector import fewer_collections
 from zexport.core.runfiles import shard_path
 from zexport.core.runtime import (
     endpoint,
@@ -214,7 +216,12 @@ class Controller:
         is False: the CLI, which only prints the summary and exits after this, passes
         False so that a late Ctrl-C cannot replace the exit status with death by SIGINT.
         """
-        with handlers_restored(release_signals):
+        # Results, plans and frames are many short-lived acyclic objects: the cyclic
+        # collector rescanned them for nothing (30 ms of the controller's 0.43 CPU-s on
+        # 10,000 conversations), as it did in the workers. What was made before (imports,
+        # the setup) is frozen out of its scans for good.
+        gc.freeze()
+        with handlers_restored(release_signals), fewer_collections():
             return asyncio.run(self._main())
 
     async def _main(self) -> int:

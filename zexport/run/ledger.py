@@ -66,14 +66,14 @@ class RunLedger:
             folder, source = place
             outcome(cid, folder, res)
             done += 1
-            title = res["title"] or title
+            title = res.get("title") or title
             # A missing attachment records the attachment context: a re-run renders the
             # conversation again only when that changes. A conflict renders it again
             # every run (so it stays reported) until the user resolves it.
             if res["ok"] and resume is not None and source is not None:
                 if res.get("conflicts"):
                     source = RENDER_AGAIN
-                retry = resume.attachment_context if res["attachments_failed"] else None
+                retry = resume.attachment_context if res.get("attachments_failed") else None
                 # ``files`` is checked by the protocol: [path, hash] pairs of strings.
                 resume.done(cid, folder, source, retry, res.get("files") or ())
         self.done += done

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import orjson
 
+from zexport.core.collector import fewer_collections
 from zexport.sources.base import Conversion, Source
 from zexport.sources.bundle import Bundle, FolderBundle
-from zexport.sources.collector import fewer_collections
 from zexport.sources.writer import ArchiveWriter
 
 KEEP = 4  # entries kept per source

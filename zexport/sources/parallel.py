@@ -22,9 +22,9 @@ from typing import IO, Any
 
 import orjson
 
+from zexport.core.collector import fewer_collections
 from zexport.sources.base import Conversion, Source
 from zexport.sources.bundle import Bundle, open_bundle
-from zexport.sources.collector import fewer_collections
 from zexport.sources.writer import ArchiveWriter
 
 MIN_FILES = 4  # files per process: fewer are not worth a process's start-up

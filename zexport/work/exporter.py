@@ -49,14 +49,25 @@ class Outcome:
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, why) left alone
 
     def to_wire(self) -> dict[str, Any]:
-        """The msgpack-able form (see docs/protocol.md, ``done``)."""
-        return {
-            "id": self.id, "ok": self.ok, "title": self.title, "error": self.error,
-            "warnings": self.warnings, "attachments_ok": self.attachments_ok,
-            "attachments_failed": [list(x) for x in self.attachments_failed],
-            "files": [list(x) for x in self.files],
-            "conflicts": [list(x) for x in self.conflicts],
-        }
+        """The msgpack-able form (see docs/protocol.md, ``done``): ``id`` and ``ok``, and
+        only the fields that say something (an empty list, 0, "" or nil is left out: the
+        controller reads a result per conversation, most of them plain)."""
+        wire: dict[str, Any] = {"id": self.id, "ok": self.ok}
+        if self.title:
+            wire["title"] = self.title
+        if self.error is not None:
+            wire["error"] = self.error
+        if self.warnings:
+            wire["warnings"] = self.warnings
+        if self.attachments_ok:
+            wire["attachments_ok"] = self.attachments_ok
+        if self.attachments_failed:
+            wire["attachments_failed"] = [list(x) for x in self.attachments_failed]
+        if self.files:
+            wire["files"] = [list(x) for x in self.files]
+        if self.conflicts:
+            wire["conflicts"] = [list(x) for x in self.conflicts]
+        return wire
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import zmq
 
 from zexport import protocol
 from zexport.core.attachment_files import AttachmentSources
+from zexport.core.collector import THRESHOLDS
 from zexport.core.output import UnsafePathError, open_append
 from zexport.core.runtime import endpoint
 from zexport.core.settings import WorkerSettings
@@ -262,7 +263,7 @@ class Worker:
         # The hot path allocates millions of short-lived, acyclic objects; the
         # cyclic collector would rescan them again and again for nothing.
         gc.freeze()
-        gc.set_threshold(200_000, 50, 100)
+        gc.set_threshold(*THRESHOLDS)
         if wire.format not in registry.formats:  # the hint was wrong, or missing
             registry = load_registry()
         fmt = registry.get_format(wire.format)
