@@ -83,8 +83,8 @@ _QUOTE_LINE = re.compile(r"[ \t]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)*>")
 # - a delimiter run where the engines disagree on whether it opens or closes emphasis:
 #   markdown-it-py counts Unicode symbols (£, ≥, emoji: categories S*) as punctuation,
 #   as CommonMark 0.31 does, markdown-it-pyrs not (see _emphasis_differs).
-_DELIMITERS = re.compile(r"[*_~]+")  # (a character class: much faster to find than runs)
-# (it starts with a character class, which re scans for fast, and looks around it)
+# A delimiter beside a character outside ASCII (it starts with a character class, which re
+# scans for fast, and looks around it):
 _DELIMITER_BESIDE_NON_ASCII = re.compile(r"[*_~](?:(?<=[^\x00-\x7f][*_~])|(?=[^\x00-\x7f]))")
 
 
@@ -102,19 +102,18 @@ def _kind(ch: str) -> str:
 def _emphasis_differs(text: str) -> bool:
     """Whether some delimiter run can open or close emphasis for one engine and not the
     other. Only a symbol beside the run matters; with whitespace on its other side, or
-    (for ``*`` and ``~``) a symbol there too, both flanking rules agree."""
-    if not _DELIMITER_BESIDE_NON_ASCII.search(text):
-        return False  # (symbols are outside ASCII: no run has one beside it)
-    for m in _DELIMITERS.finditer(text):
-        run_start, run_end = m.span()
-        start = run_start
-        while start < run_end:  # each run of one character ("_*" is two runs)
-            end = start + 1
-            while end < run_end and text[end] == text[start]:
-                end += 1
-            if _run_differs(text, start, end):
-                return True
-            start = end
+    (for ``*`` and ``~``) a symbol there too, both flanking rules agree. (Symbols are
+    outside ASCII: only the runs of one character with such a neighbour are looked at.)"""
+    for m in _DELIMITER_BESIDE_NON_ASCII.finditer(text):
+        start = end = m.start()
+        char = text[start]
+        while start and text[start - 1] == char:
+            start -= 1
+        end += 1
+        while end < len(text) and text[end] == char:
+            end += 1
+        if _run_differs(text, start, end):
+            return True
     return False
 
 
@@ -147,18 +146,11 @@ def _ordered_after_quote(text: str) -> bool:
     return False
 
 
-_SCHEME_ENDS = ("script", "file", "data")  # how the schemes _SCHEME refuses end
-
-
-def _scheme_before_colon(text: str) -> bool:
-    """Whether some ':' has the end of a refused scheme before it, in any case: a few
-    colons a text are looked at, not a lower-case copy of the whole text made."""
-    colon = text.find(":")
-    while colon >= 0:
-        if text[max(colon - 6, 0):colon].lower().endswith(_SCHEME_ENDS):
-            return True
-        colon = text.find(":", colon + 1)
-    return False
+# Whether some ':' has the end of a refused scheme before it, in any case (as
+# ``str.lower`` folds it: only ASCII letters fold to these): one search for ':' in C, not
+# a lower-case copy of the text.
+_SCHEME_BEFORE_COLON = re.compile(r":(?:(?<=[sS][cC][rR][iI][pP][tT]:)|(?<=[fF][iI][lL][eE]:)"
+                                  r"|(?<=[dD][aA][tT][aA]:))")
 
 
 def _needs_engine(text: str) -> bool:
@@ -168,7 +160,7 @@ def _needs_engine(text: str) -> bool:
     times in C, never character by character in Python."""
     if _ENGINE_ONLY.search(text) or "&" in text and _ENTITY_REF.search(text):
         return True
-    if ":" in text and _scheme_before_colon(text) and _SCHEME.search(text):
+    if _SCHEME_BEFORE_COLON.search(text) and _SCHEME.search(text):
         return True
     if "\t" in text and _TAB_IN_MARKER.search(text):
         return True
@@ -272,7 +264,7 @@ def _inline_math(text: str) -> tuple[list[tuple[int, int]], bool]:
         if end is None:
             undecided = True
         elif end > 0:
-            starts_block = not any(c.isalpha() for c in text[line_start:pos])
+            starts_block = not _has_letter(text, line_start, pos)
             if starts_block and block_end_matters is None:
                 block_end_matters = any(m.group(1).isdigit() or m.group(1) == "\\"
                                         for m in _LINE_END.finditer(text))
@@ -284,6 +276,18 @@ def _inline_math(text: str) -> tuple[list[tuple[int, int]], bool]:
             undecided = True
         pos = text.find("$", pos + 1)
     return spans, undecided
+
+
+_ASCII_LETTER = re.compile("[A-Za-z]")
+
+
+def _has_letter(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` holds a letter (``str.isalpha``): an ASCII letter found
+    by a regex, in C; other letters looked for only where there are other characters."""
+    if _ASCII_LETTER.search(text, start, end):
+        return True
+    piece = text[start:end]
+    return not piece.isascii() and any(map(str.isalpha, piece))
 
 
 def _closing(text: str, pos: int, line_end: int) -> int | None:
@@ -313,27 +317,31 @@ def _closing(text: str, pos: int, line_end: int) -> int | None:
     return end if end > pos + 1 else 0
 
 
+_DISPLAY_LINE = re.compile(r"\n(?=\$\$|\\\[)")  # a line break before a line starting one
+
+
 def _display_math(text: str) -> tuple[str, list[str]]:
     """``text`` with each display block written the simple way replaced by a placeholder
     paragraph, and those blocks' sources (see :func:`_display_end`)."""
-    if not (text.startswith(_DISPLAY) or "\n$$" in text or "\n\\[" in text):
-        return text, []  # no line starts a block
-    lines = text.split("\n")
-    out: list[str] = []
+    starts = [m.end() for m in _DISPLAY_LINE.finditer(text)]  # where such lines start
+    if text.startswith(_DISPLAY):
+        starts.insert(0, 0)
+    if not starts:
+        return text, []
+    pieces: list[str] = []
     blocks: list[str] = []
-    copied = 0  # lines before this one are in ``out`` or in a block
-    for i in [i for i, line in enumerate(lines) if line.startswith(_DISPLAY)]:
-        if i < copied:
+    copied = 0  # text before this offset is in pieces or in a block
+    for start in starts:
+        if start < copied:
             continue  # inside a block taken already
-        j = _display_end(lines, i)
-        if j is None:
+        end = _display_end(text, start)
+        if end is None:
             continue
-        out += lines[copied:i]
-        out.append(f"{BLOCK_OPEN}{len(blocks)}{BLOCK_CLOSE}")
-        blocks.append("\n".join(lines[i:j + 1]))
-        copied = j + 1
-    out += lines[copied:]
-    return "\n".join(out), blocks
+        pieces += [text[copied:start], f"{BLOCK_OPEN}{len(blocks)}{BLOCK_CLOSE}"]
+        blocks.append(text[start:end])
+        copied = end
+    pieces.append(text[copied:])
+    return "".join(pieces), blocks
 
 
 def display_latex(block: str) -> str:
@@ -344,33 +352,45 @@ def display_latex(block: str) -> str:
     return "\n" + block.split("\n", 1)[1].rpartition("\n")[0] + "\n"
 
 
-def _display_end(lines: list[str], i: int) -> int | None:
-    """The last line of the display block starting at line ``i``, if it is one both math
-    rules take whole, after a blank line and before one: ``$$ x $$`` (or ``\\[ x \\]``)
-    on one line, or ``$$`` (``\\[``) alone on a line, lines of LaTeX, and ``$$``
-    (``\\]``) alone on a line. It may sit in a
-    fenced code block (its placeholder is then put back as source), so none of its lines
-    may close a fence."""
-    line = lines[i]
+def _line_end(text: str, start: int) -> int:
+    """Where the line starting at ``start`` ends (its line break, or the end of the text)."""
+    end = text.find("\n", start)
+    return len(text) if end < 0 else end
+
+
+def _display_end(text: str, start: int) -> int | None:
+    """Where the display block starting with the line at ``start`` ends (the end of its
+    last line), if it is one both math rules take whole, after a blank line and before
+    one: ``$$ x $$`` (or ``\\[ x \\]``) on one line, or ``$$`` (``\\[``) alone on a line,
+    lines of LaTeX, and ``$$`` (``\\]``) alone on a line. It may sit in a fenced code block
+    (its placeholder is then put back as source), so none of its lines may close a fence.
+    Lines are read where they are, not split out of the whole text."""
+    stop = _line_end(text, start)
+    line = text[start:stop]
     opener = line[:2]
     end = _DISPLAY_ENDS.get(opener)
-    if end is None or (i > 0 and lines[i - 1].strip()):
+    if end is None or (start > 0 and text[text.rfind("\n", 0, start - 1) + 1:start - 1].strip()):
         return None
     if line != opener:  # on one line ("$$ x $$", "\\[ x \\]"), with no other end inside
         inner = line[2:-2]
         if (len(line) > 4 and line.endswith(end) and line == line.strip() and inner.strip()
                 and end not in inner and "$$" not in inner
-                and (i + 1 == len(lines) or not lines[i + 1].strip())):
-            return i
+                and (stop == len(text) or not text[stop + 1:_line_end(text, stop + 1)].strip())):
+            return stop
         return None
-    for j in range(i + 1, len(lines)):
-        inner = lines[j]
+    first = True
+    while stop < len(text):
+        start = stop + 1
+        stop = _line_end(text, start)
+        inner = text[start:stop]
         if inner == end:
-            if j > i + 1 and (j + 1 == len(lines) or not lines[j + 1].strip()):
-                return j
+            if not first and (stop == len(text)
+                              or not text[stop + 1:_line_end(text, stop + 1)].strip()):
+                return stop
             return None
         if not inner.strip() or "$$" in inner or "\\]" in inner or _FENCE_LINE.match(inner):
             return None
+        first = False
     return None
 
 
