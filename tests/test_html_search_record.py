@@ -82,7 +82,7 @@ def test_an_edited_page_s_words_count_once(tmp_path: Path) -> None:
     for each word."""
     page = tmp_path / "conversation.html"
     words = "soup soup Soup soup\u3000stew"  # (an ideographic space: a space when read)
-    page.write_text("<html></html>\n" + search.page_comment(words.encode("utf-8")))
+    page.write_bytes(b"<html></html>\n" + search.page_comment(words.encode("utf-8")))
     builder = search.IndexBuilder()
     builder.add(0, b"soup")
     builder.add(3, search.page_record(str(page)))

@@ -39,7 +39,7 @@ class HtmlFormat(Format):
         "index": Option.flag("write index.html listing every conversation", default=True),
     }
 
-    def render(self, conversation: Conversation, ctx: RenderContext) -> str:
+    def render(self, conversation: Conversation, ctx: RenderContext) -> bytes:
         """The conversation's page: the active branch, alternatives folded away."""
         from .page import render_page  # the engine loads with the first page
 

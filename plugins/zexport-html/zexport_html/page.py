@@ -21,8 +21,12 @@ from .shell import escape, head, time_text
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
-def render_page(conversation: Conversation, ctx: RenderContext) -> str:
-    """The conversation's page: the active branch, alternatives folded away."""
+def render_page(conversation: Conversation, ctx: RenderContext) -> bytes:
+    """The conversation's page: the active branch, alternatives folded away.
+
+    Each message is joined and encoded on its own and the page joined as bytes: text
+    outside ASCII (an emoji) then widens only its message's string, not the whole page
+    with its stylesheet, and nothing is copied twice."""
     conv = conversation
     title = conv.title.strip() or "Untitled"
     created = time_text(conv.created_at, ctx.tz)
@@ -34,20 +38,20 @@ def render_page(conversation: Conversation, ctx: RenderContext) -> str:
         meta.append(f'updated <time datetime="{updated[0]}">{updated[1]}</time>')
     n = len(conv.messages)
     meta.append(f"{n} message{'' if n == 1 else 's'}")
-    out = [
+    top = "".join([
         head(title, str(ctx.options.get("theme", "auto"))),
         '<body>\n<div class="page">\n<header>\n',
         f'<p class="crumbs"><a href="{escape(_index_link(ctx))}">All conversations</a></p>\n',
         f"<h1>{escape(title)}</h1>\n",
         f'<p class="meta">{" · ".join(meta)}</p>\n</header>\n<main>\n',
-    ]
+    ])
     thread = _Thread(conv, ctx)
-    out += thread.render()
+    out = [top.encode(), *thread.render()]
     words = search.record([title, *thread.texts])
     ctx.emit(words)
-    out.append("</main>\n</div>\n</body>\n</html>\n")
+    out.append(b"</main>\n</div>\n</body>\n</html>\n")
     out.append(search.page_comment(words))
-    return "".join(out)
+    return b"".join(out)
 
 
 def _index_link(ctx: RenderContext) -> str:
@@ -74,9 +78,10 @@ class _Thread:
         self.texts: list[str] = []  # every rendered Markdown run, for the search record
         self.docs = 0  # Markdown runs rendered so far: footnote ids stay unique per page
 
-    def render(self) -> list[str]:
+    def render(self) -> list[bytes]:
+        """The page's messages, each encoded (see :func:`render_page`)."""
         conv = self.conv
-        out: list[str] = []
+        out: list[bytes] = []
         path = conv.active_branch()
         flat = all(m.parent_id is None for m in conv.messages)
         open_attr = " open" if self.ctx.branches == "all" else ""
@@ -93,19 +98,19 @@ class _Thread:
             count = len(siblings)
             noun = "version" if len(others) == 1 else "versions"
             out.append(f'<details class="alts"{open_attr}><summary>{len(others)} other '
-                       f"{noun} from here (branches not shown above)</summary>\n")
+                       f"{noun} from here (branches not shown above)</summary>\n".encode())
             for other in others:
                 number = siblings.index(other) + 1
-                out.append(f'<p class="alt-label">Branch {number} of {count}</p>\n')
+                out.append(f'<p class="alt-label">Branch {number} of {count}</p>\n'.encode())
                 out += [self._message(m) for m in self._subtree(other)]
-            out.append("</details>\n")
+            out.append(b"</details>\n")
         rest = [m for m in conv.messages if m.id not in self.shown]
         if rest:
             out.append(f'<details class="alts"{open_attr}><summary>{len(rest)} message'
                        f"{'' if len(rest) == 1 else 's'} outside the conversation tree"
-                       "</summary>\n")
+                       "</summary>\n".encode())
             out += [self._message(m) for m in rest]
-            out.append("</details>\n")
+            out.append(b"</details>\n")
         return out
 
     def _subtree(self, root: Message) -> Iterator[Message]:
@@ -117,7 +122,7 @@ class _Thread:
             yield msg
             stack.extend(reversed(self.children.get(msg.id, [])))
 
-    def _message(self, msg: Message) -> str:
+    def _message(self, msg: Message) -> bytes:
         self.shown.add(msg.id)
         cls, role = _role(msg.role)
         iso, text = time_text(msg.created_at, self.ctx.tz)
@@ -164,7 +169,7 @@ class _Thread:
                                "</span></li>")
             out.append("</ol></div>\n")
         out.append("</div>\n</article>\n")
-        return "".join(out)
+        return "".join(out).encode()
 
 
 # Parts holding a whole document the assistant wrote (ChatGPT's canvas, Grok's artifacts):

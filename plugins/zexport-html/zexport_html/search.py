@@ -83,12 +83,13 @@ def record(texts: Iterable[str]) -> bytes:
 
 
 WORDS_OPEN, WORDS_CLOSE = "<!-- zexport-words ", " -->"
+_WORDS_OPEN, _WORDS_CLOSE = WORDS_OPEN.encode(), WORDS_CLOSE.encode()
 
 
-def page_comment(data: bytes) -> str:
+def page_comment(data: bytes) -> bytes:
     """The record as a comment at the end of the page, for a later run that skips the page
     (words hold only letters and digits, so they cannot end the comment)."""
-    return WORDS_OPEN + data.decode("utf-8") + WORDS_CLOSE + "\n"
+    return b"".join([_WORDS_OPEN, data, _WORDS_CLOSE, b"\n"])
 
 
 def page_record(path: str) -> bytes:
@@ -100,8 +101,8 @@ def page_record(path: str) -> bytes:
             page = fh.read()
     except OSError:
         return b""
-    start = page.rfind(WORDS_OPEN.encode())
-    end = page.find(WORDS_CLOSE.encode(), start)
+    start = page.rfind(_WORDS_OPEN)
+    end = page.find(_WORDS_CLOSE, start)
     if start < 0 or end < 0:
         return b""
     words = page[start + len(WORDS_OPEN):end].decode("utf-8", "replace").split()
