@@ -66,8 +66,9 @@ def record(texts: Iterable[str]) -> bytes:
     A conversation repeats its words many times, and folding and the word regex cost
     per character, so the text is first cut at ASCII's non-word characters and its ASCII
     letters put in lower case (one bytes translation and a split, in C), and only its
-    distinct pieces are folded and searched for words. That gives the same words in the
-    same order, because folding works character by character and puts ASCII letters in
+    distinct pieces are folded and searched for words: a piece all ASCII is a word as it
+    is. That gives the same words in the same order, because folding works character by
+    character (no piece reaches across the spaces between them) and puts ASCII letters in
     lower case, and ASCII characters are never part of what else it changes, except for
     capital sigma, whose lower case depends on its neighbours: text holding one is
     folded whole first.
@@ -76,7 +77,15 @@ def record(texts: Iterable[str]) -> bytes:
     if "\u03a3" in text:
         text = fold(text)
     pieces = dict.fromkeys(text.encode("utf-8").translate(_TOKEN_BYTES).split())
-    seen = dict.fromkeys(_WORD.findall(fold(b" ".join(pieces).decode("utf-8"))))
+    if not pieces:
+        return b""
+    found: list[str] = []
+    for piece in b" ".join(pieces).decode("utf-8").split(" "):
+        if piece.isascii():
+            found.append(piece)
+        else:
+            found += _WORD.findall(fold(piece))
+    seen = dict.fromkeys(found)
     if seen and max(map(len, seen)) > MAX_WORD:  # in C: a record has ~100s of words
         seen = dict.fromkeys(word[:MAX_WORD] for word in seen)
     return " ".join(seen).encode("utf-8")
