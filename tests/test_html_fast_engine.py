@@ -102,7 +102,7 @@ PIECES = list("ab Z9.,;:'\"?/%@^!é日") + [
     "\u3000", "-", "+", "=", "\n===\n", "&amp;", "\\(", "\\[", "$$", "[x](javascript:y)",
     "https://e.com", "![i](https://e.com/i.png \"t\")", "\n\n$$\n", "\n$$\n\n", "\n$$\n",
     "\n\n\\[\n", "\n\\]\n\n", "x^2", "\\frac{a}{b}", "\n\n$$ x $$\n\n", "\\[ y \\]\n\n",
-    "£", "≥", "🙂", "—"]
+    "£", "≥", "🙂", "—", "\n  ", "\n   ```\n", "\n  - "]
 
 
 # Emphasis and strikethrough runs beside symbols, punctuation, letters and math: where
@@ -151,4 +151,18 @@ def test_an_ordered_item_on_a_quote_s_lazy_line_takes_the_engine() -> None:
     # Numbered lists with no quote paragraph right above still take the Rust parser.
     for text in ["1. a\n2. b\n", "> a\n\n2. b\n", "> a\n1. b\n", "> a\n01) b\n",
                  "x > y\n\n1. a\n2. b\n"]:
+        assert engine.render_fast(text) is not None, text
+
+
+def test_a_lazy_quote_line_and_a_fence_in_a_tight_item_take_the_engine() -> None:
+    """Where markdown-it-pyrs writes other bytes: the blanks starting a block quote's lazy
+    line inside a code span (markdown-it-py keeps them), and a fence right after an item's
+    text in a tight list (markdown-it-py writes no line break before its <pre>)."""
+    for text in ["> a ```\n    b ```\n", "> a `\nx\n\tb `\n", "- > a ```\n  b ```\n",
+                 "1. Install:\n   ```bash\n   pip install x\n   ```\n2. Next\n",
+                 "- a\n  b\n  ```\n  x\n  ```\n"]:
+        assert engine.render(text) == engine.render_parsed(text), text
+        assert engine.render_fast(text) is None, text
+    # A quote's own lines, an indented line after a blank one, an item's paragraphs: Rust.
+    for text in ["> a ```\n> b ```\n", "> a\n\n    b `c`\n", "- a\n\n  b\n"]:
         assert engine.render_fast(text) is not None, text

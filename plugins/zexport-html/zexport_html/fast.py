@@ -78,8 +78,17 @@ _TAB_IN_MARKER = re.compile(r"^[ ]{0,3}(?:>|[-*+]|\d{1,9}[.)])[ >]*\t", re.M)
 #   markdown-it-pyrs (as CommonMark says: such an item cannot interrupt a paragraph)
 #   keeps the line in the paragraph. So any such line after a line holding a quote
 #   marker, with no blank line between, goes to the engine;
-_ORDERED_NOT_ONE = re.compile(r"\n[ \t]*(?!0*1[.)])\d{1,9}[.)](?=[ \t\n]|\Z)")
+#   (a line of either kind is looked for in the lines after each quote line);
+_ORDERED_NOT_ONE = re.compile(r"[ \t]*(?!0*1[.)])\d{1,9}[.)](?=[ \t\n]|\Z)")
 _QUOTE_LINE = re.compile(r"[ \t]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)*>")
+_QUOTE_LINE_AFTER_BREAK = re.compile(r"\n" + _QUOTE_LINE.pattern)
+# - a line starting with a space or a tab, after a block quote's paragraph (its lazy
+#   continuation), in text with a code span: markdown-it-py keeps those blanks in the
+#   code, markdown-it-pyrs drops them;
+# - a fenced code block right after a paragraph's line in a list item: in a tight list,
+#   markdown-it-py writes "<li>text<pre>", markdown-it-pyrs "<li>text\n<pre>". So any
+#   indented fence after a line that is not blank goes to the engine;
+_INDENTED_FENCE = re.compile(r"\n[ \t]+(?:```|~~~)")
 # - a delimiter run where the engines disagree on whether it opens or closes emphasis:
 #   markdown-it-py counts Unicode symbols (£, ≥, emoji: categories S*) as punctuation,
 #   as CommonMark 0.31 does, markdown-it-pyrs not (see _emphasis_differs).
@@ -128,21 +137,31 @@ def _run_differs(text: str, start: int, end: int) -> bool:
     return not (other == "s" or (other == "S" and text[start] != "_"))
 
 
-def _ordered_after_quote(text: str) -> bool:
-    """Whether a line starting an ordered item not numbered 1 follows, with no blank line
-    between, a line starting (after list markers) with a quote marker."""
-    checked = 0  # text before this is known to hold no quote line reaching a later item
-    for m in _ORDERED_NOT_ONE.finditer(text):
-        end = m.start()  # the line break before the item's line
-        while end > checked:
-            start = text.rfind("\n", 0, end) + 1
-            line = text[start:end]
-            if not line.strip():
-                break
-            if _QUOTE_LINE.match(line):
+def _lazy_after_quote(text: str) -> bool:
+    """Whether a line after a quote line (one starting, after list markers, with a quote
+    marker), with no blank line between, starts an ordered item not numbered 1, or (in
+    text with a code span) starts with a space or a tab."""
+    starts = [m.end() for m in _QUOTE_LINE_AFTER_BREAK.finditer(text)]
+    if _QUOTE_LINE.match(text):
+        starts.insert(0, 0)
+    spans = "`" in text
+    for start in starts:
+        end = text.find("\n", start)  # the line break before the next line
+        while 0 <= end < len(text) - 1:
+            start = end + 1
+            end = text.find("\n", start)
+            if not text[start:len(text) if end < 0 else end].strip():
+                break  # a blank line: no lazy line after it
+            if _ORDERED_NOT_ONE.match(text, start) or spans and text[start] in " \t":
                 return True
-            end = start - 1
-        checked = m.start()
+    return False
+
+
+def _fence_after_text(text: str) -> bool:
+    """Whether an indented fence line follows a line that is not blank."""
+    for m in _INDENTED_FENCE.finditer(text):
+        if text[text.rfind("\n", 0, m.start()) + 1:m.start()].strip():
+            return True
     return False
 
 
@@ -166,7 +185,9 @@ def _needs_engine(text: str) -> bool:
         return True
     if _EMPTY_ITEM.search(text) or _EMPTY_FIRST_ITEM.match(text):
         return True
-    if ">" in text and _ordered_after_quote(text):
+    if "`" in text and _fence_after_text(text):
+        return True
+    if ">" in text and _lazy_after_quote(text):
         return True
     if text.isascii():
         return False
