@@ -87,3 +87,16 @@ def test_an_edited_page_s_words_count_once(tmp_path: Path) -> None:
     builder.add(0, b"soup")
     builder.add(3, search.page_record(str(page)))
     assert _postings(builder) == {"soup": [0, 3], "Soup": [3], "stew": [3]}
+
+
+def test_the_index_quotes_paths_as_quote_does() -> None:
+    import random
+    from urllib.parse import quote
+
+    from zexport_html.index import _quoted
+
+    rng = random.Random(5)
+    alphabet = [chr(c) for c in range(128)] + ["é", "中", "🚀", " "]
+    for _ in range(5000):
+        path = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert _quoted(path) == quote(path), repr(path)

@@ -112,7 +112,19 @@ def _row(entry: _Entry, tz: tzinfo) -> list[object]:
     when = entry.updated_at if entry.updated_at is not None else entry.created_at
     title = entry.title.strip() or "Untitled"
     return [title, entry.provider, time_text(when, tz, full=False)[1], entry.message_count or 0,
-            quote(_page(entry)), when, search.fold(title)]
+            _quoted(_page(entry)), when, search.fold(title)]
+
+
+# What quote() does to each ASCII character (safe: letters, digits, "_.-~" and "/"), as
+# one table: quote() is pure Python, a loop per character, and the index quotes every
+# page's path; a path that is not ASCII still goes through quote().
+_ASCII_QUOTED = {c: f"%{c:02X}" for c in range(128)
+                 if not (chr(c).isalnum() or chr(c) in "_.-~/")}
+
+
+def _quoted(path: str) -> str:
+    """``quote(path)``, faster for the usual ASCII path."""
+    return path.translate(_ASCII_QUOTED) if path.isascii() else quote(path)
 
 
 def _page(entry: _Entry) -> str:
