@@ -205,13 +205,18 @@ def _leftover_cites(rendered: str, sources: Sequence[Source]) -> str:
 _PLAIN = re.compile("[A-Za-z0-9 \n.,;:'\"?/%@^!"  # ASCII that opens nothing without [ or <
                     "\u00a1-\u167f\u1681-\u1fff\u200b-\u2027\u202a-\u202e\u2030-\u205e"
                     "\u2060-\u2fff\u3001-\udfff\uf900-\ufefe\uff00-\U0010ffff]*")  # no spaces
-_NOT_PLAIN = re.compile(r"(?:^|\n)[ 0-9]| \n| $|\n\n\n")
+_DIGIT_LINE = re.compile(r"\n[ 0-9]")
+_SPACE_OR_DIGIT = frozenset(" 0123456789")
 _PARAGRAPHS = re.compile(r"\n\n")
 
 
 def _plain(text: str) -> str | None:
-    """markdown-it-py's output for plain text, without parsing; None when not plain."""
-    if not _PLAIN.fullmatch(text) or _NOT_PLAIN.search(text):
+    """markdown-it-py's output for plain text, without parsing; None when not plain:
+    when a line starts with a space or a digit, a space ends a line, or paragraphs are
+    apart by more than one blank line (each looked for by a search in C that needs no
+    look behind)."""
+    if (not _PLAIN.fullmatch(text) or text[:1] in _SPACE_OR_DIGIT or " \n" in text
+            or "\n\n\n" in text or text.endswith(" ") or _DIGIT_LINE.search(text)):
         return None
     stripped = text.strip("\n")
     if not stripped:
