@@ -221,8 +221,11 @@ class Controller:
         # 10,000 conversations), as it did in the workers. What was made before (imports,
         # the setup) is frozen out of its scans for good.
         gc.freeze()
-        with handlers_restored(release_signals), fewer_collections():
-            return asyncio.run(self._main())
+        try:
+            with handlers_restored(release_signals), fewer_collections():
+                return asyncio.run(self._main())
+        finally:
+            gc.unfreeze()  # a program that runs exports in-process collects them as before
 
     async def _main(self) -> int:
         self.signals.install(asyncio.get_running_loop())

@@ -34,7 +34,7 @@ from zexport.sources.archive import (
 # conversation of LONG_CONVERSATION messages or more is exported alone, first. Each
 # batch costs the controller about a millisecond (its frames and wakeups, its lease,
 # its rows) and a worker about two, whatever its size: at 64 conversations that was a
-# sixth of the controller's CPU on 10,000. BATCH_MESSAGES bounds a worker's memory.
+# quarter of the controller's CPU on 10,000. BATCH_MESSAGES bounds a worker's memory.
 BATCH_CONVERSATIONS = 256
 BATCH_MESSAGES = 4000
 # Towards the end, no batch holds more than 1/(this x workers) of what is left (see
