@@ -186,12 +186,13 @@ class Dispatcher:
 
         Read through a plain socket sharing the asyncio one's: each asyncio ``recv`` is a
         future and a callback (11 us a frame against 0.5 us), and the asyncio socket
-        checks the socket's events itself before it waits again.
+        checks the socket's events itself before it waits again. Only while ``results``
+        is open: the plain socket does not own it.
         """
         while True:
             try:
                 frame = self.queued.recv(zmq.NOBLOCK)
-            except zmq.ZMQError:  # zmq.Again: nothing more queued (or the socket closed)
+            except zmq.ZMQError:  # zmq.Again: nothing more queued
                 return
             self.handle(frame)
 
