@@ -200,11 +200,14 @@ def _needs_engine(text: str) -> bool:
 # (refused), and in text: citations, inline math and a stray display placeholder
 # (refused). Tags and text it does not name stay as they are.
 _SPECIAL = re.compile(  # (each alternative starts with a character: re scans for those)
-    r"<(?:(?P<code>code[^>]*>.*?</code>)"
+    # (code's content up to the first "</code>", and a tag up to a placeholder, read
+    # without going back: no character is tried twice)
+    r"<(?:(?P<code>code[^>]*>[^<]*(?:<(?!/code>)[^<]*)*</code>)"
     r'|(?P<link>a href="(?P<href>[^"]*)"(?: title="(?P<title>[^"]*)")?>)'
     r'|(?P<img>img src="(?P<src>[^"]*)" alt="(?P<alt>[^"]*)"(?: title="[^"]*")? />)'
     r"|(?P<close>/a>)"
-    f"|(?P<refused>a [^>]*>|img [^>]*>|[^>]*[{MATH_OPEN}{BLOCK_OPEN}][^>]*>))"
+    f"|(?P<refused>a [^>]*>|img [^>]*>"
+    f"|[^>{MATH_OPEN}{BLOCK_OPEN}]*+[{MATH_OPEN}{BLOCK_OPEN}][^>]*>))"
     f"|{BLOCK_OPEN}(?P<display>)"
     f"|{CITE_OPEN}(?P<cite>\\d+){CITE_CLOSE}"
     f"|\\${MATH_OPEN}(?P<math>\\d+){MATH_CLOSE}\\$", re.S)
