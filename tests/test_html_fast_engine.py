@@ -154,15 +154,18 @@ def test_an_ordered_item_on_a_quote_s_lazy_line_takes_the_engine() -> None:
         assert engine.render_fast(text) is not None, text
 
 
-def test_a_lazy_quote_line_and_a_fence_in_a_tight_item_take_the_engine() -> None:
+def test_a_lazy_quote_line_a_fence_in_a_tight_item_and_a_paren_take_the_engine() -> None:
     """Where markdown-it-pyrs writes other bytes: the blanks starting a block quote's lazy
-    line inside a code span (markdown-it-py keeps them), and a fence right after an item's
-    text in a tight list (markdown-it-py writes no line break before its <pre>)."""
+    line inside a code span (markdown-it-py keeps them), a fence right after an item's
+    text in a tight list (markdown-it-py writes no line break before its <pre>), and a
+    defined reference followed by "(" at a line's end (markdown-it-py makes no link)."""
     for text in ["> a ```\n    b ```\n", "> a `\nx\n\tb `\n", "- > a ```\n  b ```\n",
                  "1. Install:\n   ```bash\n   pip install x\n   ```\n2. Next\n",
-                 "- a\n  b\n  ```\n  x\n  ```\n"]:
+                 "- a\n  b\n  ```\n  x\n  ```\n", "[a](\n\n[a]: https://e.com\n",
+                 "- ![a](  \n\n[a]: https://e.com\n"]:
         assert engine.render(text) == engine.render_parsed(text), text
         assert engine.render_fast(text) is None, text
     # A quote's own lines, an indented line after a blank one, an item's paragraphs: Rust.
-    for text in ["> a ```\n> b ```\n", "> a\n\n    b `c`\n", "- a\n\n  b\n"]:
+    for text in ["> a ```\n> b ```\n", "> a\n\n    b `c`\n", "- a\n\n  b\n",
+                 "[a]( x\n\n[a]: https://e.com\n", "[a](\n"]:
         assert engine.render_fast(text) is not None, text

@@ -89,6 +89,9 @@ _QUOTE_LINE_AFTER_BREAK = re.compile(r"\n" + _QUOTE_LINE.pattern)
 #   markdown-it-py writes "<li>text<pre>", markdown-it-pyrs "<li>text\n<pre>". So any
 #   indented fence after a line that is not blank goes to the engine;
 _INDENTED_FENCE = re.compile(r"\n[ \t]+(?:```|~~~)")
+# - a link's text followed by "(" at the end of a line, in text defining references: for
+#   markdown-it-pyrs it is the reference link (and a "("), for markdown-it-py text;
+_PAREN_AT_LINE_END = re.compile(r"\]\([ \t]*(?:\n|\Z)")
 # - a delimiter run where the engines disagree on whether it opens or closes emphasis:
 #   markdown-it-py counts Unicode symbols (£, ≥, emoji: categories S*) as punctuation,
 #   as CommonMark 0.31 does, markdown-it-pyrs not (see _emphasis_differs).
@@ -186,6 +189,8 @@ def _needs_engine(text: str) -> bool:
     if _EMPTY_ITEM.search(text) or _EMPTY_FIRST_ITEM.match(text):
         return True
     if "`" in text and _fence_after_text(text):
+        return True
+    if "]:" in text and _PAREN_AT_LINE_END.search(text):
         return True
     if ">" in text and _lazy_after_quote(text):
         return True
@@ -489,11 +494,11 @@ def render(text: str, link_open: Callable[[str, str | None], str],
                                    out)
     # (Tests on the text first: no link without '[' or '<', no citation in the output
     # without a sentinel in the text, no display placeholder without a display block.)
-    if (not ("[" in text or "<" in text) or "<a href" not in out and "<img" not in out) \
-            and not latex and (CITE_OPEN not in text or CITE_OPEN not in out) \
+    links = ("[" in text or "<" in text) and ("<a href" in out or "<img" in out)
+    if not links and not latex and (CITE_OPEN not in text or CITE_OPEN not in out) \
             and (not blocks or BLOCK_OPEN not in out):
         return out
-    if "%EE%80%8" in out:
+    if links and "%EE%80%8" in out:  # (a URL is only in a link or an image)
         return None  # a placeholder or sentinel inside a URL: the engine decides
 
     def math_in_code(m: re.Match[str]) -> str:
