@@ -285,15 +285,21 @@ def _inline_math(text: str) -> tuple[list[tuple[int, int]], bool]:
     undecided = False
     block_end_matters: bool | None = None  # (found when first needed)
     pos = text.find("$")
+    line_start = line_end = -1  # the line of the last '$' looked at
+    cell = letter = False  # whether that line has a '|'; a letter before that '$'
     while pos >= 0:
-        line_start = text.rfind("\n", 0, pos) + 1
-        line_end = text.find("\n", pos)
-        line_end = len(text) if line_end < 0 else line_end
-        end = None if "|" in text[line_start:line_end] else _closing(text, pos, line_end)
+        if pos > line_end:  # (a '$' on a line of its own: what is known of it is kept)
+            line_start = text.rfind("\n", 0, pos) + 1
+            line_end = text.find("\n", pos)
+            line_end = len(text) if line_end < 0 else line_end
+            cell = text.find("|", line_start, line_end) >= 0
+            letter = False
+        end = None if cell else _closing(text, pos, line_end)
         if end is None:
             undecided = True
         elif end > 0:
-            starts_block = not _has_letter(text, line_start, pos)
+            letter = letter or _has_letter(text, line_start, pos)
+            starts_block = not letter
             if starts_block and block_end_matters is None:
                 block_end_matters = any(m.group(1).isdigit() or m.group(1) == "\\"
                                         for m in _LINE_END.finditer(text))
