@@ -121,6 +121,29 @@ def test_random_texts_of_tricky_pieces(pieces: list[str], length: int) -> None:
     assert taken > 2000
 
 
+# Whole blocks, for texts of blocks between blank lines: where one block can reach into the
+# next (a fence left open, a list item's code, a reference defined further on).
+BLOCKS = ["Plain words.", "Two lines\nof text", "日本語 and café!", "```", "```python\ncode",
+          "~~~", "    indented", "- item", "- item\n  more", "1. one", "2. two", "> quote",
+          "> quote\nlazy", "$$\nx^2\n$$", "\\[\nx\n\\]", "| a |\n|---|\n| b |", "# Head", "---",
+          "[a]: https://e.com", "[a]", "[a](", "[x](https://e.com)", "`code` and $x$",
+          "see\ue0001\ue001 this", "- ```\n  code", "  ```", "1. Step:\n   ```sh\n   run\n   ```",
+          "> a `\n  b `", "*em*", "", " "]
+
+
+def test_random_texts_of_blocks() -> None:
+    rng = random.Random(14)
+    sources = [Source(number=1, url="https://s.example/1", title="one")]
+    texts = []
+    for _ in range(8000):
+        blocks = [rng.choice(BLOCKS) if rng.random() < 0.8
+                  else "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 6)))
+                  for _ in range(rng.randint(1, 8))]
+        texts.append("".join(b + rng.choice(["\n\n", "\n\n", "\n\n\n", "\n"]) for b in blocks))
+    n, taken = _compare([(t, sources) for t in texts])
+    assert taken > 2000
+
+
 def test_what_the_rust_parser_cannot_do_goes_to_markdown_it_py() -> None:
     """Display math inside a paragraph, footnotes, task items, refused link schemes, Unicode
     spaces, emphasis flanked by a symbol take the engine (each would come out differently

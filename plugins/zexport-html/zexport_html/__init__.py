@@ -30,7 +30,9 @@ class HtmlFormat(Format):
 
     name = "html"
     extension = "html"
-    version = "3"  # 3: documents (canvas, artifacts) rendered, not a JSON part
+    # 3: documents (canvas, artifacts) rendered, not a JSON part; 4: text the fast path wrote
+    # otherwise than markdown-it-py (a tight item's fence, a lazy quote line in code, "[a](")
+    version = "4"
     description = "Readable HTML pages, offline, with a searchable index.html"
     # No conversation folder may take the place of the index or its search shards.
     reserved_names = ("index.html", SEARCH_DIR)
