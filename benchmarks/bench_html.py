@@ -151,6 +151,7 @@ class _Entry:
         self.id, self.title, self.provider = cid, title, provider
         self.created_at, self.updated_at, self.message_count = created, updated, count
         self.folder, self.error, self.exported = folder, None, True
+        self.path = ""  # (the default layout: the page is in its folder)
 
 
 def search(n: int, workers: int, keep: bool, index_only: bool) -> None:
