@@ -25,12 +25,21 @@ def test_record_is_the_words_of_each_text_in_turn() -> None:
               "\u00a0", "é", "E\u0301", "日",
               # ASCII letters of either case (lowered with the cut), and letters outside
               # ASCII whose case folding gives ASCII ones (Kelvin sign, long s).
-              "ABC", "aBc", "Z9", "\u212a", "\u017f", "\u212aA"]
+              "ABC", "aBc", "Z9", "\u212a", "\u017f", "\u212aA",
+              # What NFKD alone makes a capital sigma: its lower case looks past "'" too.
+              "\u03f9", "Α\u03f9", "\U0001d6ba", "b"]
     rng = random.Random(14)
     for _ in range(5000):
         texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
                  for _ in range(rng.randint(0, 4))]
         assert search.record(texts) == _by_text(texts), texts
+
+
+def test_every_character_nfkd_makes_a_capital_sigma_is_known() -> None:
+    import unicodedata
+
+    assert search.SIGMAS == "".join(chr(c) for c in range(0x110000) if "\u03a3" in
+                                    unicodedata.normalize("NFKD", chr(c)))
 
 
 def test_record_of_real_and_sample_texts() -> None:

@@ -31,7 +31,8 @@ class HtmlFormat(Format):
     name = "html"
     extension = "html"
     # 3: documents (canvas, artifacts) rendered, not a JSON part; 4: text the fast path wrote
-    # otherwise than markdown-it-py (a tight item's fence, a lazy quote line in code, "[a](")
+    # otherwise than markdown-it-py (a tight item's fence, a lazy quote line in code, "[a]("),
+    # and search words folded as the query is beside a sigma only NFKD makes (Ϲ)
     version = "4"
     description = "Readable HTML pages, offline, with a searchable index.html"
     # No conversation folder may take the place of the index or its search shards.

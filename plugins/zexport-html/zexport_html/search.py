@@ -59,6 +59,11 @@ _TOKEN_BYTES = bytes(b if b >= 0x80 else ord(chr(b).lower()) if chr(b).isalnum()
                      for b in range(256))
 
 
+# What NFKD makes a capital sigma (test_html_search_record checks the list is whole).
+SIGMAS = "\u03a3\u03f9\U0001d6ba\U0001d6f4\U0001d72e\U0001d768\U0001d7a2"
+_SIGMAS = frozenset(SIGMAS)
+
+
 def record(texts: Iterable[str]) -> bytes:
     """A conversation's distinct words, space-separated, in first-seen order: the same as
     :func:`words` of each text in turn.
@@ -70,8 +75,8 @@ def record(texts: Iterable[str]) -> bytes:
     is. That gives the same words in the same order, because folding works character by
     character (no piece reaches across the spaces between them) and puts ASCII letters in
     lower case, and ASCII characters are never part of what else it changes, except for
-    capital sigma, whose lower case depends on its neighbours: text holding one is
-    folded whole first.
+    capital sigma (or what folds to it), whose lower case depends on its neighbours:
+    text holding one is folded whole first.
     """
     text = "\n".join(texts)
     if "\u03a3" in text:
@@ -83,8 +88,10 @@ def record(texts: Iterable[str]) -> bytes:
     for piece in b" ".join(pieces).decode("utf-8").split(" "):
         if piece.isascii():
             found.append(piece)
-        else:
+        elif _SIGMAS.isdisjoint(piece):
             found += _WORD.findall(fold(piece))
+        else:  # (a sigma only NFKD makes: Ϲ, the mathematical ones)
+            return record([fold(text)])
     seen = dict.fromkeys(found)
     if seen and max(map(len, seen)) > MAX_WORD:  # in C: a record has ~100s of words
         seen = dict.fromkeys(word[:MAX_WORD] for word in seen)
